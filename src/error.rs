@@ -1,0 +1,272 @@
+//! Setup and I/O failures ([`Error`]) and denials ([`Denied`]), which are values, not errors.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::rate::Rate;
+
+/// Why a limiter could not be opened, created or read.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// A rate is unusable (zero limit, zero window, limit too large, ...).
+    InvalidRate {
+        /// The rate as given.
+        rate: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The list of rates is empty or too long, or two rates are the same.
+    InvalidRates(String),
+    /// A limiter name that cannot be a file name in the limiter directory.
+    InvalidName(String),
+    /// The rates would need a ring larger than hostlimit accepts.
+    TooLarge {
+        /// Slots the configuration needs.
+        needed_slots: u128,
+        /// The most slots accepted.
+        max_slots: u64,
+    },
+    /// The file exists with other rates than the ones asked for.
+    ConfigMismatch {
+        /// The limiter file.
+        path: PathBuf,
+        /// Rates recorded in the file.
+        file: Vec<Rate>,
+        /// Rates the caller asked for.
+        requested: Vec<Rate>,
+    },
+    /// The file is not a hostlimit file, or its header is damaged.
+    Corrupt {
+        /// The limiter file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file is shorter than its header says.
+    Truncated {
+        /// The limiter file.
+        path: PathBuf,
+        /// Its size on disk.
+        size: u64,
+        /// The size it must have.
+        expected: u64,
+    },
+    /// The file has another layout version.
+    Version {
+        /// The limiter file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u64,
+        /// Version this library writes.
+        expected: u64,
+    },
+    /// The file was made with a clock this process cannot share (other boot, other time
+    /// namespace, other clock).
+    ClockMismatch {
+        /// The limiter file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// This machine lacks a lock-free 128-bit compare-exchange.
+    Unsupported(String),
+    /// A system call failed.
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The system's error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        op: &'static str,
+        source: impl Into<io::Error>,
+    ) -> Self {
+        Error::Io {
+            path: path.into(),
+            op,
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn list(rates: &[Rate]) -> String {
+    rates
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidRate { rate, reason } => write!(f, "invalid rate {rate}: {reason}"),
+            Error::InvalidRates(reason) => write!(f, "invalid rates: {reason}"),
+            Error::InvalidName(name) => write!(
+                f,
+                "invalid limiter name {name:?}: use 1 to 200 of A-Z a-z 0-9 . _ -, not starting with ."
+            ),
+            Error::TooLarge {
+                needed_slots,
+                max_slots,
+            } => write!(
+                f,
+                "these rates need a ring of {needed_slots} slots, more than the {max_slots} accepted; \
+                 add a rate that counts requests, or use fewer, heavier admissions"
+            ),
+            Error::ConfigMismatch {
+                path,
+                file,
+                requested,
+            } => write!(
+                f,
+                "{}: the file limits [{}] but [{}] was asked for; attach to adopt the file's rates, \
+                 or remove the file to change them",
+                path.display(),
+                list(file),
+                list(requested)
+            ),
+            Error::Corrupt { path, reason } => {
+                write!(f, "{}: corrupt limiter file: {reason}", path.display())
+            }
+            Error::Truncated {
+                path,
+                size,
+                expected,
+            } => write!(
+                f,
+                "{}: truncated limiter file: {size} bytes, expected {expected}",
+                path.display()
+            ),
+            Error::Version {
+                path,
+                found,
+                expected,
+            } => write!(
+                f,
+                "{}: limiter file has layout version {found}, this library reads version {expected}",
+                path.display()
+            ),
+            Error::ClockMismatch { path, reason } => {
+                write!(
+                    f,
+                    "{}: cannot share this limiter's clock: {reason}",
+                    path.display()
+                )
+            }
+            Error::Unsupported(reason) => write!(f, "unsupported machine: {reason}"),
+            Error::Io { path, op, source } => write!(f, "{}: {op}: {source}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DenialKind {
+    /// The rate is full now; the request could fit after `retry_after`.
+    Exhausted {
+        /// How long until the request could first fit, given what was admitted so far.
+        retry_after: Duration,
+    },
+    /// The weight is larger than the rate's limit: it can never be admitted.
+    NeverFits {
+        /// The weight asked for (or 1 for a rate that counts requests).
+        weight: u64,
+    },
+    /// The shared state could not be trusted (garbage in the file, or the file was replaced
+    /// by one that cannot be attached); nothing was admitted.
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A request that was not admitted: which rate refused, and whether and when to retry.
+///
+/// A denial changes nothing in the shared state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub(crate) rate_index: usize,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) kind: DenialKind,
+}
+
+impl Denied {
+    /// How long until the request could first be admitted, or `None` if it never can
+    /// (weight above a limit, or an unusable file).
+    ///
+    /// Computed from the admission log, exactly: the moment enough of the refusing rate's
+    /// admissions leave its window (other processes may of course take that room first).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            DenialKind::Exhausted { retry_after } => Some(retry_after),
+            _ => None,
+        }
+    }
+
+    /// The refusing rate, if a rate refused.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
+    /// Index of the refusing rate in the limiter's configuration.
+    pub fn rate_index(&self) -> usize {
+        self.rate_index
+    }
+
+    /// Why the request was refused.
+    pub fn kind(&self) -> &DenialKind {
+        &self.kind
+    }
+
+    /// True if retrying can never help: the weight exceeds a limit or the file is unusable.
+    pub fn is_final(&self) -> bool {
+        !matches!(self.kind, DenialKind::Exhausted { .. })
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rate = self
+            .rate
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "?".into());
+        match &self.kind {
+            DenialKind::Exhausted { retry_after } => {
+                write!(f, "rate {rate} is full; retry after {retry_after:?}")
+            }
+            DenialKind::NeverFits { weight } => {
+                write!(f, "weight {weight} can never fit rate {rate}")
+            }
+            DenialKind::Unavailable { reason } => write!(f, "limiter unavailable: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Denied {}

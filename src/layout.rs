@@ -1,0 +1,327 @@
+//! The file format, as pure arithmetic: header words, offsets, sizes, version, ring sizing.
+//!
+//! A limiter file is one header page followed by the ring:
+//!
+//! | offset | size         | content                                                    |
+//! |--------|--------------|------------------------------------------------------------|
+//! | 0      | 320          | immutable header words (below), written before the file is linked into place |
+//! | 1024   | 16           | the head word: newest committed record (`protocol::Record`) |
+//! | 2048   | 8 × 8        | denial counters, one per rate (process-shared, `fetch_add`) |
+//! | 4096   | 16 × capacity| the ring: `protocol::Slot { ts, cum }` per record           |
+//!
+//! Header words (little-endian `u64`, index = offset / 8):
+//!
+//! | word | field |
+//! |------|-------|
+//! | 0 | magic `b"hostlim\x01"` |
+//! | 1 | layout version ([`VERSION`]) |
+//! | 2 | checksum (FNV-1a of words 3..40) |
+//! | 3 | file size in bytes |
+//! | 4 | ring capacity (slots, power of two) |
+//! | 5 | number of rates |
+//! | 6 | clock id |
+//! | 7, 8 | boot id (16 bytes) |
+//! | 9 | time namespace inode |
+//! | 10 | creation time, wall clock (ns since the Unix epoch) |
+//! | 11 | creation time, file clock (ns) |
+//! | 12 | creator pid |
+//! | 13 | creator uid |
+//! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
+//!
+//! The head and the ring start zeroed, which is the sentinel record 0 and an empty history.
+
+use crate::clock::ClockIdentity;
+use crate::protocol::{MAX_RATES, Rule};
+
+/// `b"hostlim\x01"` as a little-endian word.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
+/// The layout version this library reads and writes.
+pub const VERSION: u64 = 1;
+/// Number of immutable header words covered by the checksum (words 3..HEADER_WORDS).
+pub const HEADER_WORDS: usize = 40;
+/// Offset of the head word (16 bytes, its own cache lines).
+pub const HEAD_OFFSET: usize = 1024;
+/// Offset of the per-rate denial counters.
+pub const COUNTERS_OFFSET: usize = 2048;
+/// Offset of the ring; also the size of the header page.
+pub const RING_OFFSET: usize = 4096;
+/// Bytes per ring slot.
+pub const SLOT_SIZE: usize = 16;
+/// The largest ring accepted: 2^22 slots, a 64 MiB file.
+pub const MAX_SLOTS: u64 = 1 << 22;
+
+const _: () = assert!(HEADER_WORDS * 8 <= HEAD_OFFSET);
+const _: () = assert!(16 + 3 * MAX_RATES <= HEADER_WORDS);
+const _: () = assert!(HEAD_OFFSET % 128 == 0 && COUNTERS_OFFSET % 128 == 0);
+const _: () = assert!(COUNTERS_OFFSET + 8 * MAX_RATES <= RING_OFFSET);
+const _: () = assert!(RING_OFFSET % 4096 == 0);
+
+/// Everything the immutable part of the header holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Ring slots.
+    pub capacity: u64,
+    /// The rates, in configuration order.
+    pub rules: Vec<Rule>,
+    /// The clock the timestamps come from.
+    pub clock: ClockIdentity,
+    /// Creation time, wall clock, ns since the Unix epoch.
+    pub created_wall_ns: u64,
+    /// Creation time, file clock, ns.
+    pub created_clock_ns: u64,
+    /// Process that created the file.
+    pub creator_pid: u64,
+    /// User that created the file.
+    pub creator_uid: u64,
+}
+
+/// Why header words do not form a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not a hostlimit file.
+    Magic,
+    /// Another layout version.
+    Version(u64),
+    /// Damaged: the reason.
+    Corrupt(String),
+}
+
+/// File size for a ring of `capacity` slots.
+pub fn file_size(capacity: u64) -> u64 {
+    RING_OFFSET as u64 + capacity * SLOT_SIZE as u64
+}
+
+/// The most records any window of the longest length can hold, for these rules; `None` if
+/// no rule bounds it.
+///
+/// A rule with limit `L` and window `w` admits at most `L * ceil(W / w)` records in any
+/// interval of length `W` (cover it with `ceil(W / w)` windows). Rules that count weight bound
+/// records only if every record has weight >= 1, which holds when no rule counts requests
+/// (a weight-0 acquire then records nothing).
+fn records_bound(rules: &[Rule]) -> Option<u128> {
+    let longest = u128::from(rules.iter().map(|r| r.window).max()?);
+    let any_requests = rules.iter().any(|r| r.requests);
+    rules
+        .iter()
+        .filter(|r| r.requests || !any_requests)
+        .map(|r| u128::from(r.limit) * longest.div_ceil(u128::from(r.window)))
+        .min()
+}
+
+/// The ring capacity these rules need so that a full ring can never deny falsely: every
+/// record inside the longest window, plus the newest record before it, plus the head's slot.
+pub fn capacity_for(rules: &[Rule]) -> Result<u64, u128> {
+    let needed = records_bound(rules).unwrap_or(u128::MAX - 2) + 2;
+    let capacity = needed.checked_next_power_of_two().unwrap_or(u128::MAX);
+    if capacity > u128::from(MAX_SLOTS) {
+        Err(needed)
+    } else {
+        Ok(capacity as u64)
+    }
+}
+
+fn checksum(words: &[u64]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in words {
+        for byte in word.to_le_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    hash
+}
+
+impl Header {
+    /// The header words to write into a new file.
+    pub fn encode(&self) -> [u64; HEADER_WORDS] {
+        let mut w = [0u64; HEADER_WORDS];
+        w[0] = MAGIC;
+        w[1] = VERSION;
+        w[3] = file_size(self.capacity);
+        w[4] = self.capacity;
+        w[5] = self.rules.len() as u64;
+        w[6] = self.clock.clock_id;
+        w[7] = u64::from_le_bytes(self.clock.boot_id[..8].try_into().unwrap_or_default());
+        w[8] = u64::from_le_bytes(self.clock.boot_id[8..].try_into().unwrap_or_default());
+        w[9] = self.clock.time_namespace;
+        w[10] = self.created_wall_ns;
+        w[11] = self.created_clock_ns;
+        w[12] = self.creator_pid;
+        w[13] = self.creator_uid;
+        for (i, rule) in self.rules.iter().enumerate() {
+            w[16 + 3 * i] = rule.limit;
+            w[17 + 3 * i] = rule.window;
+            w[18 + 3 * i] = u64::from(rule.requests);
+        }
+        w[2] = checksum(&w[3..]);
+        w
+    }
+
+    /// Reads header words, validating everything: magic, version, checksum, the rates, and
+    /// that capacity and file size are the ones the rates imply.
+    pub fn decode(w: &[u64; HEADER_WORDS]) -> Result<Header, Invalid> {
+        if w[0] != MAGIC {
+            return Err(Invalid::Magic);
+        }
+        if w[1] != VERSION {
+            return Err(Invalid::Version(w[1]));
+        }
+        if w[2] != checksum(&w[3..]) {
+            return Err(Invalid::Corrupt("header checksum mismatch".into()));
+        }
+        let n_rates = w[5];
+        if n_rates == 0 || n_rates > MAX_RATES as u64 {
+            return Err(Invalid::Corrupt(format!("{n_rates} rates recorded")));
+        }
+        let mut rules = Vec::with_capacity(n_rates as usize);
+        for i in 0..n_rates as usize {
+            let (limit, window, counts) = (w[16 + 3 * i], w[17 + 3 * i], w[18 + 3 * i]);
+            if counts > 1 {
+                return Err(Invalid::Corrupt(format!("rate {i} counts kind {counts}")));
+            }
+            let rule = Rule {
+                limit,
+                window,
+                requests: counts == 1,
+            };
+            crate::rate::Rate::from_rule(&rule)
+                .rule()
+                .map_err(|e| Invalid::Corrupt(format!("rate {i}: {e}")))?;
+            rules.push(rule);
+        }
+        let capacity = w[4];
+        match capacity_for(&rules) {
+            Ok(needed) if needed == capacity => {}
+            _ => {
+                return Err(Invalid::Corrupt(format!(
+                    "ring capacity {capacity} does not fit the rates"
+                )));
+            }
+        }
+        if w[3] != file_size(capacity) {
+            return Err(Invalid::Corrupt(format!(
+                "recorded size {} does not fit the ring",
+                w[3]
+            )));
+        }
+        let mut boot_id = [0u8; 16];
+        boot_id[..8].copy_from_slice(&w[7].to_le_bytes());
+        boot_id[8..].copy_from_slice(&w[8].to_le_bytes());
+        Ok(Header {
+            capacity,
+            rules,
+            clock: ClockIdentity {
+                clock_id: w[6],
+                boot_id,
+                time_namespace: w[9],
+            },
+            created_wall_ns: w[10],
+            created_clock_ns: w[11],
+            creator_pid: w[12],
+            creator_uid: w[13],
+        })
+    }
+
+    /// The file size this header implies.
+    pub fn file_size(&self) -> u64 {
+        file_size(self.capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn rule(limit: u64, window: u64, requests: bool) -> Rule {
+        Rule {
+            limit,
+            window,
+            requests,
+        }
+    }
+
+    fn header(rules: Vec<Rule>) -> Header {
+        Header {
+            capacity: capacity_for(&rules).unwrap(),
+            rules,
+            clock: ClockIdentity {
+                clock_id: 7,
+                boot_id: [9; 16],
+                time_namespace: 4026531834,
+            },
+            created_wall_ns: 1,
+            created_clock_ns: 2,
+            creator_pid: 3,
+            creator_uid: 4,
+        }
+    }
+
+    #[test]
+    fn capacity_covers_the_longest_window() {
+        // 10/s and 600/min: at most 600 records in a minute.
+        assert_eq!(
+            capacity_for(&[rule(10, SEC, false), rule(600, 60 * SEC, false)]),
+            Ok(1024)
+        );
+        // 10/s, 600/min, 10000/day: the day's limit bounds it.
+        let three = [
+            rule(10, SEC, false),
+            rule(600, 60 * SEC, false),
+            rule(10_000, 86_400 * SEC, false),
+        ];
+        assert_eq!(capacity_for(&three), Ok(16_384));
+        // 60 requests and 90000 tokens per minute: the request rate bounds records.
+        assert_eq!(
+            capacity_for(&[rule(60, 60 * SEC, true), rule(90_000, 60 * SEC, false)]),
+            Ok(64)
+        );
+        // A short window bounds a longer one: 1 per second over a day is 86400 records.
+        assert_eq!(
+            capacity_for(&[rule(1, SEC, false), rule(1_000_000, 86_400 * SEC, false)]),
+            Ok(131_072)
+        );
+        // Too large: 10 million weight units per day.
+        assert_eq!(
+            capacity_for(&[rule(10_000_000, 86_400 * SEC, false)]),
+            Err(10_000_002)
+        );
+    }
+
+    #[test]
+    fn header_round_trips_and_detects_damage() {
+        let h = header(vec![rule(10, SEC, false), rule(60, 60 * SEC, true)]);
+        let words = h.encode();
+        assert_eq!(Header::decode(&words), Ok(h.clone()));
+        for index in 3..HEADER_WORDS {
+            let mut bad = words;
+            bad[index] ^= 1 << 17;
+            assert!(
+                matches!(Header::decode(&bad), Err(Invalid::Corrupt(_))),
+                "word {index}"
+            );
+        }
+        let mut other = words;
+        other[0] = 0;
+        assert_eq!(Header::decode(&other), Err(Invalid::Magic));
+        other = words;
+        other[1] = 2;
+        assert_eq!(Header::decode(&other), Err(Invalid::Version(2)));
+    }
+
+    #[test]
+    fn decode_rejects_inconsistent_but_checksummed_headers() {
+        let mut h = header(vec![rule(10, SEC, false)]);
+        h.capacity *= 2;
+        assert!(matches!(
+            Header::decode(&h.encode()),
+            Err(Invalid::Corrupt(_))
+        ));
+        let h = header(vec![rule(0, SEC, false)]);
+        assert!(matches!(
+            Header::decode(&h.encode()),
+            Err(Invalid::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,565 @@
+//! [`Limiter`]: wires the shared file (`region`), the commit protocol and the clock together.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::clock::{Clock, ClockIdentity, HostClock, Nanos};
+use crate::error::{DenialKind, Denied, Error};
+use crate::layout::{self, Header};
+use crate::protocol::{self, MAX_RATES, NoHook, Outcome, Rule};
+use crate::rate::Rate;
+use crate::region::{OpenSpec, Region, SwapCell};
+use crate::sync::{Ordering, StdAtomicU64};
+
+/// Where [`Limiter::named`] keeps its files unless `HOSTLIMIT_DIR` says otherwise.
+pub const DEFAULT_DIR: &str = "/dev/shm/hostlimit";
+
+/// The environment variable that overrides [`DEFAULT_DIR`].
+pub const DIR_ENV: &str = "HOSTLIMIT_DIR";
+
+/// The directory named limiters live in: `$HOSTLIMIT_DIR`, or [`DEFAULT_DIR`].
+pub fn default_dir() -> PathBuf {
+    std::env::var_os(DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_DIR), PathBuf::from)
+}
+
+/// The path of the limiter called `name` in `dir`, after checking the name.
+pub fn path_for(dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    let ok = (1..=200).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(dir.join(name))
+    } else {
+        Err(Error::InvalidName(name.to_string()))
+    }
+}
+
+/// One rate's state at one moment, from [`Limiter::usage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateUsage {
+    /// The rate.
+    pub rate: Rate,
+    /// Weight (or requests) admitted inside the current window.
+    pub used: u64,
+    /// What is left in the current window: `limit - used`.
+    pub remaining: u64,
+    /// When the oldest admission in the window leaves it, freeing room; `None` if the window
+    /// is empty.
+    pub next_free: Option<Duration>,
+    /// Requests this rate refused since the file was created (all processes).
+    pub denied: u64,
+}
+
+/// What a limiter file records about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// The rates, in the file's order.
+    pub rates: Vec<Rate>,
+    /// Ring slots (records of history kept).
+    pub capacity: u64,
+    /// File size in bytes.
+    pub size: u64,
+    /// When the file was created (wall clock).
+    pub created: SystemTime,
+    /// Process that created it.
+    pub creator_pid: u64,
+    /// User that created it.
+    pub creator_uid: u64,
+    /// The clock its timestamps come from.
+    pub clock: ClockIdentity,
+}
+
+/// Options for opening a limiter; see [`Limiter::builder`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    rates: Option<Vec<Rate>>,
+    mode: u32,
+    clock: Arc<dyn Clock>,
+    check_interval: Duration,
+}
+
+impl Builder {
+    /// Permission bits of a file this builder creates (default `0o600`). The directory, if
+    /// created, gets search permission wherever the mode grants read (`0o660` -> `0o770`).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// The clock (default: [`HostClock`], `CLOCK_BOOTTIME`). A file records the clock it was
+    /// made with, and only processes with the same clock may join it.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How often a limiter checks that its path still names the file it maps (default 1 s).
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval;
+        self
+    }
+
+    /// Opens (creating if needed) the limiter file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// An invalid rate or rate list; a file with other rates ([`Error::ConfigMismatch`]); a
+    /// corrupt, truncated or foreign file; a clock this process cannot share; an I/O failure
+    /// (unwritable directory, ...). Nothing is changed on error.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        let path = path.as_ref().to_path_buf();
+        let identity = self
+            .clock
+            .identity()
+            .map_err(|e| Error::io(&path, "read clock identity", e))?;
+        let rules = match &self.rates {
+            Some(rates) => Some(rules_for(rates)?),
+            None => None,
+        };
+        let template = rules
+            .as_ref()
+            .map(|r| new_header(r, identity, &*self.clock))
+            .transpose()?;
+        let region = Region::open(
+            &path,
+            &OpenSpec {
+                create: template.as_ref(),
+                mode: self.mode,
+            },
+        )?;
+        let attached = Attached::check(region, rules.as_deref(), &identity, self.rates.as_deref())?;
+        Ok(Limiter {
+            next_check: StdAtomicU64::new(
+                self.clock.now().saturating_add(nanos(self.check_interval)),
+            ),
+            attached: SwapCell::new(attached),
+            path,
+            mode: self.mode,
+            clock: self.clock,
+            identity,
+            check_interval: nanos(self.check_interval),
+        })
+    }
+
+    /// Opens the limiter called `name` in [`default_dir`].
+    pub fn open_named(self, name: &str) -> Result<Limiter, Error> {
+        let path = path_for(&default_dir(), name)?;
+        self.open(path)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Validates a rate list and turns it into protocol rules.
+fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
+    if rates.is_empty() {
+        return Err(Error::InvalidRates("at least one rate is needed".into()));
+    }
+    if rates.len() > MAX_RATES {
+        return Err(Error::InvalidRates(format!(
+            "at most {MAX_RATES} rates, got {}",
+            rates.len()
+        )));
+    }
+    for (i, a) in rates.iter().enumerate() {
+        if rates[..i].contains(a) {
+            return Err(Error::InvalidRates(format!("{a} is given twice")));
+        }
+    }
+    rates.iter().map(Rate::rule).collect()
+}
+
+fn new_header(rules: &[Rule], clock: ClockIdentity, time: &dyn Clock) -> Result<Header, Error> {
+    let capacity = layout::capacity_for(rules).map_err(|needed| Error::TooLarge {
+        needed_slots: needed,
+        max_slots: layout::MAX_SLOTS,
+    })?;
+    Ok(Header {
+        capacity,
+        rules: rules.to_vec(),
+        clock,
+        created_wall_ns: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| nanos(d)),
+        created_clock_ns: time.now(),
+        creator_pid: u64::from(std::process::id()),
+        creator_uid: u64::from(nix::unistd::getuid().as_raw()),
+    })
+}
+
+/// A mapped file with its rates, checked against what the caller wants.
+#[derive(Debug)]
+struct Attached {
+    region: Region,
+    rules: Vec<Rule>,
+    rates: Vec<Rate>,
+}
+
+impl Attached {
+    fn check(
+        region: Region,
+        rules: Option<&[Rule]>,
+        identity: &ClockIdentity,
+        requested: Option<&[Rate]>,
+    ) -> Result<Attached, Error> {
+        let header = region.header();
+        if let Some(reason) = header.clock.mismatch(identity) {
+            return Err(Error::ClockMismatch {
+                path: region.path().to_path_buf(),
+                reason,
+            });
+        }
+        let file_rates: Vec<Rate> = header.rules.iter().map(Rate::from_rule).collect();
+        if let (Some(rules), Some(requested)) = (rules, requested) {
+            // The same rates in another order are the same limiter.
+            let mut ours = rules.to_vec();
+            let mut theirs = header.rules.clone();
+            let key = |r: &Rule| (r.window, r.limit, r.requests);
+            ours.sort_by_key(key);
+            theirs.sort_by_key(key);
+            if ours != theirs {
+                return Err(Error::ConfigMismatch {
+                    path: region.path().to_path_buf(),
+                    file: file_rates,
+                    requested: requested.to_vec(),
+                });
+            }
+        }
+        Ok(Attached {
+            rules: header.rules.clone(),
+            rates: file_rates,
+            region,
+        })
+    }
+}
+
+/// A host-wide rate limiter: every process that opens the same file shares its limits.
+///
+/// `Limiter` is `Send + Sync`; share one per process (an `Arc` or a static) rather than
+/// opening the file once per thread.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use hostlimit::{Limiter, Rate};
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("api");
+/// let limiter = Limiter::open(&path, &[
+///     Rate::new(2, Duration::from_secs(1)),
+///     Rate::new(100, Duration::from_secs(60)),
+/// ])?;
+/// assert!(limiter.try_acquire(1).is_ok());
+/// assert!(limiter.try_acquire(1).is_ok());
+/// let denied = limiter.try_acquire(1).unwrap_err();
+/// assert_eq!(denied.rate(), Some(Rate::new(2, Duration::from_secs(1))));
+/// assert!(denied.retry_after().unwrap() <= Duration::from_secs(1));
+/// # Ok::<(), hostlimit::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Limiter {
+    attached: SwapCell<Attached>,
+    path: PathBuf,
+    mode: u32,
+    clock: Arc<dyn Clock>,
+    identity: ClockIdentity,
+    next_check: StdAtomicU64,
+    check_interval: u64,
+}
+
+impl Limiter {
+    /// Opens the limiter file at `path` with `rates`, creating it (and its directory) if it
+    /// does not exist, or attaching to it if it does.
+    ///
+    /// # Errors
+    ///
+    /// See [`Builder::open`].
+    pub fn open(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Limiter, Error> {
+        Limiter::builder(rates).open(path)
+    }
+
+    /// Opens the limiter called `name` in [`default_dir`] (`/dev/shm/hostlimit` unless
+    /// `HOSTLIMIT_DIR` is set).
+    pub fn named(name: &str, rates: &[Rate]) -> Result<Limiter, Error> {
+        Limiter::builder(rates).open_named(name)
+    }
+
+    /// Attaches to an existing limiter file, adopting whatever rates it has.
+    pub fn attach(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Builder {
+            rates: None,
+            ..Limiter::builder(&[])
+        }
+        .open(path)
+    }
+
+    /// Options beyond the rates: permissions, clock, re-attach interval.
+    pub fn builder(rates: &[Rate]) -> Builder {
+        Builder {
+            rates: Some(rates.to_vec()),
+            mode: 0o600,
+            clock: Arc::new(HostClock),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Admits `weight` now if every rate has room for it, committing to all rates at once;
+    /// otherwise changes nothing and says which rate refused and when to retry.
+    ///
+    /// A rate built with [`Rate::new`] counts `weight`; one built with [`Rate::requests`]
+    /// counts 1 per call. The cost does not depend on the weight.
+    ///
+    /// # Errors
+    ///
+    /// A [`Denied`]: the rate is full (with the exact retry-after), the weight can never fit,
+    /// or the shared state is unusable.
+    #[inline]
+    pub fn try_acquire(&self, weight: u64) -> Result<(), Denied> {
+        let now = self.clock.now();
+        let attached = self.current(now)?;
+        let words = attached.region.words();
+        let Ok(outcome) = protocol::acquire(&words, &attached.rules, now, weight, &NoHook);
+        match outcome {
+            Outcome::Admitted(_) | Outcome::Free => Ok(()),
+            Outcome::Denied { rate, retry_at } => {
+                // Relaxed: a statistic; no other memory depends on it.
+                attached
+                    .region
+                    .denial_counter(rate)
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(attached.denied(
+                    rate,
+                    DenialKind::Exhausted {
+                        retry_after: Duration::from_nanos(retry_at.saturating_sub(now)),
+                    },
+                ))
+            }
+            Outcome::NeverFits { rate } => {
+                let units = if attached.rules.get(rate).is_some_and(|r| r.requests) {
+                    1
+                } else {
+                    weight
+                };
+                Err(attached.denied(rate, DenialKind::NeverFits { weight: units }))
+            }
+            Outcome::Corrupt(reason) => Err(attached.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: reason.to_string(),
+                },
+            )),
+        }
+    }
+
+    /// Waits until `weight` can be admitted, at most `timeout`; see [`Limiter::acquire_until`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::acquire_until`].
+    pub fn acquire(&self, weight: u64, timeout: Duration) -> Result<(), Denied> {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
+        self.acquire_until(weight, deadline)
+    }
+
+    /// Waits until `weight` can be admitted, or until `deadline`.
+    ///
+    /// It does not poll: after a denial it sleeps until the moment the log says the request
+    /// could fit (plus a small random delay, so that many waiters do not all wake at the same
+    /// instant), then tries again. If that moment is past the deadline it gives up at once,
+    /// since nothing short of a reset could admit it sooner.
+    ///
+    /// # Errors
+    ///
+    /// The last [`Denied`]: for a timeout its `retry_after` says how far off admission was;
+    /// a final denial (never fits, unusable file) is returned immediately.
+    pub fn acquire_until(&self, weight: u64, deadline: Instant) -> Result<(), Denied> {
+        let mut jitter = Jitter::new();
+        loop {
+            let denied = match self.try_acquire(weight) {
+                Ok(()) => return Ok(()),
+                Err(denied) => denied,
+            };
+            let Some(wait) = denied.retry_after() else {
+                return Err(denied);
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if wait > left {
+                return Err(denied);
+            }
+            std::thread::sleep((wait + jitter.next(wait)).min(left));
+        }
+    }
+
+    /// Every rate's use now, read on one consistent state without consuming anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the shared state is unusable.
+    pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
+        let now = self.clock.now();
+        let attached = self
+            .current(now)
+            .map_err(|d| Error::corrupt(&self.path, d.to_string()))?;
+        let Ok(result) = protocol::usage(&attached.region.words(), &attached.rules, now, &NoHook);
+        let usage = result.map_err(|reason| Error::corrupt(&self.path, reason))?;
+        Ok(attached
+            .rules
+            .iter()
+            .zip(usage.rates.iter())
+            .enumerate()
+            .map(|(index, (rule, used))| RateUsage {
+                rate: Rate::from_rule(rule),
+                used: used.used,
+                remaining: rule.limit.saturating_sub(used.used),
+                next_free: used
+                    .next_free_at
+                    .map(|at| Duration::from_nanos(at.saturating_sub(now))),
+                // Relaxed: a statistic.
+                denied: attached
+                    .region
+                    .denial_counter(index)
+                    .load(Ordering::Relaxed),
+            })
+            .collect())
+    }
+
+    /// The rates, in the file's order.
+    pub fn rates(&self) -> Vec<Rate> {
+        self.attached.get().rates.clone()
+    }
+
+    /// The file this limiter maps.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the file records about itself.
+    pub fn info(&self) -> FileInfo {
+        let attached = self.attached.get();
+        let header = attached.region.header();
+        FileInfo {
+            path: self.path.clone(),
+            rates: attached.rates.clone(),
+            capacity: header.capacity,
+            size: header.file_size(),
+            created: SystemTime::UNIX_EPOCH + Duration::from_nanos(header.created_wall_ns),
+            creator_pid: header.creator_pid,
+            creator_uid: header.creator_uid,
+            clock: header.clock,
+        }
+    }
+
+    /// The attached file, re-attaching first if the check interval has passed and the path
+    /// now names another file (or none).
+    #[inline]
+    fn current(&self, now: Nanos) -> Result<&Attached, Denied> {
+        // Relaxed: only a timer; the file itself is published through the SwapCell.
+        let next = self.next_check.load(Ordering::Relaxed);
+        if now >= next {
+            self.recheck(now, next)?;
+        }
+        Ok(self.attached.get())
+    }
+
+    #[cold]
+    fn recheck(&self, now: Nanos, next: u64) -> Result<(), Denied> {
+        // One thread per interval does the check.
+        if self
+            .next_check
+            .compare_exchange(
+                next,
+                now.saturating_add(self.check_interval),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Ok(());
+        }
+        let attached = self.attached.get();
+        if matches!(attached.region.still_linked(), Ok(true)) {
+            return Ok(());
+        }
+        match self.reopen(attached) {
+            Ok(fresh) => {
+                self.attached.replace(fresh);
+                Ok(())
+            }
+            Err(error) => {
+                // Try again on the next call rather than keep using a file nobody else sees.
+                self.next_check.store(now, Ordering::Relaxed);
+                Err(attached.denied(
+                    usize::MAX,
+                    DenialKind::Unavailable {
+                        reason: format!(
+                            "{} was replaced and cannot be re-attached: {error}",
+                            self.path.display()
+                        ),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Opens whatever file the path names now (creating it with our rates if it is gone).
+    fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        let header = new_header(&old.rules, self.identity, &*self.clock)?;
+        let region = Region::open(
+            &self.path,
+            &OpenSpec {
+                create: Some(&header),
+                mode: self.mode,
+            },
+        )?;
+        Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+}
+
+impl Attached {
+    fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
+        Denied {
+            rate_index,
+            rate: self.rates.get(rate_index).copied(),
+            kind,
+        }
+    }
+}
+
+/// Small random delays for waiters, so that those told the same retry-after spread out.
+struct Jitter {
+    state: u64,
+}
+
+impl Jitter {
+    fn new() -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(HostClock.now());
+        Jitter {
+            state: hasher.finish() | 1,
+        }
+    }
+
+    /// A delay in `[0, wait / 8 + 200 µs)`, at most 50 ms.
+    fn next(&mut self, wait: Duration) -> Duration {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        let random = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let span = nanos(wait / 8 + Duration::from_micros(200)).min(50_000_000);
+        Duration::from_nanos(random % span)
+    }
+}

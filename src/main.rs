@@ -1,0 +1,2 @@
+//! The `hostlimit` command (placeholder until the CLI lands).
+fn main() {}

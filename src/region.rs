@@ -1,0 +1,607 @@
+//! The shared file: create it race-free, attach to it, validate it, and hand out its words.
+//!
+//! This is the only module with `unsafe` code: the 128-bit compare-exchange, the casts from
+//! the mapping's bytes to atomics, and the cell that swaps a re-attached region in.
+//!
+//! Creation: the file is made unnamed (`O_TMPFILE`) in the target directory, sized, given its
+//! header, and only then linked into place with `linkat`; a process that dies half-way leaves
+//! nothing others could attach to. Of several processes creating at once, exactly one link
+//! succeeds; the others get `EEXIST` and attach to the winner's file. Where the file system
+//! has no `O_TMPFILE`, a uniquely named temporary file plays the same role (a crash may then
+//! leave a stray `.NAME.tmp.*` file behind, never a half-made limiter).
+//!
+//! Attaching validates everything before the first atomic is touched: size, magic, version,
+//! checksum, rates, clock. The file is never shrunk by hostlimit; a file truncated by someone
+//! else after it was validated would raise SIGBUS, which no mapping can prevent.
+
+use std::cell::UnsafeCell;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicPtr;
+
+use memmap2::MmapRaw;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, fstat};
+
+use crate::error::Error;
+use crate::layout::{self, HEADER_WORDS, Header, Invalid};
+use crate::protocol::{Slot, Words};
+use crate::sync::{AtomicU64, Ordering};
+
+#[cfg(not(any(target_arch = "x86_64", miri)))]
+compile_error!(
+    "hostlimit needs a lock-free 128-bit compare-exchange; it supports x86_64 (cmpxchg16b)"
+);
+
+/// The 128-bit head word, as it lives in the mapping.
+///
+/// Every access is one `lock cmpxchg16b` (a load is a compare-exchange of 0 with 0), which is
+/// atomic and sequentially consistent across processes. Under Miri it is nightly's
+/// `AtomicU128` over the same bytes, so that the protocol tests can run there.
+#[repr(C, align(16))]
+#[derive(Debug)]
+pub struct AtomicPair {
+    value: UnsafeCell<u128>,
+}
+
+// SAFETY: the value is only ever accessed through atomic instructions (`cmpxchg16b`, or
+// `AtomicU128` under Miri), so sharing references between threads cannot race.
+unsafe impl Sync for AtomicPair {}
+
+const _: () =
+    assert!(std::mem::size_of::<AtomicPair>() == 16 && std::mem::align_of::<AtomicPair>() == 16);
+const _: () =
+    assert!(std::mem::size_of::<Slot>() == layout::SLOT_SIZE && std::mem::align_of::<Slot>() == 8);
+
+impl AtomicPair {
+    /// A word holding `value` (for heap-backed tests; files start zeroed).
+    pub fn new(value: u128) -> Self {
+        AtomicPair {
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Reads the word. Sequentially consistent (so at least acquire).
+    #[inline]
+    pub fn load(&self) -> u128 {
+        #[cfg(miri)]
+        {
+            // SAFETY: the pointer comes from a live `UnsafeCell<u128>` aligned to 16, and all
+            // concurrent accesses to it are atomic.
+            unsafe { std::sync::atomic::AtomicU128::from_ptr(self.value.get()) }
+                .load(Ordering::SeqCst)
+        }
+        #[cfg(not(miri))]
+        {
+            // SAFETY: `value` is 16-byte aligned, valid for reads and writes for the life of
+            // `self`, only accessed atomically, and `cmpxchg16b_available` was checked before
+            // any `AtomicPair` became reachable (`check_machine`).
+            unsafe { cmpxchg16b(self.value.get(), 0, 0).0 }
+        }
+    }
+
+    /// Replaces `current` by `new` if the word holds `current`. Sequentially consistent.
+    #[inline]
+    pub fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
+        #[cfg(miri)]
+        {
+            // SAFETY: as in `load`.
+            unsafe { std::sync::atomic::AtomicU128::from_ptr(self.value.get()) }.compare_exchange(
+                current,
+                new,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+        }
+        #[cfg(not(miri))]
+        {
+            // SAFETY: as in `load`.
+            let (previous, swapped) = unsafe { cmpxchg16b(self.value.get(), current, new) };
+            if swapped { Ok(previous) } else { Err(previous) }
+        }
+    }
+}
+
+/// `lock cmpxchg16b`: if `*dst == old`, store `new`; returns the previous value and whether
+/// the store happened.
+///
+/// # Safety
+///
+/// - `dst` is aligned to 16 bytes and valid for reads and writes;
+/// - every concurrent access to `*dst` is atomic;
+/// - the CPU supports `cmpxchg16b` (see [`check_machine`]).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> (u128, bool) {
+    let (low, high): (u64, u64);
+    let swapped: u8;
+    // SAFETY: the caller guarantees alignment, validity and CPU support. rbx is reserved by
+    // LLVM, so the new value's low half is swapped into it and rbx restored afterwards.
+    unsafe {
+        std::arch::asm!(
+            "xchg {saved}, rbx",
+            "lock cmpxchg16b xmmword ptr [{dst}]",
+            "sete {swapped}",
+            "mov rbx, {saved}",
+            dst = in(reg) dst,
+            saved = inout(reg) new as u64 => _,
+            swapped = out(reg_byte) swapped,
+            inout("rax") old as u64 => low,
+            inout("rdx") (old >> 64) as u64 => high,
+            in("rcx") (new >> 64) as u64,
+            options(nostack),
+        );
+    }
+    ((u128::from(high) << 64) | u128::from(low), swapped != 0)
+}
+
+/// Checks that this machine has the lock-free atomics the file needs.
+pub fn check_machine() -> Result<(), Error> {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+        return Err(Error::Unsupported(
+            "this x86_64 CPU has no cmpxchg16b".into(),
+        ));
+    }
+    // 64-bit atomics must be native too: nothing may fall back to a process-local lock.
+    #[cfg(not(target_has_atomic = "64"))]
+    return Err(Error::Unsupported("no native 64-bit atomics".into()));
+    #[allow(unreachable_code)]
+    Ok(())
+}
+
+/// A mapped, validated limiter file.
+#[derive(Debug)]
+pub struct Region {
+    map: MmapRaw,
+    _file: File,
+    header: Header,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// How to open: the header a new file gets, or `None` to attach to an existing file only.
+pub struct OpenSpec<'a> {
+    /// The header to create the file with (and to expect in an existing one).
+    pub create: Option<&'a Header>,
+    /// Permission bits for a new file.
+    pub mode: u32,
+}
+
+fn errno_io(errno: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(errno as i32)
+}
+
+impl Region {
+    /// Opens the limiter file at `path`: attaches to it, or creates it when `spec.create` is
+    /// given and no file exists. The caller compares the header's rates and clock.
+    pub fn open(path: &Path, spec: &OpenSpec<'_>) -> Result<Region, Error> {
+        check_machine()?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::InvalidName(path.display().to_string()))?;
+        let dir_path = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if spec.create.is_some() {
+            create_dir(&dir_path, spec.mode)?;
+        }
+        let dir = openat(
+            AT_FDCWD,
+            &dir_path,
+            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&dir_path, "open directory", errno_io(e)))?;
+        // A few rounds: the file may be removed between a failed create and the next open.
+        for _ in 0..16 {
+            match openat(
+                &dir,
+                name,
+                OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => return Region::attach(path, fd, spec.create),
+                Err(Errno::ENOENT) => {}
+                Err(Errno::ELOOP) => {
+                    return Err(Error::io(
+                        path,
+                        "open (refusing to follow a symbolic link)",
+                        errno_io(Errno::ELOOP),
+                    ));
+                }
+                Err(e) => return Err(Error::io(path, "open", errno_io(e))),
+            }
+            let Some(header) = spec.create else {
+                return Err(Error::io(path, "open", errno_io(Errno::ENOENT)));
+            };
+            if let Some(region) = Region::create(path, &dir, &dir_path, name, header, spec.mode)? {
+                return Ok(region);
+            }
+        }
+        Err(Error::io(
+            path,
+            "open (the file kept disappearing)",
+            errno_io(Errno::ENOENT),
+        ))
+    }
+
+    /// Creates, initializes and links a new file; `None` if another process linked one first.
+    fn create(
+        path: &Path,
+        dir: &OwnedFd,
+        dir_path: &Path,
+        name: &std::ffi::OsStr,
+        header: &Header,
+        mode: u32,
+    ) -> Result<Option<Region>, Error> {
+        let perms = Mode::from_bits_truncate(mode & 0o777);
+        let (fd, temp_name) = match openat(
+            dir,
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            perms,
+        ) {
+            Ok(fd) => (fd, None),
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+                let temp = format!(
+                    ".{}.tmp.{}.{}",
+                    name.to_string_lossy(),
+                    std::process::id(),
+                    crate::clock::Clock::now(&crate::clock::HostClock)
+                );
+                let fd = openat(
+                    dir,
+                    temp.as_str(),
+                    OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_RDWR
+                        | OFlag::O_CLOEXEC
+                        | OFlag::O_NOFOLLOW,
+                    perms,
+                )
+                .map_err(|e| Error::io(dir_path, "create temporary file", errno_io(e)))?;
+                (fd, Some(temp))
+            }
+            Err(e) => return Err(Error::io(dir_path, "create file", errno_io(e))),
+        };
+        let cleanup = |temp: &Option<String>| {
+            if let Some(temp) = temp {
+                let _ = nix::unistd::unlinkat(
+                    dir,
+                    temp.as_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+            }
+        };
+        let result = (|| {
+            // The umask must not narrow the mode the caller asked for.
+            fchmod(&fd, perms).map_err(|e| Error::io(path, "chmod", errno_io(e)))?;
+            let size = header.file_size();
+            nix::unistd::ftruncate(&fd, size as i64)
+                .map_err(|e| Error::io(path, "size file", errno_io(e)))?;
+            let file = File::from(fd.try_clone().map_err(|e| Error::io(path, "dup", e))?);
+            let map = MmapRaw::map_raw(&file).map_err(|e| Error::io(path, "map", e))?;
+            let words = header.encode();
+            for (index, value) in words.iter().enumerate() {
+                header_word(&map, index).store(*value, Ordering::Relaxed);
+            }
+            // Link into place: only now can anyone else see it.
+            let linked = match &temp_name {
+                None => nix::unistd::linkat(
+                    AT_FDCWD,
+                    format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+                    dir,
+                    name,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                ),
+                Some(temp) => nix::unistd::linkat(dir, temp.as_str(), dir, name, AtFlags::empty()),
+            };
+            match linked {
+                Ok(()) => {}
+                Err(Errno::EEXIST) => return Ok(None),
+                Err(e) => return Err(Error::io(path, "link new file into place", errno_io(e))),
+            }
+            let stat = fstat(&fd).map_err(|e| Error::io(path, "stat", errno_io(e)))?;
+            Ok(Some(Region {
+                map,
+                _file: file,
+                header: header.clone(),
+                path: path.to_path_buf(),
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+            }))
+        })();
+        cleanup(&temp_name);
+        result
+    }
+
+    /// Validates an existing file and maps it.
+    fn attach(path: &Path, fd: OwnedFd, expected: Option<&Header>) -> Result<Region, Error> {
+        let stat = fstat(&fd).map_err(|e| Error::io(path, "stat", errno_io(e)))?;
+        if stat.st_mode & libc_s_ifmt() != libc_s_ifreg() {
+            return Err(Error::corrupt(path, "not a regular file"));
+        }
+        let size = stat.st_size.max(0) as u64;
+        if size < layout::RING_OFFSET as u64 {
+            return Err(Error::Truncated {
+                path: path.to_path_buf(),
+                size,
+                expected: expected.map_or(layout::RING_OFFSET as u64, Header::file_size),
+            });
+        }
+        let file = File::from(fd);
+        // Map only the header page first: the rest is validated against it.
+        let head_map = memmap2::MmapOptions::new()
+            .len(layout::RING_OFFSET)
+            .map_raw(&file)
+            .map_err(|e| Error::io(path, "map", e))?;
+        let mut words = [0u64; HEADER_WORDS];
+        for (index, word) in words.iter_mut().enumerate() {
+            *word = header_word(&head_map, index).load(Ordering::Relaxed);
+        }
+        drop(head_map);
+        let header = match Header::decode(&words) {
+            Ok(header) => header,
+            Err(Invalid::Magic) => {
+                return Err(Error::corrupt(path, "not a hostlimit file (bad magic)"));
+            }
+            Err(Invalid::Version(found)) => {
+                return Err(Error::Version {
+                    path: path.to_path_buf(),
+                    found,
+                    expected: layout::VERSION,
+                });
+            }
+            Err(Invalid::Corrupt(reason)) => return Err(Error::corrupt(path, reason)),
+        };
+        if size < header.file_size() {
+            return Err(Error::Truncated {
+                path: path.to_path_buf(),
+                size,
+                expected: header.file_size(),
+            });
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(header.file_size() as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io(path, "map", e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+        Ok(Region {
+            map,
+            _file: file,
+            header,
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The path this region was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The protocol's words: the head and the ring.
+    pub fn words(&self) -> Words<'_> {
+        let base = self.map.as_mut_ptr();
+        // SAFETY: the mapping is page-aligned and at least `file_size(capacity)` long
+        // (checked in `attach`/`create`), so HEAD_OFFSET (a multiple of 128) is 16-byte aligned
+        // and in bounds. Every access to these bytes, from any process, is atomic (the head is
+        // only touched through `AtomicPair`), and the mapping lives as long as `self`.
+        let head = unsafe {
+            &*base
+                .add(layout::HEAD_OFFSET)
+                .cast::<crate::sync::AtomicPair>()
+        };
+        // SAFETY: RING_OFFSET is page-aligned; `capacity` slots of 16 bytes fit in the mapping;
+        // `Slot` is `repr(C)` of two `AtomicU64`, which have the layout of `u64` and may alias
+        // memory other processes access atomically; the mapping lives as long as `self`.
+        let ring = unsafe {
+            std::slice::from_raw_parts(
+                base.add(layout::RING_OFFSET).cast::<Slot>(),
+                self.header.capacity as usize,
+            )
+        };
+        // The capacity was validated as a power of two within bounds by `Header::decode`
+        // (or computed by `capacity_for`), so this cannot fail; fall back to an error path
+        // rather than panic if it ever did.
+        Words::new(head, ring).unwrap_or_else(|| unreachable_words())
+    }
+
+    /// The denial counter of rate `index` (process-shared).
+    pub fn denial_counter(&self, index: usize) -> &AtomicU64 {
+        let index = index.min(crate::protocol::MAX_RATES - 1);
+        // SAFETY: COUNTERS_OFFSET + 8 * MAX_RATES <= RING_OFFSET (const-asserted in layout),
+        // the offset is 8-aligned within the page-aligned mapping, accessed only atomically,
+        // and lives as long as `self`.
+        unsafe {
+            AtomicU64::from_ptr(
+                self.map
+                    .as_mut_ptr()
+                    .add(layout::COUNTERS_OFFSET + 8 * index)
+                    .cast(),
+            )
+        }
+    }
+
+    /// Does `path` still name the file this region maps?
+    pub fn still_linked(&self) -> std::io::Result<bool> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) => Ok(meta.dev() == self.dev && meta.ino() == self.ino),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_words() -> Words<'static> {
+    // A validated header always yields a valid ring; this keeps `words` total without a panic
+    // path in release builds.
+    static HEAD: std::sync::OnceLock<crate::sync::AtomicPair> = std::sync::OnceLock::new();
+    static RING: std::sync::OnceLock<[Slot; 2]> = std::sync::OnceLock::new();
+    let head = HEAD.get_or_init(|| crate::sync::AtomicPair::new(0));
+    let ring = RING.get_or_init(|| [Slot::new(), Slot::new()]);
+    Words::new(head, ring).expect("a two-slot ring is valid")
+}
+
+fn libc_s_ifmt() -> u32 {
+    nix::libc::S_IFMT
+}
+
+fn libc_s_ifreg() -> u32 {
+    nix::libc::S_IFREG
+}
+
+/// Header word `index` of a mapping at least one page long.
+fn header_word(map: &MmapRaw, index: usize) -> &AtomicU64 {
+    assert!(index < HEADER_WORDS && map.len() >= layout::RING_OFFSET);
+    // SAFETY: index < HEADER_WORDS keeps the word inside the first page (const-asserted in
+    // layout), 8-aligned in a page-aligned mapping; other processes only access it atomically
+    // (header words are written once before the file is linked and only read afterwards).
+    unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(index * 8).cast()) }
+}
+
+/// Creates the limiter directory (and parents) if missing. A directory gets the file mode's
+/// read/write classes plus search permission: 0600 files live in a 0700 directory.
+fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    // Search permission wherever read permission is granted: 0600 -> 0700, 0660 -> 0770.
+    let dir_mode = (mode & 0o777) | ((mode & 0o444) >> 2);
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode)
+        .create(dir)
+    {
+        Ok(()) => Ok(()),
+        // Another process created it at the same moment.
+        Err(_) if dir.is_dir() => Ok(()),
+        Err(e) => Err(Error::io(dir, "create directory", e)),
+    }
+}
+
+/// A value that can be replaced while shared: readers get `&T` for as long as they borrow the
+/// cell; replaced values are kept until the cell is dropped, so no reference ever dangles.
+///
+/// Used to re-attach a limiter to a new file without a lock on the hot path (one acquire load).
+#[derive(Debug)]
+pub struct SwapCell<T> {
+    current: AtomicPtr<T>,
+    retired: Mutex<Vec<Box<T>>>,
+}
+
+impl<T> SwapCell<T> {
+    /// A cell holding `value`.
+    pub fn new(value: T) -> Self {
+        SwapCell {
+            current: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            retired: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> &T {
+        // Acquire: pairs with the AcqRel swap in `replace`, so the new value's contents are
+        // visible.
+        let ptr = self.current.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: `ptr` came from `Box::into_raw` and is freed only in `drop`, which needs
+        // `&mut self`, so it outlives the returned borrow of `self`.
+        unsafe { &*ptr }
+    }
+
+    /// Installs `value`; the old one stays alive until the cell is dropped.
+    pub fn replace(&self, value: T) {
+        let new = Box::into_raw(Box::new(value));
+        let old = self.current.swap(new, std::sync::atomic::Ordering::AcqRel);
+        // SAFETY: `old` came from `Box::into_raw` and was just unpublished; readers may still
+        // hold references, so it is kept (not dropped) until `drop`.
+        let old = unsafe { Box::from_raw(old) };
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(old);
+    }
+}
+
+impl<T> Drop for SwapCell<T> {
+    fn drop(&mut self) {
+        let ptr = *self.current.get_mut();
+        // SAFETY: `ptr` came from `Box::into_raw`; `&mut self` proves no borrows remain.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+}
+
+// SAFETY: `SwapCell<T>` hands out `&T` across threads and moves `Box<T>` between them, so it is
+// Send/Sync exactly when `T` is both.
+unsafe impl<T: Send + Sync> Send for SwapCell<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for SwapCell<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_compare_exchange_and_load() {
+        let pair = AtomicPair::new(5);
+        assert_eq!(pair.load(), 5);
+        assert_eq!(pair.compare_exchange(4, 9), Err(5));
+        assert_eq!(pair.compare_exchange(5, u128::MAX - 1), Ok(5));
+        assert_eq!(pair.load(), u128::MAX - 1);
+    }
+
+    #[test]
+    fn pair_is_atomic_across_threads() {
+        let pair = std::sync::Arc::new(AtomicPair::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let pair = pair.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..if cfg!(miri) { 20 } else { 100_000 } {
+                        let mut cur = pair.load();
+                        // Both halves move together: low counts, high mirrors it.
+                        loop {
+                            let low = cur as u64 + 1;
+                            let next = u128::from(low) | (u128::from(low) << 64);
+                            match pair.compare_exchange(cur, next) {
+                                Ok(_) => break,
+                                Err(actual) => cur = actual,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let end = pair.load();
+        let n = if cfg!(miri) { 40 } else { 200_000 };
+        assert_eq!(end, u128::from(n as u64) | (u128::from(n as u64) << 64));
+    }
+
+    #[test]
+    fn swap_cell_keeps_old_values_alive() {
+        let cell = SwapCell::new(String::from("a"));
+        let first: &String = cell.get();
+        cell.replace(String::from("b"));
+        assert_eq!(first, "a");
+        assert_eq!(cell.get(), "b");
+    }
+}
