@@ -2,12 +2,13 @@
 //!
 //! A limiter file is one header page followed by the ring:
 //!
-//! | offset | size         | content                                                    |
-//! |--------|--------------|------------------------------------------------------------|
-//! | 0      | 320          | immutable header words (below), written before the file is linked into place |
-//! | 1024   | 16           | the head word: newest committed record (`protocol::Record`) |
-//! | 2048   | 8 × 8        | denial counters, one per rate (process-shared, `fetch_add`) |
-//! | 4096   | 16 × capacity| the ring: `protocol::Slot { ts, cum }` per record           |
+//! | offset | size          | content                                                    |
+//! |--------|---------------|------------------------------------------------------------|
+//! | 0      | 320           | immutable header words (below), written before the file is linked into place |
+//! | 1024   | 8             | the hint: sequence number of a recent record (`protocol`)   |
+//! | 1152   | 8             | laps: how often the 32-bit sequence number wrapped          |
+//! | 4096   | 64 × 128      | counter shards: per shard, 8 denial counters (one per rate); a process uses shard `pid mod 64`, so counting never bounces one cache line between all processes |
+//! | 12288  | 16 × capacity | the ring: one 128-bit `protocol::Record` per slot          |
 //!
 //! Header words (little-endian `u64`, index = offset / 8):
 //!
@@ -28,7 +29,9 @@
 //! | 13 | creator uid |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
-//! The head and the ring start zeroed, which is the sentinel record 0 and an empty history.
+//! The hint, laps and counters start zeroed. Ring slot 0 starts as the sentinel record 0 and
+//! slot `k > 0` as a fake record `k - capacity` with timestamp 0 and weight 0
+//! (`protocol::Record::initial`): an empty history.
 
 use crate::clock::ClockIdentity;
 use crate::protocol::{MAX_RATES, Rule};
@@ -39,21 +42,29 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
 pub const VERSION: u64 = 1;
 /// Number of immutable header words covered by the checksum (words 3..HEADER_WORDS).
 pub const HEADER_WORDS: usize = 40;
-/// Offset of the head word (16 bytes, its own cache lines).
-pub const HEAD_OFFSET: usize = 1024;
-/// Offset of the per-rate denial counters.
-pub const COUNTERS_OFFSET: usize = 2048;
-/// Offset of the ring; also the size of the header page.
-pub const RING_OFFSET: usize = 4096;
+/// Offset of the hint word (its own cache lines).
+pub const HINT_OFFSET: usize = 1024;
+/// Offset of the lap counter (its own cache lines).
+pub const LAPS_OFFSET: usize = 1152;
+/// Offset of the counter shards.
+pub const COUNTERS_OFFSET: usize = 4096;
+/// Number of counter shards.
+pub const COUNTER_SHARDS: usize = 64;
+/// Bytes per counter shard (two cache lines, so neighbours never share one).
+pub const SHARD_SIZE: usize = 128;
+/// Offset of the ring; also the size of everything before it.
+pub const RING_OFFSET: usize = COUNTERS_OFFSET + COUNTER_SHARDS * SHARD_SIZE;
 /// Bytes per ring slot.
 pub const SLOT_SIZE: usize = 16;
 /// The largest ring accepted: 2^22 slots, a 64 MiB file.
 pub const MAX_SLOTS: u64 = 1 << 22;
 
-const _: () = assert!(HEADER_WORDS * 8 <= HEAD_OFFSET);
+const _: () = assert!(HEADER_WORDS * 8 <= HINT_OFFSET);
 const _: () = assert!(16 + 3 * MAX_RATES <= HEADER_WORDS);
-const _: () = assert!(HEAD_OFFSET % 128 == 0 && COUNTERS_OFFSET % 128 == 0);
-const _: () = assert!(COUNTERS_OFFSET + 8 * MAX_RATES <= RING_OFFSET);
+const _: () = assert!(
+    HINT_OFFSET % 128 == 0 && LAPS_OFFSET % 128 == 0 && LAPS_OFFSET + 128 <= COUNTERS_OFFSET
+);
+const _: () = assert!(COUNTERS_OFFSET % 128 == 0 && 8 * MAX_RATES <= SHARD_SIZE);
 const _: () = assert!(RING_OFFSET % 4096 == 0);
 
 /// Everything the immutable part of the header holds.
@@ -84,6 +95,12 @@ pub enum Invalid {
     Version(u64),
     /// Damaged: the reason.
     Corrupt(String),
+}
+
+/// Offset of the denial counter of rate `rate` in shard `shard` (both taken modulo their
+/// counts, so any value is in bounds).
+pub fn counter_offset(shard: usize, rate: usize) -> usize {
+    COUNTERS_OFFSET + (shard % COUNTER_SHARDS) * SHARD_SIZE + (rate % MAX_RATES) * 8
 }
 
 /// File size for a ring of `capacity` slots.

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::clock::{Clock, ClockIdentity, HostClock, Nanos};
 use crate::error::{DenialKind, Denied, Error};
 use crate::layout::{self, Header};
-use crate::protocol::{self, MAX_RATES, NoHook, Outcome, Rule};
+use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
 use crate::rate::Rate;
 use crate::region::{OpenSpec, Region, SwapCell};
-use crate::sync::{Ordering, StdAtomicU64};
+use crate::sync::{Ordering, StdAtomicU32, StdAtomicU64};
 
 /// Where [`Limiter::named`] keeps its files unless `HOSTLIMIT_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/dev/shm/hostlimit";
@@ -203,6 +203,8 @@ struct Attached {
     region: Region,
     rules: Vec<Rule>,
     rates: Vec<Rate>,
+    /// Where each rate's window search starts (see `protocol::Hints`); process-local.
+    hints: [StdAtomicU32; MAX_RATES],
 }
 
 impl Attached {
@@ -239,6 +241,7 @@ impl Attached {
             rules: header.rules.clone(),
             rates: file_rates,
             region,
+            hints: Default::default(),
         })
     }
 }
@@ -329,7 +332,19 @@ impl Limiter {
         let now = self.clock.now();
         let attached = self.current(now)?;
         let words = attached.region.words();
-        let Ok(outcome) = protocol::acquire(&words, &attached.rules, now, weight, &NoHook);
+        let mut hints = Hints::default();
+        for (hint, kept) in hints.0.iter_mut().zip(&attached.hints) {
+            // Relaxed: a search hint; every value is safe.
+            *hint = kept.load(Ordering::Relaxed);
+        }
+        let before = hints;
+        let Ok(outcome) =
+            protocol::acquire(&words, &attached.rules, now, weight, &mut hints, &NoHook);
+        for ((hint, old), kept) in hints.0.iter().zip(before.0.iter()).zip(&attached.hints) {
+            if hint != old {
+                kept.store(*hint, Ordering::Relaxed);
+            }
+        }
         match outcome {
             Outcome::Admitted(_) | Outcome::Free => Ok(()),
             Outcome::Denied { rate, retry_at } => {
@@ -434,6 +449,22 @@ impl Limiter {
                     .load(Ordering::Relaxed),
             })
             .collect())
+    }
+
+    /// Admissions since the file was created, by all processes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the shared state is unusable.
+    pub fn admitted(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        let attached = self
+            .current(now)
+            .map_err(|d| Error::corrupt(&self.path, d.to_string()))?;
+        let words = attached.region.words();
+        let Ok(result) = protocol::usage(&words, &[], now, &NoHook);
+        let usage = result.map_err(|reason| Error::corrupt(&self.path, reason))?;
+        Ok(words.admitted(usage.head))
     }
 
     /// The rates, in the file's order.

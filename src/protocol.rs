@@ -1,60 +1,64 @@
 //! The commit protocol: one log of admissions, every rate a sliding window over it.
 //!
-//! This module does no I/O, never reads the clock and never allocates on the acquire path. It
-//! works on words it borrows ([`Words`]): in production they live in the shared mapping, in the
-//! loom models and the Miri tests on the heap. Time comes in as `now` (nanoseconds of the
-//! file's clock).
+//! This module does no I/O, never reads the clock and never allocates. It works on words it
+//! borrows ([`Words`]): in production they live in the shared mapping, in the loom models and
+//! the Miri tests on the heap. Time comes in as `now` (nanoseconds of the file's clock).
 //!
 //! # The algorithm
 //!
-//! This is "one log, every rate a window over it" (option 1 of `DESIGN-NOTES.md`), with the
-//! newest record held in one 128-bit word so that a commit is a single compare-exchange that
-//! carries all of its data.
+//! This is "one log, every rate a window over it" (option 1 of `DESIGN-NOTES.md`): a ring of
+//! 128-bit records, where a commit is a single compare-exchange of the next slot that carries
+//! all of the record's data.
 //!
-//! * **The head** ([`Words::head`], an [`AtomicPair`]) holds the newest committed record
-//!   `n`: its recorded timestamp, its sequence number (mod 2^32) and the cumulative weight of
-//!   records `0..=n` (mod 2^32). Record 0 is a sentinel with timestamp 0 and weight 0.
-//! * **The ring** ([`Words::ring`], `capacity` [`Slot`]s, a power of two) holds the history:
-//!   record `k` lives in slot `k mod capacity` as its timestamp and its cumulative weight (full
-//!   64 bits, so that both words only ever grow from one lap of the ring to the next).
+//! * **The ring** ([`Words::new`]: `capacity` [`AtomicPair`] slots, a power of two). Record
+//!   `k` lives in slot `k mod capacity` as its timestamp, its sequence number (mod 2^32) and
+//!   the cumulative weight of records `0..=k` (mod 2^32). Record 0 is a sentinel (timestamp 0,
+//!   weight 0); a new file holds, in slot `k`, a fake record `k - capacity` with timestamp 0
+//!   and weight 0, which no window ever counts.
+//! * **The hint** (an `AtomicU64`): the sequence number of a recently committed record. It only
+//!   saves walking; any value is safe. A second word counts how often the sequence number
+//!   wrapped, for 64-bit totals.
 //!
-//! **Invariant (I1).** While the head holds record `n`, the slots of records
-//! `n - capacity + 1 ..= n - 1` hold exactly those records. The slot of `n` itself may still
-//! hold record `n - capacity`: it is filled by anyone who needs it, before the next commit.
+//! **State.** The newest record `n` is the one whose slot holds `n` while the next slot still
+//! holds `n + 1 - capacity` (its previous lap). Slots hold records `n - capacity + 1 ..= n`.
 //!
 //! An acquire:
-//! 1. loads the head `n` and takes `t = max(now, head.ts)`: the timestamp it will record;
-//! 2. for every rate finds the newest record with `ts <= t - window` (a galloping search back
-//!    from the head) and so the weight (or request count) inside `(t - window, t]`;
-//! 3. if some rate cannot take the request, reloads the head: unchanged means the answer was
-//!    computed on one consistent state, and the denial linearizes at that reload;
-//! 4. otherwise makes sure slot `n` is filled (I1 for the next record), then
-//!    compare-exchanges the head from `n` to `n + 1`: **that compare-exchange is the
-//!    linearization point and the whole commit**, for every rate at once;
-//! 5. after a successful commit, fills slot `n + 1` so that the next caller finds it ready.
+//! 1. finds the newest record `n`: from the hint, walks forward while the next slot holds the
+//!    next record, and keeps the raw value of slot `n + 1` (record `n + 1 - capacity`);
+//! 2. takes `t = max(now, n.ts)`: the timestamp it will record;
+//! 3. for every rate finds the newest record with `ts <= t - window` (galloping from a
+//!    per-rate hint) and so the weight (or request count) inside `(t - window, t]`;
+//! 4. if some rate cannot take the request, reloads slot `n + 1`: unchanged means nothing was
+//!    committed meanwhile, so the answer was computed on one state, and the denial
+//!    linearizes at that reload;
+//! 5. otherwise compare-exchanges slot `n + 1` from record `n + 1 - capacity` to the new
+//!    record `n + 1`: **that compare-exchange is the linearization point and the whole
+//!    commit**, for every rate at once. Then it raises the hint (a plain store).
 //!
-//! A process that dies or stops anywhere leaves at most one unfilled slot, which the next
-//! caller fills from the head: nobody ever waits for anybody (lock-freedom). Slots are only
-//! written with `fetch_max` of values that are fixed by the committed record, and both words
-//! of a slot grow from lap to lap, so a helper that wakes up late and writes an old record
-//! changes nothing. A helper computes the values from slot `n - 1` and writes them only after
-//! reloading the head and finding it unchanged, so it never writes values derived from a slot
-//! that had already moved on.
+//! Why the answer is exact: overwriting any slot read in step 3 means committing a record
+//! after `n`, which first needs slot `n + 1` to hold record `n + 1`. If the compare-exchange
+//! in step 5 (or the reload in step 4) finds slot `n + 1` still holding its previous lap, no
+//! record after `n` exists, so every slot read held the record it was read as. A slot's
+//! sequence number only grows, by `capacity` per lap, so the previous-lap value never comes
+//! back (no ABA short of 2^32 admissions within one timestamp). The ring is sized (see
+//! `layout.rs`) to reach back past the longest window; a ring that does not (garbage in the
+//! file) gives [`Outcome::Corrupt`], never a guess.
 //!
-//! Why the answer is exact: the head does not change between the load in step 1 and the
-//! successful compare-exchange in step 4, so by (I1) the slots read in step 2 held exactly
-//! records `n - capacity + 1 ..= n`. The ring is sized (see `layout.rs`) so that it always
-//! reaches back past the longest window; a ring that does not (garbage in the file) is reported
-//! as [`Outcome::Corrupt`], never as a guess.
+//! Progress: a process that dies or stops anywhere holds nothing. Before its compare-exchange
+//! it has written nothing; after it, the record is complete, and at worst the hint is stale,
+//! which costs the next caller a step of walking. A failed compare-exchange means another
+//! caller committed: the system as a whole always progresses (lock-freedom).
 //!
 //! # What the guarantee is stated in
 //!
 //! Recorded timestamps: a record's timestamp is `max(clock read by the caller, previous
 //! record's timestamp)`, so timestamps never decrease along the log, and each lies between the
 //! caller's clock read and the real moment of its commit. For every rate and every `t`, the
-//! weight of the records with timestamps in `(t - window, t]` never exceeds the limit.
+//! weight of the records with timestamps in `(t - window, t]` never exceeds the limit: the
+//! newest record inside any window was checked, at its commit, against a window that held
+//! every older record inside it.
 
-use crate::sync::{AtomicPair, AtomicU64, Ordering, fence};
+use crate::sync::{AtomicPair, AtomicU64, Ordering};
 
 /// The most rates one limiter can have.
 pub const MAX_RATES: usize = 8;
@@ -62,9 +66,7 @@ pub const MAX_RATES: usize = 8;
 /// The largest ring the protocol accepts (slots), so that sequence numbers mod 2^32 index it.
 pub const MAX_CAPACITY: u32 = 1 << 31;
 
-/// One committed admission, as packed in the head word.
-///
-/// Bit layout of the 128-bit head word:
+/// One admission record, as packed in a 128-bit ring slot.
 ///
 /// | bits     | field | meaning                                               |
 /// |----------|-------|-------------------------------------------------------|
@@ -72,8 +74,8 @@ pub const MAX_CAPACITY: u32 = 1 << 31;
 /// | 64..96   | `cum` | cumulative weight of records `0..=seq`, mod 2^32      |
 /// | 96..128  | `seq` | sequence number of the record, mod 2^32               |
 ///
-/// The only transition is `n -> n + 1` by one compare-exchange in [`acquire`]: `seq` grows by
-/// one, `cum` by the charged weight, `ts` never decreases.
+/// A slot's only transition is from record `k - capacity` to record `k`, by one
+/// compare-exchange in [`acquire`]: `seq` grows by `capacity`, `ts` never decreases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Recorded timestamp (ns of the file's clock).
@@ -92,13 +94,13 @@ impl Record {
         cum: 0,
     };
 
-    /// Packs the record into the head word's layout.
+    /// Packs the record into a slot's layout.
     pub fn pack(self) -> u128 {
         u128::from(self.ts) | (u128::from(self.cum) << 64) | (u128::from(self.seq) << 96)
     }
 
-    /// Unpacks a head word. Every bit pattern is some record, so garbage unpacks too; the
-    /// protocol validates what it derives from it.
+    /// Unpacks a slot. Every bit pattern is some record, so garbage unpacks too; the protocol
+    /// validates what it derives from it.
     pub fn unpack(word: u128) -> Record {
         Record {
             ts: word as u64,
@@ -106,60 +108,59 @@ impl Record {
             seq: (word >> 96) as u32,
         }
     }
-}
 
-/// One ring slot: the timestamp and the full cumulative weight of one record.
-///
-/// Both words only grow from one lap to the next and are only written with `fetch_max`.
-#[derive(Debug)]
-#[repr(C)]
-pub struct Slot {
-    /// Recorded timestamp of the record in this slot.
-    pub ts: AtomicU64,
-    /// Cumulative weight of records up to and including this one (64 bits, never wraps).
-    pub cum: AtomicU64,
-}
-
-impl Slot {
-    /// An empty slot (timestamp 0, weight 0), as in a new file.
-    pub fn new() -> Self {
-        Slot {
-            ts: AtomicU64::new(0),
-            cum: AtomicU64::new(0),
+    /// What slot `index` of a new ring of `capacity` slots holds: the sentinel in slot 0, a
+    /// fake previous-lap record with timestamp 0 and weight 0 elsewhere.
+    pub fn initial(index: u32, capacity: u32) -> Record {
+        Record {
+            ts: 0,
+            seq: if index == 0 {
+                0
+            } else {
+                index.wrapping_sub(capacity)
+            },
+            cum: 0,
         }
-    }
-}
-
-impl Default for Slot {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
 /// The shared words one limiter works on, borrowed from the mapping or from the heap.
 #[derive(Clone, Copy, Debug)]
 pub struct Words<'a> {
-    head: &'a AtomicPair,
-    ring: &'a [Slot],
+    hint: &'a AtomicU64,
+    laps: &'a AtomicU64,
+    ring: &'a [AtomicPair],
     mask: u32,
 }
 
 impl<'a> Words<'a> {
-    /// Borrows a head word and a ring. `None` unless the ring's length is a power of two
-    /// between 2 and [`MAX_CAPACITY`].
-    pub fn new(head: &'a AtomicPair, ring: &'a [Slot]) -> Option<Self> {
+    /// Borrows the hint word, the lap counter and the ring. `None` unless the ring's length
+    /// is a power of two between 2 and [`MAX_CAPACITY`].
+    pub fn new(hint: &'a AtomicU64, laps: &'a AtomicU64, ring: &'a [AtomicPair]) -> Option<Self> {
         let len = u32::try_from(ring.len()).ok()?;
         (len.is_power_of_two() && (2..=MAX_CAPACITY).contains(&len)).then(|| Words {
-            head,
+            hint,
+            laps,
             ring,
             mask: len - 1,
         })
     }
 
+    /// Total records committed since the file was made (64-bit: laps of 2^32 plus `seq`).
+    /// Off by a lap only if a process died between wrapping the sequence and counting it.
+    pub fn admitted(&self, head: Record) -> u64 {
+        // Relaxed: a statistic.
+        (self.laps.load(Ordering::Relaxed) << 32) | u64::from(head.seq)
+    }
+
     /// The ring slot of record `seq`.
-    fn slot(&self, seq: u32) -> &Slot {
-        // Masked with capacity - 1, so always in bounds whatever `seq` a garbage head holds.
+    fn slot(&self, seq: u32) -> &AtomicPair {
+        // Masked with capacity - 1: always in bounds, whatever a garbage slot says.
         &self.ring[(seq & self.mask) as usize]
+    }
+
+    fn capacity(&self) -> u32 {
+        self.mask + 1
     }
 }
 
@@ -231,6 +232,11 @@ pub enum Outcome {
     Corrupt(&'static str),
 }
 
+/// Per rate, the sequence number of the newest record outside its window at the last call:
+/// where the next search starts. Process-local; any value is safe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints(pub [u32; MAX_RATES]);
+
 /// Use of one rate at one consistent moment, from [`usage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateUse {
@@ -251,92 +257,153 @@ pub struct Usage {
     pub rates: [RateUse; MAX_RATES],
 }
 
-/// Result of making sure the head's slot is filled.
-enum Fill {
-    /// Filled; the head record's full cumulative weight.
-    Ready(u64),
-    /// The head moved on while we looked: start over.
-    Moved,
-    /// The slot holds values beyond the head record: garbage.
+/// How many times a caller restarts its search for the newest record after finding slots
+/// that no consistent state explains, before calling the ring corrupt. A valid ring only sends
+/// a caller back when a full lap of commits overtook it, so this is never reached by contention
+/// in practice.
+const MAX_RESTARTS: u32 = 1_000;
+
+/// Result of looking for the newest record.
+enum Head {
+    /// The newest record, and the raw value of the slot after it (its previous lap).
+    Found(Record, u128),
+    /// Slots that no consistent state explains.
     Corrupt,
 }
 
-/// Result of checking every rate against one head.
+/// Finds the newest committed record, starting from the hint.
+fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
+    let capacity = words.capacity();
+    for _ in 0..MAX_RESTARTS {
+        hook.step()?;
+        // Acquire: the hint names a record committed before it was stored; pairs with the
+        // Release store in `acquire`.
+        let mut seq = words.hint.load(Ordering::Acquire) as u32;
+        hook.step()?;
+        let mut head = Record::unpack(words.slot(seq).load());
+        if head.seq.wrapping_sub(seq) & words.mask != 0 {
+            // The hinted slot holds a record that does not belong in it: garbage.
+            return Ok(Head::Corrupt);
+        }
+        // Any record a slot holds was committed (or is a fake of the new ring), and walking
+        // forward from any committed record reaches the newest.
+        seq = head.seq;
+        // Walk forward while the next slot already holds the next record; at most a lap.
+        for _ in 0..capacity {
+            hook.step()?;
+            let next_raw = words.slot(seq.wrapping_add(1)).load();
+            let next = Record::unpack(next_raw);
+            if next.seq == seq.wrapping_add(1) {
+                seq = next.seq;
+                head = next;
+            } else if next.seq == seq.wrapping_add(1).wrapping_sub(capacity) {
+                return Ok(Head::Found(head, next_raw));
+            } else if next.seq.wrapping_sub(seq.wrapping_add(1)) & words.mask != 0 {
+                return Ok(Head::Corrupt);
+            } else {
+                // A later lap: commits overtook this walk. Start again from the hint.
+                break;
+            }
+        }
+    }
+    Ok(Head::Corrupt)
+}
+
+/// Result of checking every rate against one state.
 enum Check {
     Admit,
     Deny { rate: usize, retry_at: u64 },
     Corrupt(&'static str),
 }
 
-/// A consistent-until-proven-otherwise view of the log from one head.
+/// The log as seen from one newest record.
 struct View<'w, 'a, H> {
     words: &'w Words<'a>,
     hook: &'w H,
-    raw: u128,
     head: Record,
+    /// Raw value of the slot after the head (record head.seq + 1 - capacity).
+    next_raw: u128,
 }
 
 impl<H: Hook> View<'_, '_, H> {
-    /// Timestamp of the record `back` places before the head (`back = 0` is the head).
-    fn ts_at(&self, back: u32) -> Result<u64, H::Stop> {
+    /// The record `back` places before the head (`back = 0` is the head).
+    fn record_at(&self, back: u32) -> Result<Record, H::Stop> {
         if back == 0 {
-            return Ok(self.head.ts);
+            return Ok(self.head);
         }
         self.hook.step()?;
-        // Relaxed: the slots behind the head were published before the head (I1) and the
-        // head was loaded with acquire; a value from a later lap is caught by the reload of
-        // the head (denial) or by the failing compare-exchange (admission).
-        Ok(self
-            .words
-            .slot(self.head.seq.wrapping_sub(back))
-            .ts
-            .load(Ordering::Relaxed))
+        // Acquire load (see AtomicPair::load): a value from a later lap is caught by the
+        // reload in `still_current` (denial) or by the failing compare-exchange (admission).
+        Ok(Record::unpack(
+            self.words.slot(self.head.seq.wrapping_sub(back)).load(),
+        ))
+    }
+
+    /// Timestamp of the record `back` places before the head.
+    fn ts_at(&self, back: u32) -> Result<u64, H::Stop> {
+        Ok(self.record_at(back)?.ts)
     }
 
     /// Cumulative weight (mod 2^32) of the record `back` places before the head.
     fn cum_at(&self, back: u32) -> Result<u32, H::Stop> {
-        if back == 0 {
-            return Ok(self.head.cum);
-        }
-        self.hook.step()?;
-        // Relaxed: as in `ts_at`.
-        Ok(self
-            .words
-            .slot(self.head.seq.wrapping_sub(back))
-            .cum
-            .load(Ordering::Relaxed) as u32)
+        Ok(self.record_at(back)?.cum)
     }
 
     /// The number of records inside `(threshold, head.ts]`, i.e. the smallest `back` whose
     /// record has `ts <= threshold`; `None` if the ring does not reach back that far.
-    fn records_after(&self, threshold: u64) -> Result<Option<u32>, H::Stop> {
+    ///
+    /// The search starts from `hint`, the sequence number of this rate's boundary record in
+    /// an earlier call (boundaries only move forward in time, so it is usually a step or two
+    /// away), and gallops from there: O(log distance) probes, whatever the window holds. Any
+    /// hint is safe: one outside the ring is ignored, and the search is exact from anywhere.
+    fn records_after(&self, threshold: u64, hint: u32) -> Result<Option<u32>, H::Stop> {
         if self.head.ts <= threshold {
             return Ok(Some(0));
         }
         let oldest = self.words.mask; // capacity - 1 records back is the oldest kept.
-        // Gallop back: `newer` is known to be inside the window.
-        let mut newer = 0u32;
-        let mut older = 1u32;
-        loop {
-            if self.ts_at(older)? <= threshold {
-                break;
+        // Invariant of the searches below: ts(inside) > threshold >= ts(outside), where
+        // `inside` < `outside` are offsets back from the head.
+        let start = self.head.seq.wrapping_sub(hint);
+        let (mut inside, mut outside);
+        if start == 0 || start > oldest || self.ts_at(start)? > threshold {
+            // Gallop back (away from the head) from the hint, or from the head.
+            inside = if start > oldest { 0 } else { start };
+            let mut step = 1u32;
+            loop {
+                let probe = inside.saturating_add(step).min(oldest);
+                if self.ts_at(probe)? <= threshold {
+                    outside = probe;
+                    break;
+                }
+                if probe == oldest {
+                    return Ok(None);
+                }
+                inside = probe;
+                step = step.saturating_mul(2);
             }
-            if older == oldest {
-                return Ok(None);
+        } else {
+            // The hint is outside the window: gallop forward (towards the head).
+            outside = start;
+            let mut step = 1u32;
+            loop {
+                let probe = outside.saturating_sub(step);
+                if probe == 0 || self.ts_at(probe)? > threshold {
+                    inside = probe;
+                    break;
+                }
+                outside = probe;
+                step = step.saturating_mul(2);
             }
-            newer = older;
-            older = older.saturating_mul(2).min(oldest);
         }
-        // Binary search in (newer, older]: ts(newer) > threshold >= ts(older).
-        while older - newer > 1 {
-            let mid = newer + (older - newer) / 2;
+        while outside - inside > 1 {
+            let mid = inside + (outside - inside) / 2;
             if self.ts_at(mid)? <= threshold {
-                older = mid;
+                outside = mid;
             } else {
-                newer = mid;
+                inside = mid;
             }
         }
-        Ok(Some(older))
+        Ok(Some(outside))
     }
 
     /// Weight (or requests) of the newest `back` records.
@@ -349,18 +416,25 @@ impl<H: Hook> View<'_, '_, H> {
     }
 
     /// Checks every rate at timestamp `t` for a request of `weight`.
-    fn check(&self, rules: &[Rule], weight: u64, t: u64) -> Result<Check, H::Stop> {
+    fn check(
+        &self,
+        rules: &[Rule],
+        weight: u64,
+        t: u64,
+        hints: &mut Hints,
+    ) -> Result<Check, H::Stop> {
         let mut refusal: Option<(usize, u64)> = None;
-        for (index, rule) in rules.iter().enumerate() {
+        for ((index, rule), hint) in rules.iter().enumerate().zip(hints.0.iter_mut()) {
             let units = rule.units(weight);
             if units == 0 {
                 continue;
             }
-            let Some(inside) = self.records_after(t.saturating_sub(rule.window))? else {
+            let Some(inside) = self.records_after(t.saturating_sub(rule.window), *hint)? else {
                 return Ok(Check::Corrupt(
                     "the ring does not reach back over the window",
                 ));
             };
+            *hint = self.head.seq.wrapping_sub(inside);
             if self.used_by(rule, inside)?.saturating_add(units) <= rule.limit {
                 continue;
             }
@@ -387,68 +461,25 @@ impl<H: Hook> View<'_, '_, H> {
         })
     }
 
-    /// Is the head still the one this view was taken from?
+    /// Is the head still the newest record? True means nothing was committed since the head
+    /// was found, so everything read in between belongs to one state.
     fn still_current(&self) -> Result<bool, H::Stop> {
-        // Acquire: every slot value read above that came from a later lap was written after
-        // its writer saw a later head; this fence makes that head visible to the reload.
-        fence(Ordering::Acquire);
         self.hook.step()?;
-        Ok(self.words.head.load() == self.raw)
+        Ok(self.words.slot(self.head.seq.wrapping_add(1)).load() == self.next_raw)
     }
-
-    /// Makes sure the head record's slot is filled (I1 for the next record).
-    fn ensure_filled(&self) -> Result<Fill, H::Stop> {
-        let seq = self.head.seq;
-        self.hook.step()?;
-        // Acquire: pairs with the Release `fetch_max` of whoever filled slot seq - 1.
-        let prev_cum = self
-            .words
-            .slot(seq.wrapping_sub(1))
-            .cum
-            .load(Ordering::Acquire);
-        let cum = prev_cum.wrapping_add(u64::from(self.head.cum.wrapping_sub(prev_cum as u32)));
-        let slot = self.words.slot(seq);
-        self.hook.step()?;
-        // Acquire: pairs with the Release `fetch_max` in `fill`.
-        let slot_ts = slot.ts.load(Ordering::Acquire);
-        self.hook.step()?;
-        let slot_cum = slot.cum.load(Ordering::Acquire);
-        if slot_ts == self.head.ts && slot_cum == cum {
-            return Ok(Fill::Ready(cum));
-        }
-        // Before writing anything derived from `prev_cum`, make sure it came from the state
-        // of this head and not from a lap that overwrote slot seq - 1 meanwhile.
-        if !self.still_current()? {
-            return Ok(Fill::Moved);
-        }
-        if slot_ts > self.head.ts || slot_cum > cum {
-            return Ok(Fill::Corrupt);
-        }
-        fill(self.words, self.hook, seq, self.head.ts, cum)?;
-        Ok(Fill::Ready(cum))
-    }
-}
-
-/// Writes record `seq`'s values into its slot. Idempotent, and harmless when late.
-fn fill<H: Hook>(words: &Words<'_>, hook: &H, seq: u32, ts: u64, cum: u64) -> Result<(), H::Stop> {
-    let slot = words.slot(seq);
-    hook.step()?;
-    // Release: publishes the slot to whoever reads it with acquire in `ensure_filled`, and
-    // (through the next commit's compare-exchange) to every reader of later heads.
-    slot.ts.fetch_max(ts, Ordering::Release);
-    hook.step()?;
-    slot.cum.fetch_max(cum, Ordering::Release);
-    Ok(())
 }
 
 /// Tries to admit `weight` at `now` under `rules`: commits to every rate or to none.
 ///
-/// `rules` must be the rules the ring was sized for (see `layout.rs`).
+/// `rules` must be the rules the ring was sized for (see `layout.rs`). `hints` carries each
+/// rate's window boundary from one call to the next (any value is safe; start with
+/// [`Hints::default`]).
 pub fn acquire<H: Hook>(
     words: &Words<'_>,
     rules: &[Rule],
     now: u64,
     weight: u64,
+    hints: &mut Hints,
     hook: &H,
 ) -> Result<Outcome, H::Stop> {
     if let Some(rate) = rules
@@ -464,17 +495,19 @@ pub fn acquire<H: Hook>(
     // without one the cumulative weight is never read, so truncation is harmless.
     let charge = weight as u32;
     loop {
-        hook.step()?;
-        let raw = words.head.load();
-        let head = Record::unpack(raw);
+        let Head::Found(head, next_raw) = find_head(words, hook)? else {
+            return Ok(Outcome::Corrupt(
+                "the ring's sequence numbers are inconsistent",
+            ));
+        };
         let view = View {
             words,
             hook,
-            raw,
             head,
+            next_raw,
         };
         let t = now.max(head.ts);
-        match view.check(rules, weight, t)? {
+        match view.check(rules, weight, t, hints)? {
             Check::Admit => {}
             Check::Deny { rate, retry_at } => {
                 if view.still_current()? {
@@ -489,27 +522,34 @@ pub fn acquire<H: Hook>(
                 continue;
             }
         }
-        let cum = match view.ensure_filled()? {
-            Fill::Ready(cum) => cum,
-            Fill::Moved => continue,
-            Fill::Corrupt => return Ok(Outcome::Corrupt("a ring slot is ahead of the head")),
-        };
         let next = Record {
             ts: t,
             seq: head.seq.wrapping_add(1),
             cum: head.cum.wrapping_add(charge),
         };
         hook.step()?;
-        // The commit: AcqRel, so that the slot filled above is published with the new head,
-        // and the slots read above belong to the head this compare-exchange replaces.
-        if words.head.compare_exchange(raw, next.pack()).is_ok() {
-            fill(
-                words,
-                hook,
-                next.seq,
-                next.ts,
-                cum.wrapping_add(u64::from(charge)),
-            )?;
+        // The commit: one sequentially consistent compare-exchange of the next slot, from its
+        // previous lap to the new record.
+        if words
+            .slot(next.seq)
+            .compare_exchange(next_raw, next.pack())
+            .is_ok()
+        {
+            if next.seq == 0 {
+                // The sequence number wrapped: count the lap so that totals stay 64-bit.
+                hook.step()?;
+                // Relaxed: a statistic.
+                words.laps.fetch_add(1, Ordering::Relaxed);
+            }
+            hook.step()?;
+            // Relaxed load, Release store: the hint only moves forward here (a racing store
+            // may move it back a little; `find_head` walks forward from any value). Release
+            // pairs with the Acquire load in `find_head`.
+            let hinted = words.hint.load(Ordering::Relaxed) as u32;
+            if (next.seq.wrapping_sub(hinted) as i32) > 0 {
+                hook.step()?;
+                words.hint.store(u64::from(next.seq), Ordering::Release);
+            }
             return Ok(Outcome::Admitted(next));
         }
     }
@@ -523,14 +563,14 @@ pub fn usage<H: Hook>(
     hook: &H,
 ) -> Result<Result<Usage, &'static str>, H::Stop> {
     'retry: loop {
-        hook.step()?;
-        let raw = words.head.load();
-        let head = Record::unpack(raw);
+        let Head::Found(head, next_raw) = find_head(words, hook)? else {
+            return Ok(Err("the ring's sequence numbers are inconsistent"));
+        };
         let view = View {
             words,
             hook,
-            raw,
             head,
+            next_raw,
         };
         let at = now.max(head.ts);
         let mut rates = [RateUse {
@@ -538,7 +578,7 @@ pub fn usage<H: Hook>(
             next_free_at: None,
         }; MAX_RATES];
         for (rule, out) in rules.iter().zip(rates.iter_mut()) {
-            let Some(inside) = view.records_after(at.saturating_sub(rule.window))? else {
+            let Some(inside) = view.records_after(at.saturating_sub(rule.window), head.seq)? else {
                 if view.still_current()? {
                     return Ok(Err("the ring does not reach back over the window"));
                 }

@@ -29,7 +29,7 @@ use nix::sys::stat::{Mode, fchmod, fstat};
 
 use crate::error::Error;
 use crate::layout::{self, HEADER_WORDS, Header, Invalid};
-use crate::protocol::{Slot, Words};
+use crate::protocol::Words;
 use crate::sync::{AtomicU64, Ordering};
 
 #[cfg(not(any(target_arch = "x86_64", miri)))]
@@ -54,8 +54,6 @@ unsafe impl Sync for AtomicPair {}
 
 const _: () =
     assert!(std::mem::size_of::<AtomicPair>() == 16 && std::mem::align_of::<AtomicPair>() == 16);
-const _: () =
-    assert!(std::mem::size_of::<Slot>() == layout::SLOT_SIZE && std::mem::align_of::<Slot>() == 8);
 
 impl AtomicPair {
     /// A word holding `value` (for heap-backed tests; files start zeroed).
@@ -65,9 +63,20 @@ impl AtomicPair {
         }
     }
 
-    /// Reads the word. Sequentially consistent (so at least acquire).
+    /// Reads the word, atomically and with at least acquire ordering.
+    ///
+    /// On Intel and AMD CPUs with AVX an aligned 16-byte `vmovdqa` load is atomic (Intel SDM
+    /// vol. 3A §9.1.1; AMD APM vol. 2 §7.3.2) and, unlike a `cmpxchg16b` used as a load, does
+    /// not take the cache line exclusive: denials and peeks then never write shared memory.
+    /// Elsewhere the load is a `cmpxchg16b` of 0 with 0.
     #[inline]
     pub fn load(&self) -> u128 {
+        #[cfg(not(miri))]
+        if ATOMIC_VMOVDQA.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: `value` is 16-byte aligned and valid for reads for the life of `self`;
+            // the flag is set only on CPUs that guarantee the load is atomic (see above).
+            return unsafe { vmovdqa(self.value.get()) };
+        }
         #[cfg(miri)]
         {
             // SAFETY: the pointer comes from a live `UnsafeCell<u128>` aligned to 16, and all
@@ -139,13 +148,63 @@ unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> (u128, bool) {
     ((u128::from(high) << 64) | u128::from(low), swapped != 0)
 }
 
+/// An aligned 16-byte AVX load.
+///
+/// # Safety
+///
+/// - `src` is aligned to 16 bytes and valid for reads;
+/// - the CPU supports AVX and guarantees atomicity of aligned 16-byte `vmovdqa` loads (Intel or
+///   AMD with AVX: [`ATOMIC_VMOVDQA`]).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+unsafe fn vmovdqa(src: *const u128) -> u128 {
+    let (low, high): (u64, u64);
+    // SAFETY: the caller guarantees alignment, validity and CPU support. No `readonly`/`nomem`
+    // option: the block is a compiler barrier, so later accesses are not hoisted above the
+    // load (the hardware already orders loads, x86-TSO), which gives the load acquire ordering.
+    unsafe {
+        std::arch::asm!(
+            "vmovdqa {x}, xmmword ptr [{src}]",
+            "vmovq {low}, {x}",
+            "vpextrq {high}, {x}, 1",
+            src = in(reg) src,
+            x = out(xmm_reg) _,
+            low = out(reg) low,
+            high = out(reg) high,
+            options(nostack, preserves_flags),
+        );
+    }
+    (u128::from(high) << 64) | u128::from(low)
+}
+
+/// Set by [`check_machine`] on Intel and AMD CPUs with AVX, whose aligned 16-byte loads are
+/// atomic. Setting `HOSTLIMIT_NO_VMOVDQA` in the environment keeps `cmpxchg16b` loads.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+static ATOMIC_VMOVDQA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+fn vendor_guarantees_vmovdqa() -> bool {
+    let leaf = std::arch::x86_64::__cpuid(0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
+    (&vendor == b"GenuineIntel" || &vendor == b"AuthenticAMD")
+        && std::arch::is_x86_feature_detected!("avx")
+}
+
 /// Checks that this machine has the lock-free atomics the file needs.
 pub fn check_machine() -> Result<(), Error> {
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
-        return Err(Error::Unsupported(
-            "this x86_64 CPU has no cmpxchg16b".into(),
-        ));
+    {
+        if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
+            return Err(Error::Unsupported(
+                "this x86_64 CPU has no cmpxchg16b".into(),
+            ));
+        }
+        if std::env::var_os("HOSTLIMIT_NO_VMOVDQA").is_none() && vendor_guarantees_vmovdqa() {
+            ATOMIC_VMOVDQA.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     // 64-bit atomics must be native too: nothing may fall back to a process-local lock.
     #[cfg(not(target_has_atomic = "64"))]
@@ -163,6 +222,7 @@ pub struct Region {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    shard: usize,
 }
 
 /// How to open: the header a new file gets, or `None` to attach to an existing file only.
@@ -292,6 +352,21 @@ impl Region {
             for (index, value) in words.iter().enumerate() {
                 header_word(&map, index).store(*value, Ordering::Relaxed);
             }
+            let region = Region {
+                map,
+                _file: file,
+                header: header.clone(),
+                path: path.to_path_buf(),
+                dev: 0,
+                ino: 0,
+                shard: shard(),
+            };
+            let capacity = header.capacity as u32;
+            for (index, slot) in region.ring().iter().enumerate() {
+                let initial = crate::protocol::Record::initial(index as u32, capacity).pack();
+                // The file is still private: the slots are zero and nobody else can see them.
+                let _ = slot.compare_exchange(0, initial);
+            }
             // Link into place: only now can anyone else see it.
             let linked = match &temp_name {
                 None => nix::unistd::linkat(
@@ -310,12 +385,9 @@ impl Region {
             }
             let stat = fstat(&fd).map_err(|e| Error::io(path, "stat", errno_io(e)))?;
             Ok(Some(Region {
-                map,
-                _file: file,
-                header: header.clone(),
-                path: path.to_path_buf(),
                 dev: stat.st_dev,
                 ino: stat.st_ino,
+                ..region
             }))
         })();
         cleanup(&temp_name);
@@ -380,6 +452,7 @@ impl Region {
             path: path.to_path_buf(),
             dev: meta.dev(),
             ino: meta.ino(),
+            shard: shard(),
         })
     }
 
@@ -393,47 +466,59 @@ impl Region {
         &self.path
     }
 
-    /// The protocol's words: the head and the ring.
-    pub fn words(&self) -> Words<'_> {
-        let base = self.map.as_mut_ptr();
-        // SAFETY: the mapping is page-aligned and at least `file_size(capacity)` long
-        // (checked in `attach`/`create`), so HEAD_OFFSET (a multiple of 128) is 16-byte aligned
-        // and in bounds. Every access to these bytes, from any process, is atomic (the head is
-        // only touched through `AtomicPair`), and the mapping lives as long as `self`.
-        let head = unsafe {
-            &*base
-                .add(layout::HEAD_OFFSET)
-                .cast::<crate::sync::AtomicPair>()
-        };
-        // SAFETY: RING_OFFSET is page-aligned; `capacity` slots of 16 bytes fit in the mapping;
-        // `Slot` is `repr(C)` of two `AtomicU64`, which have the layout of `u64` and may alias
-        // memory other processes access atomically; the mapping lives as long as `self`.
-        let ring = unsafe {
-            std::slice::from_raw_parts(
-                base.add(layout::RING_OFFSET).cast::<Slot>(),
-                self.header.capacity as usize,
-            )
-        };
-        // The capacity was validated as a power of two within bounds by `Header::decode`
-        // (or computed by `capacity_for`), so this cannot fail; fall back to an error path
-        // rather than panic if it ever did.
-        Words::new(head, ring).unwrap_or_else(|| unreachable_words())
+    /// A word of the mapping at `offset`, in the part before the ring.
+    fn word(&self, offset: usize) -> &AtomicU64 {
+        let offset = offset.min(layout::RING_OFFSET - 8) & !7;
+        // SAFETY: the offset is 8-aligned and below RING_OFFSET, and every mapping is at least
+        // RING_OFFSET long (checked in `attach`, sized in `create`), page-aligned; other
+        // processes only access these bytes atomically; the mapping lives as long as `self`.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 
-    /// The denial counter of rate `index` (process-shared).
-    pub fn denial_counter(&self, index: usize) -> &AtomicU64 {
-        let index = index.min(crate::protocol::MAX_RATES - 1);
-        // SAFETY: COUNTERS_OFFSET + 8 * MAX_RATES <= RING_OFFSET (const-asserted in layout),
-        // the offset is 8-aligned within the page-aligned mapping, accessed only atomically,
-        // and lives as long as `self`.
+    /// The ring: `capacity` 128-bit slots.
+    fn ring(&self) -> &[crate::sync::AtomicPair] {
+        // SAFETY: RING_OFFSET is page-aligned, so 16-byte aligned; `capacity` slots of 16 bytes
+        // fit in the mapping (its length is `file_size(capacity)`, checked in `attach`);
+        // `AtomicPair` is `repr(C, align(16))` over an `UnsafeCell<u128>` that is only accessed
+        // atomically, from any process; the mapping lives as long as `self`.
         unsafe {
-            AtomicU64::from_ptr(
+            std::slice::from_raw_parts(
                 self.map
                     .as_mut_ptr()
-                    .add(layout::COUNTERS_OFFSET + 8 * index)
-                    .cast(),
+                    .add(layout::RING_OFFSET)
+                    .cast::<crate::sync::AtomicPair>(),
+                self.header.capacity as usize,
             )
         }
+    }
+
+    /// The protocol's words: the hint, the lap counter and the ring.
+    pub fn words(&self) -> Words<'_> {
+        // The capacity was validated as a power of two within bounds by `Header::decode` (or
+        // computed by `capacity_for`), so `Words::new` accepts it; should it not, an empty
+        // two-slot ring full of fake records makes every acquire report corruption.
+        Words::new(
+            self.word(layout::HINT_OFFSET),
+            self.word(layout::LAPS_OFFSET),
+            self.ring(),
+        )
+        .unwrap_or_else(|| unusable_words())
+    }
+
+    /// The denial counter of rate `rate` in this process's shard.
+    pub fn denial_counter(&self, rate: usize) -> &AtomicU64 {
+        self.word(layout::counter_offset(self.shard, rate))
+    }
+
+    /// The total of rate `rate`'s denial counters over all shards.
+    pub fn denials(&self, rate: usize) -> u64 {
+        (0..layout::COUNTER_SHARDS)
+            // Relaxed: statistics.
+            .map(|s| {
+                self.word(layout::counter_offset(s, rate))
+                    .load(Ordering::Relaxed)
+            })
+            .fold(0, u64::wrapping_add)
     }
 
     /// Does `path` still name the file this region maps?
@@ -446,15 +531,35 @@ impl Region {
     }
 }
 
+/// This process's counter shard (taken once per region: `getpid` is a system call). A child
+/// forked later shares its parent's shard, which only costs some cache-line sharing.
+fn shard() -> usize {
+    std::process::id() as usize % layout::COUNTER_SHARDS
+}
+
 #[cold]
-fn unreachable_words() -> Words<'static> {
-    // A validated header always yields a valid ring; this keeps `words` total without a panic
-    // path in release builds.
-    static HEAD: std::sync::OnceLock<crate::sync::AtomicPair> = std::sync::OnceLock::new();
-    static RING: std::sync::OnceLock<[Slot; 2]> = std::sync::OnceLock::new();
-    let head = HEAD.get_or_init(|| crate::sync::AtomicPair::new(0));
-    let ring = RING.get_or_init(|| [Slot::new(), Slot::new()]);
-    Words::new(head, ring).expect("a two-slot ring is valid")
+fn unusable_words() -> Words<'static> {
+    static WORDS: std::sync::OnceLock<(AtomicU64, AtomicU64, [crate::sync::AtomicPair; 2])> =
+        std::sync::OnceLock::new();
+    let (hint, laps, ring) = WORDS.get_or_init(|| {
+        // Slot 1 claims record 2, which slot 1 of a two-slot ring can never hold: `find_head`
+        // reports it as corrupt.
+        let bad = crate::protocol::Record {
+            ts: 0,
+            seq: 2,
+            cum: 0,
+        }
+        .pack();
+        (
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+            [
+                crate::sync::AtomicPair::new(0),
+                crate::sync::AtomicPair::new(bad),
+            ],
+        )
+    });
+    Words::new(hint, laps, ring).unwrap_or_else(|| unreachable!("a two-slot ring is valid"))
 }
 
 fn libc_s_ifmt() -> u32 {

@@ -11,16 +11,16 @@
 //! a value behind loom's mutex, which gives the model the same single-step atomicity.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(not(loom))]
 pub(crate) use crate::region::AtomicPair;
 
 /// Process-local counters (clocks, check timers): never placed in a mapping, never modelled.
-pub(crate) use std::sync::atomic::AtomicU64 as StdAtomicU64;
+pub(crate) use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicU64 as StdAtomicU64};
 
 /// The loom stand-in for the 128-bit word: one value behind loom's mutex.
 ///
