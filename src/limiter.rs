@@ -330,51 +330,21 @@ impl Limiter {
     #[inline]
     pub fn try_acquire(&self, weight: u64) -> Result<(), Denied> {
         let now = self.clock.now();
-        let attached = self.current(now)?;
-        let words = attached.region.words();
-        let mut hints = Hints::default();
-        for (hint, kept) in hints.0.iter_mut().zip(&attached.hints) {
-            // Relaxed: a search hint; every value is safe.
-            *hint = kept.load(Ordering::Relaxed);
-        }
-        let before = hints;
-        let Ok(outcome) =
-            protocol::acquire(&words, &attached.rules, now, weight, &mut hints, &NoHook);
-        for ((hint, old), kept) in hints.0.iter().zip(before.0.iter()).zip(&attached.hints) {
-            if hint != old {
-                kept.store(*hint, Ordering::Relaxed);
+        let mut attached = self.current(now)?;
+        // A retired file (reset or removed) sends us to its replacement; a file that keeps
+        // being retired under us is reported rather than chased forever.
+        for _ in 0..4 {
+            match attached.try_acquire(now, weight) {
+                Some(result) => return result,
+                None => attached = self.reattach(now)?,
             }
         }
-        match outcome {
-            Outcome::Admitted(_) | Outcome::Free => Ok(()),
-            Outcome::Denied { rate, retry_at } => {
-                // Relaxed: a statistic; no other memory depends on it.
-                attached
-                    .region
-                    .denial_counter(rate)
-                    .fetch_add(1, Ordering::Relaxed);
-                Err(attached.denied(
-                    rate,
-                    DenialKind::Exhausted {
-                        retry_after: Duration::from_nanos(retry_at.saturating_sub(now)),
-                    },
-                ))
-            }
-            Outcome::NeverFits { rate } => {
-                let units = if attached.rules.get(rate).is_some_and(|r| r.requests) {
-                    1
-                } else {
-                    weight
-                };
-                Err(attached.denied(rate, DenialKind::NeverFits { weight: units }))
-            }
-            Outcome::Corrupt(reason) => Err(attached.denied(
-                usize::MAX,
-                DenialKind::Unavailable {
-                    reason: reason.to_string(),
-                },
-            )),
-        }
+        Err(attached.denied(
+            usize::MAX,
+            DenialKind::Unavailable {
+                reason: format!("{} keeps being reset", self.path.display()),
+            },
+        ))
     }
 
     /// Waits until `weight` can be admitted, at most `timeout`; see [`Limiter::acquire_until`].
@@ -425,11 +395,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
         let now = self.clock.now();
-        let attached = self
-            .current(now)
-            .map_err(|d| Error::corrupt(&self.path, d.to_string()))?;
-        let Ok(result) = protocol::usage(&attached.region.words(), &attached.rules, now, &NoHook);
-        let usage = result.map_err(|reason| Error::corrupt(&self.path, reason))?;
+        let (attached, usage) = self.read_usage(now, true)?;
         Ok(attached
             .rules
             .iter()
@@ -442,11 +408,7 @@ impl Limiter {
                 next_free: used
                     .next_free_at
                     .map(|at| Duration::from_nanos(at.saturating_sub(now))),
-                // Relaxed: a statistic.
-                denied: attached
-                    .region
-                    .denial_counter(index)
-                    .load(Ordering::Relaxed),
+                denied: attached.region.denials(index),
             })
             .collect())
     }
@@ -458,13 +420,28 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn admitted(&self) -> Result<u64, Error> {
         let now = self.clock.now();
-        let attached = self
-            .current(now)
-            .map_err(|d| Error::corrupt(&self.path, d.to_string()))?;
-        let words = attached.region.words();
-        let Ok(result) = protocol::usage(&words, &[], now, &NoHook);
-        let usage = result.map_err(|reason| Error::corrupt(&self.path, reason))?;
-        Ok(words.admitted(usage.head))
+        let (attached, usage) = self.read_usage(now, false)?;
+        Ok(attached.region.words().admitted(usage.head))
+    }
+
+    /// Reads a consistent usage snapshot, following a reset to the new file.
+    fn read_usage(
+        &self,
+        now: Nanos,
+        with_rates: bool,
+    ) -> Result<(&Attached, protocol::Usage), Error> {
+        let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
+        let mut attached = self.current(now).map_err(unusable)?;
+        for _ in 0..4 {
+            let rules: &[Rule] = if with_rates { &attached.rules } else { &[] };
+            let Ok(result) = protocol::usage(&attached.region.words(), rules, now, &NoHook);
+            match result {
+                Ok(usage) => return Ok((attached, usage)),
+                Err(protocol::RETIRED) => attached = self.reattach(now).map_err(unusable)?,
+                Err(reason) => return Err(Error::corrupt(&self.path, reason)),
+            }
+        }
+        Err(Error::corrupt(&self.path, "the file keeps being reset"))
     }
 
     /// The rates, in the file's order.
@@ -508,31 +485,34 @@ impl Limiter {
     #[cold]
     fn recheck(&self, now: Nanos, next: u64) -> Result<(), Denied> {
         // One thread per interval does the check.
+        let later = now.saturating_add(self.check_interval);
         if self
             .next_check
-            .compare_exchange(
-                next,
-                now.saturating_add(self.check_interval),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(next, later, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             return Ok(());
         }
-        let attached = self.attached.get();
-        if matches!(attached.region.still_linked(), Ok(true)) {
+        if matches!(self.attached.get().region.still_linked(), Ok(true)) {
             return Ok(());
         }
-        match self.reopen(attached) {
+        self.reattach(now).map(|_| ())
+    }
+
+    /// Attaches to whatever file the path names now, creating it with our rates if it is
+    /// gone, and makes it current.
+    #[cold]
+    fn reattach(&self, now: Nanos) -> Result<&Attached, Denied> {
+        let old = self.attached.get();
+        match self.reopen(old) {
             Ok(fresh) => {
                 self.attached.replace(fresh);
-                Ok(())
+                Ok(self.attached.get())
             }
             Err(error) => {
                 // Try again on the next call rather than keep using a file nobody else sees.
                 self.next_check.store(now, Ordering::Relaxed);
-                Err(attached.denied(
+                Err(old.denied(
                     usize::MAX,
                     DenialKind::Unavailable {
                         reason: format!(
@@ -559,7 +539,111 @@ impl Limiter {
     }
 }
 
+/// Resets the limiter at `path`: every window becomes empty, for every process using it.
+///
+/// A fresh file with the same rates, permissions and clock atomically replaces the old one,
+/// and the old one's log is closed, so each process still using it moves to the new file at
+/// its next call. Counters start again from zero.
+///
+/// # Errors
+///
+/// The file cannot be opened or validated (see [`Builder::open`]), or the directory is not
+/// writable.
+pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let old = Region::open(
+        path,
+        &OpenSpec {
+            create: None,
+            mode: 0o600,
+        },
+    )?;
+    let identity = HostClock
+        .identity()
+        .map_err(|e| Error::io(path, "read clock identity", e))?;
+    if let Some(reason) = old.header().clock.mismatch(&identity) {
+        return Err(Error::ClockMismatch {
+            path: path.to_path_buf(),
+            reason,
+        });
+    }
+    let header = new_header(&old.header().rules, identity, &HostClock)?;
+    Region::replace(path, &header, old.mode()?)?;
+    retire(&old)
+}
+
+/// Removes the limiter file at `path`, closing its log first so that processes still using
+/// it notice at their next call. Such a process re-creates the file with its own rates (as
+/// it does after any deletion), so stop the users first if the limiter should stay gone.
+///
+/// # Errors
+///
+/// The file cannot be opened or validated, or cannot be unlinked.
+pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let old = Region::open(
+        path,
+        &OpenSpec {
+            create: None,
+            mode: 0o600,
+        },
+    )?;
+    retire(&old)?;
+    std::fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))
+}
+
+fn retire(region: &Region) -> Result<(), Error> {
+    let Ok(result) = protocol::retire(&region.words(), &NoHook);
+    result
+        .map(|_| ())
+        .map_err(|reason| Error::corrupt(region.path(), reason))
+}
+
 impl Attached {
+    /// One acquire on this file; `None` if the file was retired.
+    #[inline]
+    fn try_acquire(&self, now: Nanos, weight: u64) -> Option<Result<(), Denied>> {
+        let words = self.region.words();
+        let mut hints = Hints::default();
+        for (hint, kept) in hints.0.iter_mut().zip(&self.hints) {
+            // Relaxed: a search hint; every value is safe.
+            *hint = kept.load(Ordering::Relaxed);
+        }
+        let before = hints;
+        let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
+        for ((hint, old), kept) in hints.0.iter().zip(before.0.iter()).zip(&self.hints) {
+            if hint != old {
+                kept.store(*hint, Ordering::Relaxed);
+            }
+        }
+        Some(match outcome {
+            Outcome::Admitted(_) | Outcome::Free => Ok(()),
+            Outcome::Denied { rate, retry_at } => {
+                // Relaxed: a statistic; no other memory depends on it.
+                self.region
+                    .denial_counter(rate)
+                    .fetch_add(1, Ordering::Relaxed);
+                let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
+                Err(self.denied(rate, DenialKind::Exhausted { retry_after }))
+            }
+            Outcome::NeverFits { rate } => {
+                let units = if self.rules.get(rate).is_some_and(|r| r.requests) {
+                    1
+                } else {
+                    weight
+                };
+                Err(self.denied(rate, DenialKind::NeverFits { weight: units }))
+            }
+            Outcome::Corrupt(reason) => Err(self.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: reason.to_string(),
+                },
+            )),
+            Outcome::Retired => return None,
+        })
+    }
+
     fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
         Denied {
             rate_index,

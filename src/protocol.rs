@@ -94,6 +94,9 @@ impl Record {
         cum: 0,
     };
 
+    /// The timestamp of a tombstone: the record [`retire`] commits to close the log.
+    pub const RETIRED_TS: u64 = u64::MAX;
+
     /// Packs the record into a slot's layout.
     pub fn pack(self) -> u128 {
         u128::from(self.ts) | (u128::from(self.cum) << 64) | (u128::from(self.seq) << 96)
@@ -230,6 +233,9 @@ pub enum Outcome {
     },
     /// The shared state is inconsistent (garbage was written into the file).
     Corrupt(&'static str),
+    /// The log was closed by [`retire`] (the file was reset or removed): attach to the file
+    /// that replaced it.
+    Retired,
 }
 
 /// Per rate, the sequence number of the newest record outside its window at the last call:
@@ -256,6 +262,9 @@ pub struct Usage {
     /// Per rate, in configuration order; only the first `rules.len()` entries are meaningful.
     pub rates: [RateUse; MAX_RATES],
 }
+
+/// What [`usage`] reports for a retired log.
+pub const RETIRED: &str = "the file was reset or removed";
 
 /// How many times a caller restarts its search for the newest record after finding slots
 /// that no consistent state explains, before calling the ring corrupt. A valid ring only sends
@@ -551,6 +560,34 @@ pub fn acquire<H: Hook>(
                 words.hint.store(u64::from(next.seq), Ordering::Release);
             }
             return Ok(Outcome::Admitted(next));
+        }
+    }
+}
+
+/// Closes the log for good: commits a tombstone record (timestamp [`Record::RETIRED_TS`])
+/// after which every acquire returns [`Outcome::Retired`]. Used when a file is reset or
+/// removed, so that every process still mapping it notices at its next call. Returns false
+/// if the log was already closed.
+pub fn retire<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Result<bool, &'static str>, H::Stop> {
+    loop {
+        let Head::Found(head, next_raw) = find_head(words, hook)? else {
+            return Ok(Err("the ring's sequence numbers are inconsistent"));
+        };
+        if head.ts == Record::RETIRED_TS {
+            return Ok(Ok(false));
+        }
+        let tombstone = Record {
+            ts: Record::RETIRED_TS,
+            seq: head.seq.wrapping_add(1),
+            cum: head.cum,
+        };
+        hook.step()?;
+        if words
+            .slot(tombstone.seq)
+            .compare_exchange(next_raw, tombstone.pack())
+            .is_ok()
+        {
+            return Ok(Ok(true));
         }
     }
 }

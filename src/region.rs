@@ -281,7 +281,9 @@ impl Region {
             let Some(header) = spec.create else {
                 return Err(Error::io(path, "open", errno_io(Errno::ENOENT)));
             };
-            if let Some(region) = Region::create(path, &dir, &dir_path, name, header, spec.mode)? {
+            if let Some(region) =
+                Region::create(path, &dir, &dir_path, name, header, spec.mode, false)?
+            {
                 return Ok(region);
             }
         }
@@ -300,6 +302,7 @@ impl Region {
         name: &std::ffi::OsStr,
         header: &Header,
         mode: u32,
+        replace: bool,
     ) -> Result<Option<Region>, Error> {
         let perms = Mode::from_bits_truncate(mode & 0o777);
         let (fd, temp_name) = match openat(
@@ -367,16 +370,48 @@ impl Region {
                 // The file is still private: the slots are zero and nobody else can see them.
                 let _ = slot.compare_exchange(0, initial);
             }
-            // Link into place: only now can anyone else see it.
-            let linked = match &temp_name {
-                None => nix::unistd::linkat(
-                    AT_FDCWD,
-                    format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
-                    dir,
-                    name,
-                    AtFlags::AT_SYMLINK_FOLLOW,
-                ),
-                Some(temp) => nix::unistd::linkat(dir, temp.as_str(), dir, name, AtFlags::empty()),
+            // Link into place: only now can anyone else see it. A replacement is linked under a
+            // temporary name first and renamed over the old file, which is atomic.
+            let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let linked = if replace {
+                let temp = match &temp_name {
+                    Some(temp) => temp.clone(),
+                    None => {
+                        let temp =
+                            format!(".{}.reset.{}", name.to_string_lossy(), std::process::id());
+                        nix::unistd::linkat(
+                            AT_FDCWD,
+                            proc_path.as_str(),
+                            dir,
+                            temp.as_str(),
+                            AtFlags::AT_SYMLINK_FOLLOW,
+                        )
+                        .map_err(|e| Error::io(path, "link new file", errno_io(e)))?;
+                        temp
+                    }
+                };
+                let renamed = nix::fcntl::renameat(dir, temp.as_str(), dir, name);
+                if renamed.is_err() {
+                    let _ = nix::unistd::unlinkat(
+                        dir,
+                        temp.as_str(),
+                        nix::unistd::UnlinkatFlags::NoRemoveDir,
+                    );
+                }
+                renamed
+            } else {
+                match &temp_name {
+                    None => nix::unistd::linkat(
+                        AT_FDCWD,
+                        proc_path.as_str(),
+                        dir,
+                        name,
+                        AtFlags::AT_SYMLINK_FOLLOW,
+                    ),
+                    Some(temp) => {
+                        nix::unistd::linkat(dir, temp.as_str(), dir, name, AtFlags::empty())
+                    }
+                }
             };
             match linked {
                 Ok(()) => {}
@@ -454,6 +489,38 @@ impl Region {
             ino: meta.ino(),
             shard: shard(),
         })
+    }
+
+    /// Atomically replaces the file at `path` by a new one made from `header` (same
+    /// directory, `mode` permissions), and returns the new region. The old file is untouched:
+    /// the caller retires it so that its users move over.
+    pub fn replace(path: &Path, header: &Header, mode: u32) -> Result<Region, Error> {
+        check_machine()?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::InvalidName(path.display().to_string()))?;
+        let dir_path = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let dir = openat(
+            AT_FDCWD,
+            &dir_path,
+            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(&dir_path, "open directory", errno_io(e)))?;
+        Region::create(path, &dir, &dir_path, name, header, mode, true)?
+            .ok_or_else(|| Error::io(path, "replace", errno_io(Errno::EEXIST)))
+    }
+
+    /// Permission bits of the mapped file.
+    pub fn mode(&self) -> Result<u32, Error> {
+        let meta = self
+            ._file
+            .metadata()
+            .map_err(|e| Error::io(&self.path, "stat", e))?;
+        Ok(meta.mode() & 0o777)
     }
 
     /// The validated header.

@@ -489,6 +489,20 @@ fn garbage_in_the_words_never_panics() {
     }
 }
 
+#[test]
+fn a_retired_log_admits_nothing_more() {
+    let rules = [rule(10, SEC)];
+    let heap = Heap::new(&rules);
+    assert!(matches!(heap.acquire(&rules, SEC, 1), Outcome::Admitted(_)));
+    let Ok(retired) = retire(&heap.words(), &NoHook);
+    assert_eq!(retired, Ok(true));
+    let Ok(again) = retire(&heap.words(), &NoHook);
+    assert_eq!(again, Ok(false));
+    assert_eq!(heap.acquire(&rules, 2 * SEC, 1), Outcome::Retired);
+    let Ok(usage) = usage(&heap.words(), &rules, 2 * SEC, &NoHook);
+    assert_eq!(usage, Err(RETIRED));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Wait(u64),

@@ -1,0 +1,1 @@
+//! The `hostlimit` command, run as a user would.

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per concern (matklad, "Delete Cargo Integration
+//! Tests"). Tests that need several processes re-execute this binary as workers on a real
+//! limiter file in a temporary directory.
+
+mod cli;
