@@ -509,6 +509,9 @@ pub fn acquire<H: Hook>(
                 "the ring's sequence numbers are inconsistent",
             ));
         };
+        if head.ts == Record::RETIRED_TS {
+            return Ok(Outcome::Retired);
+        }
         let view = View {
             words,
             hook,
@@ -603,6 +606,9 @@ pub fn usage<H: Hook>(
         let Head::Found(head, next_raw) = find_head(words, hook)? else {
             return Ok(Err("the ring's sequence numbers are inconsistent"));
         };
+        if head.ts == Record::RETIRED_TS {
+            return Ok(Err(RETIRED));
+        }
         let view = View {
             words,
             hook,
