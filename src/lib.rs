@@ -65,8 +65,8 @@ pub use clock::{Clock, ClockIdentity, HostClock, ManualClock, Nanos};
 pub use error::{DenialKind, Denied, Error};
 #[cfg(not(loom))]
 pub use limiter::{
-    Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, RateUsage, default_dir, path_for, remove,
-    reset,
+    Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, RateUsage, Stamp, default_dir, path_for,
+    remove, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate};
 

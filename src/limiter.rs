@@ -56,6 +56,17 @@ pub struct RateUsage {
     pub denied: u64,
 }
 
+/// How an admission was recorded in the shared log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The recorded timestamp: nanoseconds of the file's clock (`CLOCK_BOOTTIME` for real
+    /// limiters). It lies between the caller's clock read and the moment of the commit, and
+    /// never decreases along the log.
+    pub timestamp: Nanos,
+    /// The admission's sequence number in the log, modulo 2^32 (1 for the first).
+    pub sequence: u32,
+}
+
 /// What a limiter file records about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
@@ -329,6 +340,18 @@ impl Limiter {
     /// or the shared state is unusable.
     #[inline]
     pub fn try_acquire(&self, weight: u64) -> Result<(), Denied> {
+        self.try_acquire_stamped(weight).map(|_| ())
+    }
+
+    /// Like [`Limiter::try_acquire`], and on admission says how it was recorded: its
+    /// timestamp and sequence number in the shared log (for audit logs, or to check the
+    /// guarantee from outside). `None` for a weight-0 call that charged nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::try_acquire`].
+    #[inline]
+    pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         let now = self.clock.now();
         let mut attached = self.current(now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
@@ -602,7 +625,7 @@ fn retire(region: &Region) -> Result<(), Error> {
 impl Attached {
     /// One acquire on this file; `None` if the file was retired.
     #[inline]
-    fn try_acquire(&self, now: Nanos, weight: u64) -> Option<Result<(), Denied>> {
+    fn try_acquire(&self, now: Nanos, weight: u64) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
         let mut hints = Hints::default();
         for (hint, kept) in hints.0.iter_mut().zip(&self.hints) {
@@ -617,7 +640,11 @@ impl Attached {
             }
         }
         Some(match outcome {
-            Outcome::Admitted(_) | Outcome::Free => Ok(()),
+            Outcome::Admitted(record) => Ok(Some(Stamp {
+                timestamp: record.ts,
+                sequence: record.seq,
+            })),
+            Outcome::Free => Ok(None),
             Outcome::Denied { rate, retry_at } => {
                 // Relaxed: a statistic; no other memory depends on it.
                 self.region
