@@ -42,14 +42,14 @@
 //!   records clock, boot id and time namespace; a process that cannot share them is refused.
 //! * **Weight costs nothing extra.** Weight 100,000 costs what weight 1 does.
 //!
-//! See `ARCHITECTURE.md` for the code map and [`protocol`](crate#the-contract)'s
-//! documentation (in `src/protocol.rs`) for the commit protocol; `docs/FORMAT.md` describes
-//! the file.
+//! The file format and the commit protocol are described in [`implementation`];
+//! `ARCHITECTURE.md` has the code map and the invariants.
 
 #![cfg_attr(miri, feature(integer_atomics))]
 
 mod clock;
 mod error;
+pub mod implementation;
 mod layout;
 #[cfg(not(loom))]
 mod limiter;

@@ -252,13 +252,7 @@ impl Region {
         if spec.create.is_some() {
             create_dir(&dir_path, spec.mode)?;
         }
-        let dir = openat(
-            AT_FDCWD,
-            &dir_path,
-            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(&dir_path, "open directory", errno_io(e)))?;
+        let dir = open_dir(&dir_path)?;
         // A few rounds: the file may be removed between a failed create and the next open.
         for _ in 0..16 {
             match openat(
@@ -503,13 +497,7 @@ impl Region {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let dir = openat(
-            AT_FDCWD,
-            &dir_path,
-            OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io(&dir_path, "open directory", errno_io(e)))?;
+        let dir = open_dir(&dir_path)?;
         Region::create(path, &dir, &dir_path, name, header, mode, true)?
             .ok_or_else(|| Error::io(path, "replace", errno_io(Errno::EEXIST)))
     }
@@ -644,6 +632,35 @@ fn header_word(map: &MmapRaw, index: usize) -> &AtomicU64 {
     // layout), 8-aligned in a page-aligned mapping; other processes only access it atomically
     // (header words are written once before the file is linked and only read afterwards).
     unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(index * 8).cast()) }
+}
+
+/// Opens the limiter directory, refusing what would let another user swap our files: a
+/// symbolic link as its last component (someone could plant one in `/dev/shm`), or a
+/// directory anyone may write to without the sticky bit.
+fn open_dir(dir_path: &Path) -> Result<OwnedFd, Error> {
+    let dir = openat(
+        AT_FDCWD,
+        dir_path,
+        OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP | Errno::ENOTDIR if dir_path.is_symlink() => Error::io(
+            dir_path,
+            "open directory (refusing to follow a symbolic link)",
+            errno_io(e),
+        ),
+        e => Error::io(dir_path, "open directory", errno_io(e)),
+    })?;
+    let stat = fstat(&dir).map_err(|e| Error::io(dir_path, "stat directory", errno_io(e)))?;
+    if stat.st_mode & 0o002 != 0 && stat.st_mode & 0o1000 == 0 {
+        return Err(Error::io(
+            dir_path,
+            "open directory (refusing a world-writable directory without the sticky bit)",
+            errno_io(Errno::EPERM),
+        ));
+    }
+    Ok(dir)
 }
 
 /// Creates the limiter directory (and parents) if missing. A directory gets the file mode's

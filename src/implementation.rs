@@ -1,0 +1,102 @@
+//! # How it works: the file format and the commit protocol
+//!
+//! This page is documentation only. The code it describes lives in `src/layout.rs` (the
+//! format), `src/protocol.rs` (the protocol) and `src/region.rs` (creating and mapping the
+//! file); their module docs go into more detail.
+//!
+//! ## The shared file
+//!
+//! A limiter is one file, by default `/dev/shm/hostlimit/NAME` (a tmpfs, so that sharing
+//! never causes disk I/O). Every process maps the whole file and works on it with atomic
+//! instructions only; no lock of any kind lives in it.
+//!
+//! | offset  | size           | content |
+//! |---------|----------------|---------|
+//! | 0       | 320            | header words, immutable after creation (below) |
+//! | 1024    | 8              | the hint: sequence number of a recent record |
+//! | 1152    | 8              | laps: how often the 32-bit sequence number wrapped |
+//! | 4096    | 64 × 128       | counter shards: 8 denial counters (one per rate) per shard; a process counts in shard `pid mod 64` |
+//! | 12288   | 16 × capacity  | the ring: one 128-bit admission record per slot |
+//!
+//! Header words (little-endian `u64`; word `i` at offset `8 i`):
+//!
+//! | word | field |
+//! |------|-------|
+//! | 0 | magic, `b"hostlim\x01"` |
+//! | 1 | layout version (1) |
+//! | 2 | FNV-1a checksum of words 3..40 |
+//! | 3 | file size in bytes |
+//! | 4 | ring capacity in slots (a power of two) |
+//! | 5 | number of rates (1..=8) |
+//! | 6 | clock id (7 = `CLOCK_BOOTTIME`) |
+//! | 7, 8 | boot id of the boot the file was made in |
+//! | 9 | inode of the creator's time namespace (`/proc/self/ns/time`) |
+//! | 10, 11 | creation time: wall clock and file clock, ns |
+//! | 12, 13 | creator pid and uid |
+//! | 16 + 3i .. 18 + 3i | rate i: limit, window in ns, 0 = counts weight / 1 = counts requests |
+//!
+//! **Creation** is race-free: the file is made unnamed (`O_TMPFILE`) in the target directory,
+//! sized, given its header and an empty ring, and only then linked into place with `linkat`.
+//! Of several processes creating at once exactly one link succeeds; the others get `EEXIST`
+//! and attach to the winner's file. A process that dies half-way leaves nothing behind.
+//!
+//! **Attaching** validates before touching any atomic: a regular file, at least the header
+//! page long, magic, version, checksum, rates (each valid, capacity and size implied by them),
+//! the file size, and the clock (clock id, boot id, time namespace must be this process's).
+//! Opening with other rates is [`Error::ConfigMismatch`](crate::Error::ConfigMismatch);
+//! [`Limiter::attach`](crate::Limiter::attach) adopts the file's rates.
+//!
+//! **Re-attaching.** Once a second each limiter compares `stat(path)` with the file it maps;
+//! if the path now names another file (or none), it attaches to that (creating it if needed),
+//! so two groups of processes never run two independent limiters under one name for more
+//! than that interval. [`reset`](crate::reset) and [`remove`](crate::remove) go further: they
+//! close the old log with a tombstone record, which every process sees at its very next call.
+//!
+//! ## The ring and its records
+//!
+//! Each slot holds one admission record in 128 bits: the recorded timestamp (64 bits, ns of
+//! the file's clock), the sequence number (32 bits) and the cumulative weight of all records
+//! up to this one (32 bits). Record `k` lives in slot `k mod capacity`. Weights are never
+//! added up one by one: the weight inside a window is the difference of two cumulative sums,
+//! and the number of requests the difference of two sequence numbers, so an acquire of weight
+//! 100,000 costs what an acquire of weight 1 does.
+//!
+//! The ring is sized from the rates: a rate of limit `L` and window `w` admits at most
+//! `L × ⌈W / w⌉` records in any interval of the longest window `W`; the ring holds the
+//! smallest such bound plus two, rounded up to a power of two. So it always reaches back past
+//! the start of every window, and a full ring can never cause a false denial. Configurations
+//! that would need more than 2^22 slots (64 MiB) are refused with
+//! [`Error::TooLarge`](crate::Error::TooLarge); adding a rate that counts requests bounds the
+//! records and so the ring.
+//!
+//! ## The commit protocol
+//!
+//! The newest record `n` is the one whose slot holds `n` while the next slot still holds
+//! its previous lap, record `n + 1 - capacity`. An acquire:
+//!
+//! 1. finds `n`, starting from the hint and walking forward;
+//! 2. takes `t = max(now, timestamp of n)`, the timestamp it will record;
+//! 3. for every rate, finds the newest record at or before `t - window` (a galloping search
+//!    from where the previous call found it), hence the weight inside `(t - window, t]`;
+//! 4. if a rate is full, re-reads the next slot: unchanged means no commit happened meanwhile,
+//!    so the denial was computed on one state; it reports the rate that frees up last and the
+//!    exact moment the request would fit;
+//! 5. otherwise compare-exchanges the next slot (`lock cmpxchg16b`) from record
+//!    `n + 1 - capacity` to the new record `n + 1`. **That single instruction is the commit**,
+//!    for every rate at once. If it fails, someone else committed: start again.
+//!
+//! Nothing is written before the commit and nothing needs finishing after it (the hint is
+//! only a hint), so a process killed or stopped at any instruction holds nothing and leaves
+//! nothing half-done: the others never wait for it (lock-freedom), and capacity is neither
+//! leaked nor invented.
+//!
+//! ## What is guaranteed, in recorded timestamps
+//!
+//! A record's timestamp is `max(the caller's clock reading, the previous record's
+//! timestamp)`: timestamps never decrease along the log, and each lies between the moment the
+//! caller read the clock and the moment of its commit. For every rate and every instant `t`,
+//! the weight of the records with timestamps in `(t - window, t]` never exceeds the limit.
+//! Because a process can be preempted between reading the clock and committing, an admission
+//! may be recorded slightly earlier than it committed; in real time, the admissions that
+//! commit within any interval of length `window` can exceed the limit only by those whose
+//! read-to-commit delay straddled the interval's start.
