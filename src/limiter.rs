@@ -628,13 +628,19 @@ impl Attached {
     fn try_acquire(&self, now: Nanos, weight: u64) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
         let mut hints = Hints::default();
-        for (hint, kept) in hints.0.iter_mut().zip(&self.hints) {
+        let rates = self.rules.len();
+        for (hint, kept) in hints.0.iter_mut().zip(&self.hints[..rates]) {
             // Relaxed: a search hint; every value is safe.
             *hint = kept.load(Ordering::Relaxed);
         }
         let before = hints;
         let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
-        for ((hint, old), kept) in hints.0.iter().zip(before.0.iter()).zip(&self.hints) {
+        for ((hint, old), kept) in hints
+            .0
+            .iter()
+            .zip(before.0.iter())
+            .zip(&self.hints[..rates])
+        {
             if hint != old {
                 kept.store(*hint, Ordering::Relaxed);
             }
@@ -679,6 +685,12 @@ impl Attached {
         }
     }
 }
+
+// `Limiter` is shared between threads: keep it `Send + Sync`.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Limiter>();
+};
 
 /// Small random delays for waiters, so that those told the same retry-after spread out.
 struct Jitter {
