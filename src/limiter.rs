@@ -201,7 +201,7 @@ fn new_header(rules: &[Rule], clock: ClockIdentity, time: &dyn Clock) -> Result<
         clock,
         created_wall_ns: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| nanos(d)),
+            .map_or(0, nanos),
         created_clock_ns: time.now(),
         creator_pid: u64::from(std::process::id()),
         creator_uid: u64::from(nix::unistd::getuid().as_raw()),

@@ -552,12 +552,14 @@ impl Region {
         // The capacity was validated as a power of two within bounds by `Header::decode` (or
         // computed by `capacity_for`), so `Words::new` accepts it; should it not, an empty
         // two-slot ring full of fake records makes every acquire report corruption.
-        Words::new(
+        match Words::new(
             self.word(layout::HINT_OFFSET),
             self.word(layout::LAPS_OFFSET),
             self.ring(),
-        )
-        .unwrap_or_else(|| unusable_words())
+        ) {
+            Some(words) => words,
+            None => unusable_words(),
+        }
     }
 
     /// The denial counter of rate `rate` in this process's shard.

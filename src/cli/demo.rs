@@ -1,0 +1,504 @@
+//! `hostlimit demo`: worker processes share one two-rate limiter for a few seconds, then the
+//! parent checks every sliding window exactly against the admissions the workers recorded.
+//!
+//! The parent creates `demo-PID` in the limiter directory, starts the workers (this same
+//! binary, hidden subcommand `__demo-worker`), prints a progress line per second read from the
+//! shared file, and collects each worker's stamps (recorded timestamp and sequence number of
+//! every admission, from `try_acquire_stamped`) through the worker's stdout. The check needs
+//! nothing but the stamps: for every rate, the most admissions in any window `(t - window, t]`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hostlimit::{Clock, HostClock, Limiter, Nanos, Rate, Stamp};
+
+use crate::cli::acquire::Jitter;
+use crate::cli::exit::{Exit, Failure};
+use crate::cli::mappers;
+use crate::cli::report::table;
+use crate::cli::target::{self, Target};
+use crate::cli::time::format_duration;
+use crate::cli::{print_err, print_out};
+
+/// The demo's rates unless `--rate` says otherwise: the per-second rate binds at once, the
+/// 10-second one after four seconds.
+pub const DEFAULT_RATES: &[&str] = &["50/s", "200/10s"];
+
+/// What `hostlimit demo` was asked for.
+#[derive(Debug)]
+pub struct Options {
+    /// Worker processes.
+    pub workers: usize,
+    /// How long they run.
+    pub duration: Duration,
+    /// The limiter's rates.
+    pub rates: Vec<Rate>,
+    /// Whether to use a scratch directory under `$TMPDIR` if the limiter directory is
+    /// unusable (it was not chosen explicitly).
+    pub may_fall_back: bool,
+}
+
+/// Removes the demo's limiter file when the demo ends, however it ends (short of a signal),
+/// and the scratch directory it was made in, if any.
+struct RemoveOnDrop {
+    path: PathBuf,
+    scratch: Option<PathBuf>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = hostlimit::remove(&self.path);
+        if let Some(scratch) = &self.scratch {
+            let _ = std::fs::remove_dir(scratch);
+        }
+    }
+}
+
+/// A running worker and the thread draining its stdout.
+struct Worker {
+    child: Child,
+    output: JoinHandle<std::io::Result<String>>,
+}
+
+/// What one worker reported.
+#[derive(Debug, Default)]
+struct WorkerReport {
+    stamps: Vec<Stamp>,
+    calls: u64,
+    denied: u64,
+}
+
+/// `hostlimit demo`.
+pub fn demo(dir: &Path, options: &Options) -> Result<Exit, Failure> {
+    let (target, limiter, cleanup) = match create(dir, &options.rates, None) {
+        Ok(created) => created,
+        Err(failure)
+            if options.may_fall_back && matches!(failure.exit, Exit::NoPerm | Exit::Io) =>
+        {
+            let scratch =
+                std::env::temp_dir().join(format!("hostlimit-demo-{}", std::process::id()));
+            print_err(&format!("{failure}; using {} instead", scratch.display()));
+            create(&scratch, &options.rates, Some(scratch.clone()))?
+        }
+        Err(failure) => return Err(failure),
+    };
+    let rates = limiter.rates();
+    let rate_list = rates
+        .iter()
+        .map(Rate::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    print_out(&format!(
+        "hostlimit demo: {} worker processes share the limiter {} ({rate_list}) for {}.\n\
+         Watch it from another terminal:  hostlimit watch {}\n\n",
+        options.workers,
+        target.path.display(),
+        format_duration(options.duration),
+        target.path.display(),
+    ))?;
+
+    let until = HostClock.now() + time_nanos(options.duration);
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(options.workers);
+    for _ in 0..options.workers {
+        workers.push(spawn_worker(&target.path, until)?);
+    }
+    progress(&limiter, &rates, started, options.duration)?;
+
+    let mut reports = Vec::with_capacity(workers.len());
+    for (index, worker) in workers.into_iter().enumerate() {
+        reports.push(collect(index, worker)?);
+    }
+    let elapsed = started.elapsed();
+    let counted = limiter.admitted()?;
+    drop(limiter);
+    let verdict = report(&rates, &reports, counted, elapsed)?;
+    drop(cleanup);
+    let removed = if target.path.exists() {
+        "could not be removed"
+    } else {
+        "removed"
+    };
+    print_out(&format!("{} {removed}\n", target.path.display()))?;
+    Ok(verdict)
+}
+
+/// Creates the demo's limiter, `demo-PID` in `dir`.
+fn create(
+    dir: &Path,
+    rates: &[Rate],
+    scratch: Option<PathBuf>,
+) -> Result<(Target, Limiter, RemoveOnDrop), Failure> {
+    remove_stale_demos(dir);
+    let target = target::resolve(dir, &format!("demo-{}", std::process::id()))?;
+    // A file with our name is a leftover from an earlier process with our pid.
+    let _ = hostlimit::remove(&target.path);
+    let cleanup = RemoveOnDrop {
+        path: target.path.clone(),
+        scratch,
+    };
+    let limiter = Limiter::open(&target.path, rates)?;
+    Ok((target, limiter, cleanup))
+}
+
+fn time_nanos(duration: Duration) -> Nanos {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn spawn_worker(path: &Path, until: Nanos) -> Result<Worker, Failure> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(Exit::Software, format!("cannot find this program: {e}")))?;
+    let mut child = Command::new(&exe)
+        .arg("__demo-worker")
+        .arg(path)
+        .arg("--until-ns")
+        .arg(until.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Failure::new(
+                Exit::Software,
+                format!("{}: cannot start a worker: {e}", exe.display()),
+            )
+        })?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    // Drained as the worker writes, so that a full pipe never stalls it.
+    let output = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    Ok(Worker { child, output })
+}
+
+/// Prints one line per second, read from the shared file, until `duration` has passed.
+fn progress(
+    limiter: &Limiter,
+    rates: &[Rate],
+    started: Instant,
+    duration: Duration,
+) -> Result<(), Failure> {
+    let mut header = vec![
+        "time".to_string(),
+        "admitted".into(),
+        "denied".into(),
+        "calls/s".into(),
+    ];
+    header.extend(rates.iter().map(|r| format!("used {r}")));
+    let widths: Vec<usize> = header.iter().map(|h| h.len().max(8)).collect();
+    let line = |cells: &[String]| {
+        let mut text = String::from(" ");
+        for (cell, width) in cells.iter().zip(&widths) {
+            text.push_str(&format!(" {cell:>width$}"));
+        }
+        text.push('\n');
+        text
+    };
+    print_out(&line(&header))?;
+    let (mut last_calls, mut last_time) = (0u64, started);
+    for second in 1.. {
+        let at = started + Duration::from_secs(second).min(duration);
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let usage = limiter.usage()?;
+        let admitted = limiter.admitted()?;
+        let denied: u64 = usage.iter().map(|u| u.denied).sum();
+        let now = Instant::now();
+        let calls = admitted + denied;
+        let per_second =
+            (calls - last_calls) as f64 / now.duration_since(last_time).as_secs_f64().max(1e-9);
+        (last_calls, last_time) = (calls, now);
+        let mut cells = vec![
+            format_duration(now.duration_since(started)),
+            admitted.to_string(),
+            denied.to_string(),
+            format!("{per_second:.0}"),
+        ];
+        cells.extend(
+            usage
+                .iter()
+                .map(|u| format!("{}/{}", u.used, u.rate.limit())),
+        );
+        print_out(&line(&cells))?;
+        if now.duration_since(started) >= duration {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a worker and parses what it sent.
+fn collect(index: usize, mut worker: Worker) -> Result<WorkerReport, Failure> {
+    let failed = |why: String| Failure::new(Exit::Software, format!("demo worker {index}: {why}"));
+    let status = worker
+        .child
+        .wait()
+        .map_err(|e| failed(format!("wait: {e}")))?;
+    let text = worker
+        .output
+        .join()
+        .map_err(|_| failed("reader thread panicked".into()))?
+        .map_err(|e| failed(format!("read: {e}")))?;
+    if !status.success() {
+        return Err(failed(format!("exited with {status}")));
+    }
+    parse_worker_output(&text).map_err(failed)
+}
+
+/// Parses `A TIMESTAMP SEQUENCE` lines (one per admission) and a final `S CALLS DENIED`.
+fn parse_worker_output(text: &str) -> Result<WorkerReport, String> {
+    let mut report = WorkerReport::default();
+    let mut summary = false;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let number = |i: usize| -> Result<u64, String> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("unreadable line {line:?}"))
+        };
+        match fields.first() {
+            Some(&"A") => report.stamps.push(Stamp {
+                timestamp: number(1)?,
+                sequence: u32::try_from(number(2)?).map_err(|e| e.to_string())?,
+            }),
+            Some(&"S") => {
+                report.calls = number(1)?;
+                report.denied = number(2)?;
+                summary = true;
+            }
+            _ => return Err(format!("unreadable line {line:?}")),
+        }
+    }
+    if summary {
+        Ok(report)
+    } else {
+        Err("no summary line".into())
+    }
+}
+
+/// The busiest window of one rate.
+#[derive(Debug, PartialEq, Eq)]
+struct Busiest {
+    /// Admissions in it.
+    count: u64,
+    /// Its end: the timestamp of its last admission.
+    end: Nanos,
+}
+
+/// The most admissions (weight 1 each) in any window `(t - window, t]`, from timestamps in
+/// ascending order. Such a window holds the most when `t` is an admission's timestamp, so it
+/// suffices to look at each admission as the end of a window: a two-pointer sweep.
+fn busiest_window(sorted: &[Nanos], window: Nanos) -> Busiest {
+    let mut busiest = Busiest { count: 0, end: 0 };
+    let mut first = 0;
+    for (last, &end) in sorted.iter().enumerate() {
+        while sorted[first].saturating_add(window) <= end {
+            first += 1;
+        }
+        let count = (last - first + 1) as u64;
+        if count > busiest.count {
+            busiest = Busiest { count, end };
+        }
+    }
+    busiest
+}
+
+/// Prints the report and returns the verdict's exit code.
+fn report(
+    rates: &[Rate],
+    reports: &[WorkerReport],
+    counted: u64,
+    elapsed: Duration,
+) -> Result<Exit, Failure> {
+    let mut stamps: Vec<Stamp> = reports
+        .iter()
+        .flat_map(|r| r.stamps.iter().copied())
+        .collect();
+    let admitted = stamps.len() as u64;
+    let denied: u64 = reports.iter().map(|r| r.denied).sum();
+    let calls: u64 = reports.iter().map(|r| r.calls).sum();
+    let mut text = format!(
+        "\nreport: {} workers, {}: admitted {admitted}, denied {denied}, calls {calls} ({:.0}/s)\n\
+         \x20 admitted per worker: {}\n",
+        reports.len(),
+        format_duration(elapsed),
+        calls as f64 / elapsed.as_secs_f64().max(1e-9),
+        reports
+            .iter()
+            .map(|r| r.stamps.len().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+
+    // The log itself: sequence numbers 1..=n each once, timestamps never decreasing.
+    stamps.sort_by_key(|s| s.sequence);
+    let mut problems = Vec::new();
+    let gapless = stamps
+        .iter()
+        .enumerate()
+        .all(|(i, s)| u64::from(s.sequence) == i as u64 + 1);
+    let monotonic = stamps.windows(2).all(|w| w[0].timestamp <= w[1].timestamp);
+    if !monotonic {
+        problems.push("a recorded timestamp is earlier than the one before it in the log".into());
+    }
+    if counted != admitted {
+        text.push_str(&format!(
+            "  note: the file counted {counted} admissions, the workers {admitted}: other \
+             processes used the limiter too, and the check below covers the workers' only\n"
+        ));
+    } else if !gapless {
+        problems.push("the sequence numbers have gaps or repeats".into());
+    } else {
+        text.push_str(&format!(
+            "  log: the workers' {admitted} admissions are the file's sequence numbers 1..{admitted}, \
+             each once; timestamps never decrease\n"
+        ));
+    }
+
+    // Every sliding window of every rate, exactly.
+    let mut timestamps: Vec<Nanos> = stamps.iter().map(|s| s.timestamp).collect();
+    timestamps.sort_unstable();
+    let origin = timestamps.first().copied().unwrap_or(0);
+    let mut rows = vec![vec![
+        "rate".to_string(),
+        "limit".into(),
+        "max in any window".into(),
+        "busiest window ends".into(),
+        "".into(),
+    ]];
+    for rate in rates {
+        let busiest = busiest_window(&timestamps, time_nanos(rate.window()));
+        let ok = busiest.count <= rate.limit();
+        if !ok {
+            problems.push(format!(
+                "{rate} admitted {} in the window ending {} after the first admission",
+                busiest.count,
+                format_duration(Duration::from_nanos(busiest.end - origin))
+            ));
+        }
+        rows.push(vec![
+            rate.to_string(),
+            rate.limit().to_string(),
+            busiest.count.to_string(),
+            format!(
+                "+{}",
+                format_duration(Duration::from_nanos(busiest.end.saturating_sub(origin)))
+            ),
+            if ok { "ok" } else { "EXCEEDED" }.into(),
+        ]);
+    }
+    text.push_str(&table(&rows, "  "));
+    let exit = if problems.is_empty() {
+        text.push_str("verdict: no window exceeded: every sliding window held at most its limit\n");
+        Exit::Success
+    } else {
+        text.push_str(&format!("verdict: FAILED: {}\n", problems.join("; ")));
+        Exit::Exceeded
+    };
+    print_out(&text)?;
+    Ok(exit)
+}
+
+/// `hostlimit __demo-worker PATH --until-ns T`: acquires weight 1 until the host clock reads
+/// `T`, sleeping a little after each admission (the "work") and until the retry-after after
+/// each denial; then writes its stamps and counts to stdout for the parent.
+pub fn worker(path: &Path, until: Nanos) -> Result<Exit, Failure> {
+    let limiter = Limiter::attach(path)?;
+    let mut jitter = Jitter::new();
+    let mut report = WorkerReport::default();
+    loop {
+        let now = HostClock.now();
+        if now >= until {
+            break;
+        }
+        let left = Duration::from_nanos(until - now);
+        report.calls += 1;
+        match limiter.try_acquire_stamped(1) {
+            Ok(stamp) => {
+                report.stamps.extend(stamp);
+                let work = Duration::from_micros(1_000 + jitter.next_u64() % 9_000);
+                std::thread::sleep(work.min(left));
+            }
+            Err(denied) => {
+                report.denied += 1;
+                let Some(wait) = denied.retry_after() else {
+                    return Err(Failure::denied(&path.display().to_string(), &denied));
+                };
+                std::thread::sleep((wait + jitter.next(wait)).min(left));
+            }
+        }
+    }
+    let mut text = String::new();
+    for stamp in &report.stamps {
+        text.push_str(&format!("A {} {}\n", stamp.timestamp, stamp.sequence));
+    }
+    text.push_str(&format!("S {} {}\n", report.calls, report.denied));
+    print_out(&text)?;
+    Ok(Exit::Success)
+}
+
+/// Removes `demo-PID` files left by demos that were interrupted: the process that created
+/// the file is gone and nothing maps it any more.
+fn remove_stale_demos(dir: &Path) {
+    let Ok(targets) = target::list(dir) else {
+        return;
+    };
+    for Target { name, path } in targets {
+        let Some(pid) = name
+            .strip_prefix("demo-")
+            .and_then(|p| p.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let Ok(limiter) = Limiter::attach(&path) else {
+            continue;
+        };
+        let created_by_it = limiter.info().creator_pid == pid;
+        drop(limiter);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if created_by_it
+            && mappers::scan(&meta).mappers.is_empty()
+            && hostlimit::remove(&path).is_ok()
+        {
+            print_err(&format!(
+                "removed {}, left by an interrupted demo",
+                path.display()
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busiest_window_counts_half_open_windows() {
+        // (t - 10, t]: 0 leaves the window ending at 10, so at most 2 are together.
+        assert_eq!(
+            busiest_window(&[0, 5, 10, 15], 10),
+            Busiest { count: 2, end: 5 }
+        );
+        assert_eq!(busiest_window(&[0, 5, 9, 15], 10).count, 3);
+        assert_eq!(busiest_window(&[3, 3, 3], 1).count, 3);
+        assert_eq!(busiest_window(&[], 1).count, 0);
+    }
+
+    #[test]
+    fn parses_worker_output() {
+        let report = parse_worker_output("A 100 1\nA 200 3\nS 10 8\n").unwrap();
+        assert_eq!(report.stamps.len(), 2);
+        assert_eq!(report.stamps[1].sequence, 3);
+        assert_eq!((report.calls, report.denied), (10, 8));
+        assert!(parse_worker_output("A 100 1\n").is_err());
+        assert!(parse_worker_output("B\nS 1 1\n").is_err());
+    }
+}

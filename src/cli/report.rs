@@ -1,0 +1,374 @@
+//! `status` and `watch`: what each limiter holds right now, as text or JSON.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use hostlimit::{ClockIdentity, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage};
+use serde::Serialize;
+
+use crate::cli::exit::{Exit, Failure};
+use crate::cli::target::{self, Target};
+use crate::cli::time::{format_duration, format_utc, nanos, unix_nanos};
+use crate::cli::{print_err, print_out};
+
+/// One limiter read at one moment, or why it could not be read.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The limiter as named or listed.
+    pub target: Target,
+    /// Its state, or the error that made it unreadable.
+    pub state: Result<State, Failure>,
+}
+
+/// What a limiter file holds right now.
+#[derive(Debug)]
+pub struct State {
+    /// What the file records about itself.
+    pub info: FileInfo,
+    /// Each rate's use now, in the file's order.
+    pub usage: Vec<RateUsage>,
+    /// Admissions since the file was created.
+    pub admitted: u64,
+}
+
+impl State {
+    /// Denials since the file was created: each denial is counted against the one rate that
+    /// refused it, so this is the sum over the rates.
+    pub fn denied(&self) -> u64 {
+        self.usage.iter().map(|u| u.denied).sum()
+    }
+}
+
+/// Reads one limiter. Attaching maps the file only until the snapshot is taken.
+pub fn read(target: Target) -> Snapshot {
+    let state = (|| {
+        let limiter = Limiter::attach(&target.path).map_err(|error| {
+            let failure = Failure::from(error);
+            if failure.exit == Exit::NoInput {
+                Failure::new(
+                    Exit::NoInput,
+                    format!("{}: no such limiter", target.path.display()),
+                )
+            } else {
+                failure
+            }
+        })?;
+        let usage = limiter.usage()?;
+        let admitted = limiter.admitted()?;
+        Ok(State {
+            info: limiter.info(),
+            usage,
+            admitted,
+        })
+    })();
+    Snapshot { target, state }
+}
+
+/// Reads the named limiters, or every one in `dir`.
+///
+/// # Errors
+///
+/// An invalid name or an unreadable directory; a file that is not a limiter is not an error
+/// here but a snapshot with an error.
+pub fn read_all(dir: &Path, names: &[String]) -> Result<Vec<Snapshot>, Failure> {
+    Ok(target::named_or_all(dir, names)?
+        .into_iter()
+        .map(read)
+        .collect())
+}
+
+/// `hostlimit status`.
+pub fn status(dir: &Path, names: &[String], json: bool) -> Result<Exit, Failure> {
+    let snapshots = read_all(dir, names)?;
+    let named = !names.is_empty();
+    if json {
+        print_out(&format!("{}\n", to_json(dir, &snapshots, true)))?;
+    } else {
+        let mut text = String::new();
+        if snapshots.is_empty() {
+            text.push_str(&format!("no limiters in {}\n", dir.display()));
+        }
+        for snapshot in &snapshots {
+            // A limiter asked for by name that cannot be read is an error, reported on
+            // stderr; in a directory listing it is one more thing found there.
+            if !(named && snapshot.state.is_err()) {
+                render(snapshot, &mut text);
+            }
+        }
+        print_out(&text)?;
+    }
+    let mut exit = Exit::Success;
+    if named {
+        for snapshot in &snapshots {
+            if let Err(failure) = &snapshot.state {
+                print_err(&failure.message);
+                if exit == Exit::Success {
+                    exit = failure.exit;
+                }
+            }
+        }
+    }
+    Ok(exit)
+}
+
+/// `hostlimit watch`: `status` again every `interval`, clearing the screen on a terminal.
+pub fn watch(
+    dir: &Path,
+    names: &[String],
+    interval: Duration,
+    count: Option<u64>,
+    json: bool,
+) -> Result<Exit, Failure> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut refreshes = 0u64;
+    loop {
+        let snapshots = read_all(dir, names)?;
+        refreshes += 1;
+        let mut text = String::new();
+        if json {
+            text.push_str(&to_json(dir, &snapshots, false));
+            text.push('\n');
+        } else {
+            if terminal {
+                // Cursor home, then clear the screen.
+                text.push_str("\x1b[H\x1b[2J");
+            }
+            text.push_str(&format!(
+                "hostlimit watch {}  every {}  {}  (refresh {refreshes})\n",
+                dir.display(),
+                format_duration(interval),
+                format_utc(SystemTime::now()),
+            ));
+            if snapshots.is_empty() {
+                text.push_str("no limiters\n");
+            }
+            for snapshot in &snapshots {
+                render(snapshot, &mut text);
+            }
+            if !terminal {
+                text.push('\n');
+            }
+        }
+        print_out(&text)?;
+        if count.is_some_and(|count| refreshes >= count) {
+            return Ok(Exit::Success);
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// Appends the text form of one limiter.
+fn render(snapshot: &Snapshot, out: &mut String) {
+    let target = &snapshot.target;
+    out.push_str(&format!("{}  {}\n", target.name, target.path.display()));
+    let state = match &snapshot.state {
+        Ok(state) => state,
+        Err(failure) => {
+            out.push_str(&format!("  not a usable limiter: {}\n", failure.message));
+            return;
+        }
+    };
+    let mut rows = vec![vec![
+        "rate".to_string(),
+        "limit".into(),
+        "used".into(),
+        "remaining".into(),
+        "next free".into(),
+        "denied".into(),
+    ]];
+    for usage in &state.usage {
+        rows.push(vec![
+            usage.rate.to_string(),
+            usage.rate.limit().to_string(),
+            usage.used.to_string(),
+            usage.remaining.to_string(),
+            usage.next_free.map_or_else(|| "-".into(), format_duration),
+            usage.denied.to_string(),
+        ]);
+    }
+    out.push_str(&table(&rows, "  "));
+    let info = &state.info;
+    out.push_str(&format!(
+        "  admitted {}, denied {} since {}\n",
+        state.admitted,
+        state.denied(),
+        format_utc(info.created),
+    ));
+    out.push_str(&format!(
+        "  created by pid {} uid {}; clock {}, boot {}, time namespace {}; {} slots, {} bytes\n",
+        info.creator_pid,
+        info.creator_uid,
+        clock_name(&info.clock),
+        info.clock.boot_id_text(),
+        info.clock.time_namespace,
+        info.capacity,
+        info.size,
+    ));
+}
+
+/// Aligns `rows` in columns: the first left-aligned, the others right-aligned.
+pub fn table(rows: &[Vec<String>], indent: &str) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(indent);
+        for (c, cell) in row.iter().enumerate() {
+            if c == 0 {
+                out.push_str(&format!("{cell:<width$}", width = widths[c]));
+            } else {
+                out.push_str(&format!("  {cell:>width$}", width = widths[c]));
+            }
+        }
+        let kept = out.trim_end_matches(' ').len();
+        out.truncate(kept);
+        out.push('\n');
+    }
+    out
+}
+
+/// The clock's name as the user knows it.
+pub fn clock_name(clock: &ClockIdentity) -> String {
+    match clock.clock_id {
+        HostClock::ID => "CLOCK_BOOTTIME".into(),
+        ManualClock::ID => "manual".into(),
+        other => format!("clock id {other}"),
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson {
+    dir: String,
+    time_utc: String,
+    time_unix_ns: u64,
+    limiters: Vec<LimiterJson>,
+}
+
+#[derive(Serialize)]
+struct LimiterJson {
+    name: String,
+    path: String,
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(flatten)]
+    state: Option<StateJson>,
+}
+
+#[derive(Serialize)]
+struct StateJson {
+    rates: Vec<RateJson>,
+    admitted: u64,
+    denied: u64,
+    created: CreatedJson,
+    clock: ClockJson,
+    capacity: u64,
+    size_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct RateJson {
+    rate: String,
+    limit: u64,
+    window_ns: u64,
+    counts: &'static str,
+    used: u64,
+    remaining: u64,
+    next_free_ns: Option<u64>,
+    denied: u64,
+}
+
+#[derive(Serialize)]
+struct CreatedJson {
+    utc: String,
+    unix_ns: u64,
+    pid: u64,
+    uid: u64,
+}
+
+#[derive(Serialize)]
+struct ClockJson {
+    id: u64,
+    name: String,
+    boot_id: String,
+    time_namespace: u64,
+}
+
+/// The JSON document for `status --json` (one line per refresh for `watch --json`).
+fn to_json(dir: &Path, snapshots: &[Snapshot], pretty: bool) -> String {
+    let now = SystemTime::now();
+    let document = StatusJson {
+        dir: dir.display().to_string(),
+        time_utc: format_utc(now),
+        time_unix_ns: unix_nanos(now),
+        limiters: snapshots.iter().map(limiter_json).collect(),
+    };
+    let text = if pretty {
+        serde_json::to_string_pretty(&document)
+    } else {
+        serde_json::to_string(&document)
+    };
+    text.expect("plain structs serialize")
+}
+
+fn limiter_json(snapshot: &Snapshot) -> LimiterJson {
+    let (state, error) = match &snapshot.state {
+        Ok(state) => (Some(state_json(state)), None),
+        Err(failure) => (None, Some(failure.message.clone())),
+    };
+    LimiterJson {
+        name: snapshot.target.name.clone(),
+        path: snapshot.target.path.display().to_string(),
+        valid: state.is_some(),
+        error,
+        state,
+    }
+}
+
+fn state_json(state: &State) -> StateJson {
+    let info = &state.info;
+    StateJson {
+        rates: state
+            .usage
+            .iter()
+            .map(|usage| RateJson {
+                rate: usage.rate.to_string(),
+                limit: usage.rate.limit(),
+                window_ns: nanos(usage.rate.window()),
+                counts: match usage.rate.counts() {
+                    Counts::Requests => "requests",
+                    Counts::Weight => "weight",
+                },
+                used: usage.used,
+                remaining: usage.remaining,
+                next_free_ns: usage.next_free.map(nanos),
+                denied: usage.denied,
+            })
+            .collect(),
+        admitted: state.admitted,
+        denied: state.denied(),
+        created: CreatedJson {
+            utc: format_utc(info.created),
+            unix_ns: unix_nanos(info.created),
+            pid: info.creator_pid,
+            uid: info.creator_uid,
+        },
+        clock: ClockJson {
+            id: info.clock.clock_id,
+            name: clock_name(&info.clock),
+            boot_id: info.clock.boot_id_text(),
+            time_namespace: info.clock.time_namespace,
+        },
+        capacity: info.capacity,
+        size_bytes: info.size,
+    }
+}

@@ -1,0 +1,85 @@
+//! Which file a command works on: a limiter is named by a path (anything containing `/`) or
+//! by a name in the limiter directory (`--dir`, else `$HOSTLIMIT_DIR`, else
+//! `/dev/shm/hostlimit`).
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::exit::{Exit, Failure, io_exit};
+
+/// A limiter as the user named it, and its file.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name as given (or the file name, for a directory listing).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// The limiter directory: `--dir` wins over `$HOSTLIMIT_DIR`, which wins over the default.
+pub fn directory(flag: Option<&Path>) -> PathBuf {
+    flag.map_or_else(hostlimit::default_dir, Path::to_path_buf)
+}
+
+/// Resolves one limiter argument.
+///
+/// # Errors
+///
+/// A name that cannot be a limiter file name (exit 64).
+pub fn resolve(dir: &Path, name: &str) -> Result<Target, Failure> {
+    let path = if name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        hostlimit::path_for(dir, name)?
+    };
+    Ok(Target {
+        name: name.to_string(),
+        path,
+    })
+}
+
+/// Every entry of the limiter directory except hidden ones (the library's temporary files
+/// start with `.`), sorted by name. A missing directory holds no limiters.
+///
+/// # Errors
+///
+/// The directory exists but cannot be read.
+pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Failure::new(
+                io_exit(&e),
+                format!("{}: read directory: {e}", dir.display()),
+            ));
+        }
+    };
+    let mut targets = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            Failure::new(Exit::Io, format!("{}: read directory: {e}", dir.display()))
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            targets.push(Target {
+                name,
+                path: entry.path(),
+            });
+        }
+    }
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(targets)
+}
+
+/// The named limiters, or every limiter in the directory if none is named.
+///
+/// # Errors
+///
+/// An invalid name, or an unreadable directory.
+pub fn named_or_all(dir: &Path, names: &[String]) -> Result<Vec<Target>, Failure> {
+    if names.is_empty() {
+        list(dir)
+    } else {
+        names.iter().map(|name| resolve(dir, name)).collect()
+    }
+}
