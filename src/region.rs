@@ -668,22 +668,24 @@ fn open_dir(dir_path: &Path) -> Result<OwnedFd, Error> {
 /// Creates the limiter directory (and parents) if missing. A directory gets the file mode's
 /// read/write classes plus search permission: 0600 files live in a 0700 directory.
 fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     // Search permission wherever read permission is granted: 0600 -> 0700, 0660 -> 0770.
     let dir_mode = (mode & 0o777) | ((mode & 0o444) >> 2);
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(dir_mode)
-        .create(dir)
-    {
-        Ok(()) => Ok(()),
-        // Another process created it at the same moment.
-        Err(_) if dir.is_dir() => Ok(()),
-        Err(e) => Err(Error::io(dir, "create directory", e)),
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.is_dir())
+        .collect();
+    for created in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(dir_mode).create(created) {
+            // The umask narrowed the mode: set exactly what was asked for, on what we made.
+            Ok(()) => std::fs::set_permissions(created, std::fs::Permissions::from_mode(dir_mode))
+                .map_err(|e| Error::io(created, "set directory permissions", e))?,
+            // Another process created it at the same moment.
+            Err(_) if created.is_dir() => {}
+            Err(e) => return Err(Error::io(created, "create directory", e)),
+        }
     }
+    Ok(())
 }
 
 /// A value that can be replaced while shared: readers get `&T` for as long as they borrow the

@@ -3,3 +3,6 @@
 //! limiter file in a temporary directory.
 
 mod cli;
+mod multiprocess;
+mod open;
+mod support;
