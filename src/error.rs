@@ -73,6 +73,19 @@ pub enum Error {
     },
     /// This machine lacks a lock-free 128-bit compare-exchange.
     Unsupported(String),
+    /// The SQLite journal (see `Builder::journal`) cannot be used: not a SQLite database,
+    /// corrupt, another schema version, made for other rates, locked by another process for
+    /// longer than the busy timeout, or not writable.
+    ///
+    /// Nothing falls back silently: to go on without the journal (and without its history),
+    /// open the limiter again without `.journal(...)`; to start a new history, move the
+    /// journal file away.
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A system call failed.
     Io {
         /// The file or directory involved.
@@ -171,6 +184,12 @@ impl fmt::Display for Error {
                 )
             }
             Error::Unsupported(reason) => write!(f, "unsupported machine: {reason}"),
+            Error::Journal { path, reason } => write!(
+                f,
+                "{}: unusable limiter journal: {reason}; open the limiter without a journal to \
+                 go on without it, or move the file away to start a new one",
+                path.display()
+            ),
             Error::Io { path, op, source } => write!(f, "{}: {op}: {source}", path.display()),
         }
     }

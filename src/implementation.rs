@@ -15,6 +15,7 @@
 //! | 0       | 320            | header words, immutable after creation (below) |
 //! | 1024    | 8              | the hint: sequence number of a recent record |
 //! | 1152    | 8              | laps: how often the 32-bit sequence number wrapped |
+//! | 1280    | 8              | journaled: the newest record known to be in the SQLite journal (journal flushers only) |
 //! | 4096    | 64 × 128       | counter shards: 8 denial counters (one per rate) per shard; a process counts in shard `pid mod 64` |
 //! | 12288   | 16 × capacity  | the ring: one 128-bit admission record per slot |
 //!
@@ -100,3 +101,25 @@
 //! may be recorded slightly earlier than it committed; in real time, the admissions that
 //! commit within any interval of length `window` can exceed the limit only by those whose
 //! read-to-commit delay straddled the interval's start.
+//!
+//! ## The journal: limits that survive a reboot
+//!
+//! With the `journal` feature (on by default) and `Builder::journal`, admissions are also
+//! written to a SQLite database on disk. A limiter that has to *create* the shared file
+//! (after a reboot, or after the file was deleted) first reads the journal and starts the
+//! ring with the admissions still inside the longest window: records `1..=m` in slots
+//! `1..=m`, written before the file is linked into place, with the hint and the journaled
+//! word at `m`. Journaled timestamps carry the clock identity (boot id included) and the
+//! wall-clock time; in the same boot they are restored exactly, from another boot through the
+//! wall clock, clamped so that a wall clock that stepped back only makes them expire later.
+//!
+//! `Durability::Periodic` journals the ring from a background thread once per interval:
+//! `try_acquire` never waits for SQLite, and a crash forgets at most the last interval.
+//! `Durability::Strict` commits a lease ("weight X and N requests, until T") before handing
+//! any of it out: a crash forgets nothing, and counts the unused remainder of the lease each
+//! crashed process held as used. The journaled word lets processes share the work: a flusher
+//! reads the ring from the record after it, writes the records in one `BEGIN IMMEDIATE`
+//! transaction (`INSERT OR IGNORE` on the admission's identity, so a race writes nothing
+//! twice), then raises it. Records the ring no longer holds were overwritten by a later lap,
+//! which the ring's sizing puts outside every window for good: they need no journaling. The
+//! `journal` module has the schema and the details.

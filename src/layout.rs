@@ -7,6 +7,7 @@
 //! | 0      | 320           | immutable header words (below), written before the file is linked into place |
 //! | 1024   | 8             | the hint: sequence number of a recent record (`protocol`)   |
 //! | 1152   | 8             | laps: how often the 32-bit sequence number wrapped          |
+//! | 1280   | 8             | journaled: sequence number of the newest record known to be in the SQLite journal (`journal.rs`); 0 in a file made without history |
 //! | 4096   | 64 × 128      | counter shards: per shard, 8 denial counters (one per rate); a process uses shard `pid mod 64`, so counting never bounces one cache line between all processes |
 //! | 12288  | 16 × capacity | the ring: one 128-bit `protocol::Record` per slot          |
 //!
@@ -29,9 +30,11 @@
 //! | 13 | creator uid |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
-//! The hint, laps and counters start zeroed. Ring slot 0 starts as the sentinel record 0 and
-//! slot `k > 0` as a fake record `k - capacity` with timestamp 0 and weight 0
-//! (`protocol::Record::initial`): an empty history.
+//! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
+//! sentinel record 0 and slot `k > 0` as a fake record `k - capacity` with timestamp 0 and
+//! weight 0 (`protocol::Record::initial`): an empty history. A file created from a journal's
+//! history instead holds the restored records `1..=m` in slots `1..=m`, and starts with the
+//! hint and the journaled word at `m` (those records are in the journal already).
 
 use crate::clock::ClockIdentity;
 use crate::protocol::{MAX_RATES, Rule};
@@ -46,6 +49,9 @@ pub const HEADER_WORDS: usize = 40;
 pub const HINT_OFFSET: usize = 1024;
 /// Offset of the lap counter (its own cache lines).
 pub const LAPS_OFFSET: usize = 1152;
+/// Offset of the journaled word (its own cache lines): the newest record known to be in the
+/// journal. Only journal flushers touch it, never the hot path.
+pub const JOURNALED_OFFSET: usize = 1280;
 /// Offset of the counter shards.
 pub const COUNTERS_OFFSET: usize = 4096;
 /// Number of counter shards.
@@ -62,10 +68,17 @@ pub const MAX_SLOTS: u64 = 1 << 22;
 const _: () = assert!(HEADER_WORDS * 8 <= HINT_OFFSET);
 const _: () = assert!(16 + 3 * MAX_RATES <= HEADER_WORDS);
 const _: () = assert!(
-    HINT_OFFSET % 128 == 0 && LAPS_OFFSET % 128 == 0 && LAPS_OFFSET + 128 <= COUNTERS_OFFSET
+    HINT_OFFSET.is_multiple_of(128)
+        && LAPS_OFFSET.is_multiple_of(128)
+        && LAPS_OFFSET + 128 <= COUNTERS_OFFSET
 );
-const _: () = assert!(COUNTERS_OFFSET % 128 == 0 && 8 * MAX_RATES <= SHARD_SIZE);
-const _: () = assert!(RING_OFFSET % 4096 == 0);
+const _: () = assert!(
+    JOURNALED_OFFSET.is_multiple_of(128)
+        && LAPS_OFFSET + 128 <= JOURNALED_OFFSET
+        && JOURNALED_OFFSET + 128 <= COUNTERS_OFFSET
+);
+const _: () = assert!(COUNTERS_OFFSET.is_multiple_of(128) && 8 * MAX_RATES <= SHARD_SIZE);
+const _: () = assert!(RING_OFFSET.is_multiple_of(4096));
 
 /// Everything the immutable part of the header holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -46,10 +46,20 @@
 //! `ARCHITECTURE.md` has the code map and the invariants.
 
 #![cfg_attr(miri, feature(integer_atomics))]
+#![cfg_attr(
+    loom,
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "loom builds only the protocol and what it uses"
+    )
+)]
 
 mod clock;
 mod error;
 pub mod implementation;
+#[cfg(all(feature = "journal", not(loom)))]
+pub mod journal;
 mod layout;
 #[cfg(not(loom))]
 mod limiter;
@@ -63,6 +73,8 @@ mod sync;
 
 pub use clock::{Clock, ClockIdentity, HostClock, ManualClock, Nanos};
 pub use error::{DenialKind, Denied, Error};
+#[cfg(all(feature = "journal", not(loom)))]
+pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
 #[cfg(not(loom))]
 pub use limiter::{
     Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, RateUsage, Stamp, default_dir, path_for,

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::{Clock, ClockIdentity, HostClock, Nanos};
 use crate::error::{DenialKind, Denied, Error};
+#[cfg(feature = "journal")]
+use crate::journal::{self, Durability, Journal, JournalConfig, WallClock};
 use crate::layout::{self, Header};
 use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
 use crate::rate::Rate;
@@ -95,6 +97,8 @@ pub struct Builder {
     mode: u32,
     clock: Arc<dyn Clock>,
     check_interval: Duration,
+    #[cfg(feature = "journal")]
+    journal: JournalConfig,
 }
 
 impl Builder {
@@ -118,13 +122,72 @@ impl Builder {
         self
     }
 
+    /// Also journals admissions to the SQLite database at `journal` (created if missing), so
+    /// that the limits survive a reboot: when this limiter has to create the shared file
+    /// (after a reboot, or after the file was deleted), the new file starts with every
+    /// admission of the journal that is still inside a window. See [`Durability`] for what
+    /// a crash may forget, and [`journal`](crate::journal) for the details.
+    ///
+    /// Every process of the limiter should open it with the same journal: the first one to
+    /// create the shared file restores the history, and a process that creates it without
+    /// the journal starts it empty.
+    ///
+    /// A journal that cannot be used makes [`Builder::open`] fail with [`Error::Journal`];
+    /// nothing falls back silently. To go on without the journal (and without its
+    /// history), open the limiter again with a builder that has no `.journal(...)`; to start a
+    /// new history, move the journal file away first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hostlimit::{Durability, Limiter, Rate};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let (path, journal_path) = (dir.path().join("api"), dir.path().join("api.sqlite"));
+    /// let rates = [Rate::new(10_000, Duration::from_secs(86_400))];
+    /// let limiter = match Limiter::builder(&rates)
+    ///     .journal(&journal_path, Durability::Periodic(Duration::from_secs(1)))
+    ///     .open(&path)
+    /// {
+    ///     Ok(limiter) => limiter,
+    ///     // The explicit way to go on without a broken journal.
+    ///     Err(hostlimit::Error::Journal { .. }) => Limiter::open(&path, &rates)?,
+    ///     Err(e) => return Err(e),
+    /// };
+    /// assert!(limiter.try_acquire(1).is_ok());
+    /// # Ok::<(), hostlimit::Error>(())
+    /// ```
+    #[cfg(feature = "journal")]
+    pub fn journal(mut self, journal: impl AsRef<Path>, durability: Durability) -> Self {
+        self.journal.target = Some((journal.as_ref().to_path_buf(), durability));
+        self
+    }
+
+    /// The wall clock the journal converts timestamps with (default: the system's); for
+    /// tests that step it. Has an effect only with [`Builder::journal`].
+    #[cfg(feature = "journal")]
+    pub fn journal_wall_clock(mut self, wall: Arc<dyn WallClock>) -> Self {
+        self.journal.wall = wall;
+        self
+    }
+
+    /// How long a journal write waits for another process's write lock before it fails
+    /// (default 5 s). Has an effect only with [`Builder::journal`].
+    #[cfg(feature = "journal")]
+    pub fn journal_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.journal.busy_timeout = timeout;
+        self
+    }
+
     /// Opens (creating if needed) the limiter file at `path`.
     ///
     /// # Errors
     ///
     /// An invalid rate or rate list; a file with other rates ([`Error::ConfigMismatch`]); a
     /// corrupt, truncated or foreign file; a clock this process cannot share; an I/O failure
-    /// (unwritable directory, ...). Nothing is changed on error.
+    /// (unwritable directory, ...); an unusable journal ([`Error::Journal`]). Nothing is
+    /// changed on error.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
         let path = path.as_ref().to_path_buf();
         let identity = self
@@ -139,24 +202,63 @@ impl Builder {
             .as_ref()
             .map(|r| new_header(r, identity, &*self.clock))
             .transpose()?;
-        let region = Region::open(
+        #[cfg(feature = "journal")]
+        // A journal belongs to a set of rates; `Limiter::attach` (no rates) takes none.
+        let journal = match (&self.journal.target, &rules) {
+            (Some((journal_path, durability)), Some(rules)) => Some(Journal::open(
+                journal_path,
+                *durability,
+                &self.journal,
+                rules,
+                self.clock.clone(),
+                &identity,
+            )?),
+            _ => None,
+        };
+        // What a file created now starts with: the journal's history.
+        #[cfg(feature = "journal")]
+        let history = match (&journal, &template) {
+            (Some(journal), Some(template)) => journal.restore(template.capacity)?,
+            _ => Vec::new(),
+        };
+        #[cfg(not(feature = "journal"))]
+        let history: Vec<protocol::Record> = Vec::new();
+        let region = Region::open_with_history(
             &path,
             &OpenSpec {
                 create: template.as_ref(),
                 mode: self.mode,
             },
+            &history,
         )?;
         let attached = Attached::check(region, rules.as_deref(), &identity, self.rates.as_deref())?;
+        let attached = Arc::new(SwapCell::new(attached));
+        #[cfg(feature = "journal")]
+        let (journal, strict) = match journal {
+            Some(journal) => {
+                let journal = Arc::new(journal);
+                let strict = journal.is_strict().then(|| journal.clone());
+                (
+                    Some(journal::Handle::start(journal, attached.clone())?),
+                    strict,
+                )
+            }
+            None => (None, None),
+        };
         Ok(Limiter {
             next_check: StdAtomicU64::new(
                 self.clock.now().saturating_add(nanos(self.check_interval)),
             ),
-            attached: SwapCell::new(attached),
+            attached,
             path,
             mode: self.mode,
             clock: self.clock,
             identity,
             check_interval: nanos(self.check_interval),
+            #[cfg(feature = "journal")]
+            strict,
+            #[cfg(feature = "journal")]
+            journal,
         })
     }
 
@@ -283,13 +385,21 @@ impl Attached {
 /// ```
 #[derive(Debug)]
 pub struct Limiter {
-    attached: SwapCell<Attached>,
+    /// Shared with the journal's background thread, which reads the ring of whatever file
+    /// is attached.
+    attached: Arc<SwapCell<Attached>>,
     path: PathBuf,
     mode: u32,
     clock: Arc<dyn Clock>,
     identity: ClockIdentity,
     next_check: StdAtomicU64,
     check_interval: u64,
+    /// The journal when it is in strict mode: every acquire goes through its leases.
+    #[cfg(feature = "journal")]
+    strict: Option<Arc<Journal>>,
+    /// The journal and its background thread (stopped, after a last flush, on drop).
+    #[cfg(feature = "journal")]
+    journal: Option<journal::Handle>,
 }
 
 impl Limiter {
@@ -325,6 +435,8 @@ impl Limiter {
             mode: 0o600,
             clock: Arc::new(HostClock),
             check_interval: Duration::from_secs(1),
+            #[cfg(feature = "journal")]
+            journal: JournalConfig::default(),
         }
     }
 
@@ -353,6 +465,16 @@ impl Limiter {
     #[inline]
     pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         let now = self.clock.now();
+        #[cfg(feature = "journal")]
+        if let Some(journal) = &self.strict {
+            return self.try_acquire_leased(journal, now, weight);
+        }
+        self.acquire_at(now, weight)
+    }
+
+    /// One acquire at `now`, with no journal lease.
+    #[inline(always)]
+    fn acquire_at(&self, now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
         let mut attached = self.current(now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
@@ -467,6 +589,35 @@ impl Limiter {
         Err(Error::corrupt(&self.path, "the file keeps being reset"))
     }
 
+    /// The state of the journal: `Err` with the reason while the last journal write failed
+    /// (a background flush, a lease, a compaction), until one succeeds again. Always `Ok`
+    /// without a journal. A failure is never dropped silently: admissions not yet journaled
+    /// stay in the shared ring and are written at the next successful flush, as long as the
+    /// ring still holds them.
+    #[cfg(feature = "journal")]
+    pub fn journal_status(&self) -> Result<(), String> {
+        self.journal
+            .as_ref()
+            .map_or(Ok(()), |handle| handle.journal().status())
+    }
+
+    /// Journals now, synchronously, every admission the shared ring holds that the journal
+    /// does not, and the use of this process's leases; settles the leases that are done.
+    /// The background thread does the same once per interval. Without a journal, does
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Journal`] if the journal cannot be written; [`Error::Corrupt`] if the shared
+    /// ring is unusable.
+    #[cfg(feature = "journal")]
+    pub fn journal_flush(&self) -> Result<(), Error> {
+        match &self.journal {
+            Some(handle) => handle.journal().flush(&self.attached.get().region, false),
+            None => Ok(()),
+        }
+    }
+
     /// The rates, in the file's order.
     pub fn rates(&self) -> Vec<Rate> {
         self.attached.get().rates.clone()
@@ -548,17 +699,109 @@ impl Limiter {
         }
     }
 
-    /// Opens whatever file the path names now (creating it with our rates if it is gone).
+    /// Opens whatever file the path names now (creating it with our rates if it is gone, and
+    /// with the journal's history if there is a journal).
     fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
         let header = new_header(&old.rules, self.identity, &*self.clock)?;
-        let region = Region::open(
+        #[cfg(feature = "journal")]
+        let history = match &self.journal {
+            Some(handle) => {
+                // First journal what the old file holds, so that a new file restores it. A
+                // failure is kept in the journal's status.
+                let _ = handle.journal().flush(&old.region, false);
+                handle.journal().restore(header.capacity)?
+            }
+            None => Vec::new(),
+        };
+        #[cfg(not(feature = "journal"))]
+        let history: Vec<protocol::Record> = Vec::new();
+        let region = Region::open_with_history(
             &self.path,
             &OpenSpec {
                 create: Some(&header),
                 mode: self.mode,
             },
+            &history,
         )?;
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+}
+
+#[cfg(feature = "journal")]
+impl Limiter {
+    /// An acquire in strict journal mode: reserve out of a lease (taking a new one from the
+    /// journal if needed, before anything is admitted), admit, then account for it.
+    #[inline(never)]
+    fn try_acquire_leased(
+        &self,
+        journal: &Journal,
+        now: Nanos,
+        weight: u64,
+    ) -> Result<Option<Stamp>, Denied> {
+        if !journal.needs_lease(weight) {
+            return self.acquire_at(now, weight);
+        }
+        let mut attached = self.current(now)?;
+        let ticket = journal
+            .reserve(&attached.region, now, weight)
+            .map_err(|reason| {
+                attached.denied(
+                    usize::MAX,
+                    DenialKind::Unavailable {
+                        reason: format!("no journal lease: {reason}"),
+                    },
+                )
+            })?;
+        let mut result = None;
+        for _ in 0..4 {
+            match attached.try_acquire(now, weight) {
+                Some(outcome) => {
+                    result = Some(outcome);
+                    break;
+                }
+                None => match self.reattach(now) {
+                    Ok(fresh) => attached = fresh,
+                    Err(denied) => {
+                        let _ = journal.finish(ticket, None);
+                        return Err(denied);
+                    }
+                },
+            }
+        }
+        let result = result.unwrap_or_else(|| {
+            Err(attached.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: format!("{} keeps being reset", self.path.display()),
+                },
+            ))
+        });
+        let Ok(Some(stamp)) = result else {
+            let _ = journal.finish(ticket, None);
+            return result;
+        };
+        let key = journal::FileKey::of(attached.region.header());
+        if journal.finish(ticket, Some((key, stamp))) {
+            // Recorded after the lease's end, which is where a crash would count the lease:
+            // journal it before reporting it. Should that fail, the caller is told no (the
+            // capacity stays charged, the safe side).
+            if let Err(error) = journal.flush(&attached.region, false) {
+                return Err(attached.denied(
+                    usize::MAX,
+                    DenialKind::Unavailable {
+                        reason: format!("admitted late but not journaled: {error}"),
+                    },
+                ));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(feature = "journal")]
+impl journal::Source for SwapCell<Attached> {
+    fn region(&self) -> &Region {
+        &self.get().region
     }
 }
 

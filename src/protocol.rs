@@ -297,6 +297,11 @@ fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
         // Any record a slot holds was committed (or is a fake of the new ring), and walking
         // forward from any committed record reaches the newest.
         seq = head.seq;
+        if cfg!(loom) && broken::is(broken::Variant::TrustHint) {
+            // BROKEN (loom tests only): the hinted record taken as the newest, no walk.
+            hook.step()?;
+            return Ok(Head::Found(head, words.slot(seq.wrapping_add(1)).load()));
+        }
         // Walk forward while the next slot already holds the next record; at most a lap.
         for _ in 0..capacity {
             hook.step()?;
@@ -433,6 +438,12 @@ impl<H: Hook> View<'_, '_, H> {
         hints: &mut Hints,
     ) -> Result<Check, H::Stop> {
         let mut refusal: Option<(usize, u64)> = None;
+        let rules = if cfg!(loom) && broken::is(broken::Variant::SkipLastRate) {
+            // BROKEN (loom tests only): the last rate is never checked.
+            &rules[..rules.len().saturating_sub(1)]
+        } else {
+            rules
+        };
         for ((index, rule), hint) in rules.iter().enumerate().zip(hints.0.iter_mut()) {
             let units = rule.units(weight);
             if units == 0 {
@@ -522,7 +533,10 @@ pub fn acquire<H: Hook>(
         match view.check(rules, weight, t, hints)? {
             Check::Admit => {}
             Check::Deny { rate, retry_at } => {
-                if view.still_current()? {
+                // BROKEN (loom tests only): the denial is not revalidated.
+                if (cfg!(loom) && broken::is(broken::Variant::DenyWithoutRecheck))
+                    || view.still_current()?
+                {
                     return Ok(Outcome::Denied { rate, retry_at });
                 }
                 continue;
@@ -535,18 +549,28 @@ pub fn acquire<H: Hook>(
             }
         }
         let next = Record {
-            ts: t,
+            // BROKEN (loom tests only): the caller's clock recorded as is.
+            ts: if cfg!(loom) && broken::is(broken::Variant::RecordNow) {
+                now
+            } else {
+                t
+            },
             seq: head.seq.wrapping_add(1),
             cum: head.cum.wrapping_add(charge),
         };
         hook.step()?;
         // The commit: one sequentially consistent compare-exchange of the next slot, from its
         // previous lap to the new record.
-        if words
-            .slot(next.seq)
-            .compare_exchange(next_raw, next.pack())
-            .is_ok()
-        {
+        let committed = if cfg!(loom) && broken::commit_is_broken() {
+            // BROKEN (loom tests only): a commit in two steps.
+            broken::commit(words.slot(next.seq), next_raw, next, head.cum, hook)?
+        } else {
+            words
+                .slot(next.seq)
+                .compare_exchange(next_raw, next.pack())
+                .is_ok()
+        };
+        if committed {
             if next.seq == 0 {
                 // The sequence number wrapped: count the lap so that totals stay 64-bit.
                 hook.step()?;
@@ -635,6 +659,172 @@ pub fn usage<H: Hook>(
         if view.still_current()? {
             return Ok(Ok(Usage { head, at, rates }));
         }
+    }
+}
+
+/// What [`records_since`] found.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// The newest record when the walk started: the records up to it have all been visited,
+    /// except those the ring no longer held.
+    pub head: u32,
+    /// The log was closed by [`retire`]; its tombstone was not visited.
+    pub retired: bool,
+}
+
+/// Visits, oldest first, the records committed after record `after` that the ring still
+/// holds, each with its own weight (mod 2^32): the journal's reader. Changes nothing.
+///
+/// A slot holds either the record it was read as or a later one; a record is immutable once
+/// committed, so each visited record is exactly what was committed, without any snapshot
+/// check. A record the ring no longer holds (overwritten by a later lap while the walk ran, or
+/// before it) is skipped, as is the record after it (its weight needs its predecessor): the
+/// ring is sized so that a record overwritten by a later lap is outside every window of every
+/// moment from then on (see `layout.rs`), so nothing that still counts is skipped. Records
+/// committed after the walk started are left for the next call. At most `capacity - 1`
+/// records are visited.
+pub fn records_since<H: Hook>(
+    words: &Words<'_>,
+    after: u32,
+    hook: &H,
+    mut visit: impl FnMut(Record, u32),
+) -> Result<Result<Since, &'static str>, H::Stop> {
+    let Head::Found(head, _) = find_head(words, hook)? else {
+        return Ok(Err("the ring's sequence numbers are inconsistent"));
+    };
+    let retired = head.ts == Record::RETIRED_TS;
+    let pending = head.seq.wrapping_sub(after);
+    if pending == 0 || pending > i32::MAX as u32 {
+        // Nothing new (or `after` is ahead of the log: nothing to do either).
+        return Ok(Ok(Since {
+            head: head.seq,
+            retired,
+        }));
+    }
+    // The ring holds records head - capacity + 1 ..= head; the first visited one needs its
+    // predecessor, so at most capacity - 1 records are visited.
+    let count = pending.min(words.mask);
+    let first = head.seq.wrapping_sub(count);
+    let mut previous: Option<Record> = None;
+    for offset in 0..=count {
+        let seq = first.wrapping_add(offset);
+        hook.step()?;
+        let record = Record::unpack(words.slot(seq).load());
+        if record.seq == seq {
+            match previous {
+                Some(before) if record.ts != Record::RETIRED_TS => {
+                    visit(record, record.cum.wrapping_sub(before.cum));
+                }
+                _ => {}
+            }
+            previous = Some(record);
+        } else if record.seq.wrapping_sub(seq) & words.mask != 0 {
+            return Ok(Err("the ring's sequence numbers are inconsistent"));
+        } else {
+            // A later lap overwrote it: outside every window (see above).
+            previous = None;
+        }
+    }
+    Ok(Ok(Since {
+        head: head.seq,
+        retired,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deliberately broken variants: loom tests only. Nothing above this line changes behaviour
+// unless a loom test switched a variant on; outside `--cfg loom`, `broken::is` is `false`.
+// ---------------------------------------------------------------------------------------------
+
+/// Deliberately broken variants of this protocol, for `loom-tests/` only.
+///
+/// The loom tests switch one variant on at a time (on the OS thread that runs the model: loom
+/// runs every modelled thread there) to show that each invariant check catches a real bug.
+/// The protocol consults [`is`] at a few marked points, always as `cfg!(loom) && is(..)`,
+/// and outside `--cfg loom` [`is`] is a constant `false`: production never takes these paths.
+#[doc(hidden)]
+pub mod broken {
+    use super::{AtomicPair, Hook, Record};
+
+    /// One deliberately broken protocol.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Variant {
+        /// The correct protocol.
+        None,
+        /// The commit compares the slot with its previous lap, then stores the record: two
+        /// steps instead of one compare-exchange.
+        SplitCommit,
+        /// The commit publishes the record with the request counted but its weight not yet
+        /// charged, then charges the weight in a second step.
+        TwoPhaseWeight,
+        /// A denial is returned without the `still_current` revalidation.
+        DenyWithoutRecheck,
+        /// `find_head` takes the hinted record as the newest without walking forward.
+        TrustHint,
+        /// The per-rate check skips the last rate.
+        SkipLastRate,
+        /// The record carries the caller's `now` instead of `max(now, head.ts)`.
+        RecordNow,
+    }
+
+    #[cfg(loom)]
+    std::thread_local! {
+        static VARIANT: std::cell::Cell<Variant> = const { std::cell::Cell::new(Variant::None) };
+    }
+
+    /// Switches `variant` on for every model this OS thread runs next.
+    #[cfg(loom)]
+    pub fn set(variant: Variant) {
+        VARIANT.with(|current| current.set(variant));
+    }
+
+    /// Whether `variant` is switched on; always false outside `--cfg loom`.
+    #[inline(always)]
+    pub fn is(variant: Variant) -> bool {
+        #[cfg(loom)]
+        {
+            VARIANT.with(|current| current.get() == variant)
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = variant;
+            false
+        }
+    }
+
+    /// Whether one of the broken commits is switched on.
+    pub(super) fn commit_is_broken() -> bool {
+        is(Variant::SplitCommit) || is(Variant::TwoPhaseWeight)
+    }
+
+    /// The broken commits of [`Variant::SplitCommit`] and [`Variant::TwoPhaseWeight`]: true
+    /// if the record was (believed) committed.
+    pub(super) fn commit<H: Hook>(
+        slot: &AtomicPair,
+        previous: u128,
+        next: Record,
+        head_cum: u32,
+        hook: &H,
+    ) -> Result<bool, H::Stop> {
+        let first = if is(Variant::SplitCommit) {
+            slot.load() == previous
+        } else {
+            let counted = Record {
+                cum: head_cum,
+                ..next
+            };
+            slot.compare_exchange(previous, counted.pack()).is_ok()
+        };
+        if first {
+            hook.step()?;
+            // A store, as a compare-exchange loop (the pair has no plain store).
+            let mut current = slot.load();
+            while let Err(actual) = slot.compare_exchange(current, next.pack()) {
+                current = actual;
+            }
+        }
+        Ok(first)
     }
 }
 

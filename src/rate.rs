@@ -235,7 +235,7 @@ impl fmt::Display for Rate {
         }
         let (name, unit) = PRINT_UNITS
             .iter()
-            .find(|(_, unit)| ns % u128::from(*unit) == 0)
+            .find(|(_, unit)| ns.is_multiple_of(u128::from(*unit)))
             .copied()
             .unwrap_or(("ns", 1));
         let count = ns / u128::from(unit);

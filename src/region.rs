@@ -29,7 +29,7 @@ use nix::sys::stat::{Mode, fchmod, fstat};
 
 use crate::error::Error;
 use crate::layout::{self, HEADER_WORDS, Header, Invalid};
-use crate::protocol::Words;
+use crate::protocol::{Record, Words};
 use crate::sync::{AtomicU64, Ordering};
 
 #[cfg(not(any(target_arch = "x86_64", miri)))]
@@ -128,15 +128,18 @@ impl AtomicPair {
 unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> (u128, bool) {
     let (low, high): (u64, u64);
     let swapped: u8;
-    // SAFETY: the caller guarantees alignment, validity and CPU support. rbx is reserved by
-    // LLVM, so the new value's low half is swapped into it and rbx restored afterwards.
+    // SAFETY: the caller guarantees alignment, validity and CPU support. rbx cannot be named
+    // as an operand, so the new value's low half is swapped into it and rbx restored
+    // afterwards. The register allocator may still hand rbx to a `reg` operand (it did, in
+    // release builds, for the address): the address is pinned to rdi, and `sete` comes after
+    // the restore (`mov` leaves the flags alone), so neither can be overwritten by the swap.
     unsafe {
         std::arch::asm!(
             "xchg {saved}, rbx",
-            "lock cmpxchg16b xmmword ptr [{dst}]",
-            "sete {swapped}",
+            "lock cmpxchg16b xmmword ptr [rdi]",
             "mov rbx, {saved}",
-            dst = in(reg) dst,
+            "sete {swapped}",
+            in("rdi") dst,
             saved = inout(reg) new as u64 => _,
             swapped = out(reg_byte) swapped,
             inout("rax") old as u64 => low,
@@ -233,6 +236,33 @@ pub struct OpenSpec<'a> {
     pub mode: u32,
 }
 
+/// What a new file is made of: its header and the history its ring starts with.
+struct Fresh<'a> {
+    header: &'a Header,
+    history: &'a [Record],
+}
+
+/// Why `history` cannot start a ring of `capacity` slots, if it cannot.
+fn history_problem(history: &[Record], capacity: u64) -> Option<String> {
+    if history.len() as u64 > capacity.saturating_sub(2) {
+        return Some(format!(
+            "{} records do not fit a ring of {capacity} slots",
+            history.len()
+        ));
+    }
+    let mut previous = Record::SENTINEL;
+    for record in history {
+        if record.seq != previous.seq.wrapping_add(1)
+            || record.ts < previous.ts.max(1)
+            || record.ts == Record::RETIRED_TS
+        {
+            return Some(format!("record {record:?} cannot follow {previous:?}"));
+        }
+        previous = *record;
+    }
+    None
+}
+
 fn errno_io(errno: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(errno as i32)
 }
@@ -241,6 +271,23 @@ impl Region {
     /// Opens the limiter file at `path`: attaches to it, or creates it when `spec.create` is
     /// given and no file exists. The caller compares the header's rates and clock.
     pub fn open(path: &Path, spec: &OpenSpec<'_>) -> Result<Region, Error> {
+        Region::open_with_history(path, spec, &[])
+    }
+
+    /// Like [`Region::open`], and a file this call creates starts with `history` in its ring
+    /// (records `1..=m`, oldest first, as a journal restored them) instead of an empty one,
+    /// with the hint and the journaled word at `m`. The records are written before the file
+    /// is linked into place, so no process ever sees the file without them. An existing file
+    /// is attached as it is: `history` is ignored.
+    ///
+    /// `history` must be records `1..=m` with non-decreasing timestamps of at least 1 and
+    /// consistent cumulative weights, `m <= capacity - 2`; anything else is refused before a
+    /// file is made.
+    pub fn open_with_history(
+        path: &Path,
+        spec: &OpenSpec<'_>,
+        history: &[Record],
+    ) -> Result<Region, Error> {
         check_machine()?;
         let name = path
             .file_name()
@@ -275,9 +322,15 @@ impl Region {
             let Some(header) = spec.create else {
                 return Err(Error::io(path, "open", errno_io(Errno::ENOENT)));
             };
-            if let Some(region) =
-                Region::create(path, &dir, &dir_path, name, header, spec.mode, false)?
-            {
+            if let Some(region) = Region::create(
+                path,
+                &dir,
+                &dir_path,
+                name,
+                &Fresh { header, history },
+                spec.mode,
+                false,
+            )? {
                 return Ok(region);
             }
         }
@@ -294,10 +347,14 @@ impl Region {
         dir: &OwnedFd,
         dir_path: &Path,
         name: &std::ffi::OsStr,
-        header: &Header,
+        fresh: &Fresh<'_>,
         mode: u32,
         replace: bool,
     ) -> Result<Option<Region>, Error> {
+        let header = fresh.header;
+        if let Some(reason) = history_problem(fresh.history, header.capacity) {
+            return Err(Error::corrupt(path, format!("restored history: {reason}")));
+        }
         let perms = Mode::from_bits_truncate(mode & 0o777);
         let (fd, temp_name) = match openat(
             dir,
@@ -360,9 +417,22 @@ impl Region {
             };
             let capacity = header.capacity as u32;
             for (index, slot) in region.ring().iter().enumerate() {
-                let initial = crate::protocol::Record::initial(index as u32, capacity).pack();
+                let initial = match index.checked_sub(1).and_then(|i| fresh.history.get(i)) {
+                    Some(restored) => restored.pack(),
+                    None => Record::initial(index as u32, capacity).pack(),
+                };
                 // The file is still private: the slots are zero and nobody else can see them.
                 let _ = slot.compare_exchange(0, initial);
+            }
+            if !fresh.history.is_empty() {
+                let newest = fresh.history.len() as u64;
+                // Relaxed: the file is still private; linking it publishes everything.
+                region
+                    .word(layout::HINT_OFFSET)
+                    .store(newest, Ordering::Relaxed);
+                region
+                    .word(layout::JOURNALED_OFFSET)
+                    .store(newest, Ordering::Relaxed);
             }
             // Link into place: only now can anyone else see it. A replacement is linked under a
             // temporary name first and renamed over the old file, which is atomic.
@@ -498,7 +568,11 @@ impl Region {
             _ => PathBuf::from("."),
         };
         let dir = open_dir(&dir_path)?;
-        Region::create(path, &dir, &dir_path, name, header, mode, true)?
+        let fresh = Fresh {
+            header,
+            history: &[],
+        };
+        Region::create(path, &dir, &dir_path, name, &fresh, mode, true)?
             .ok_or_else(|| Error::io(path, "replace", errno_io(Errno::EEXIST)))
     }
 
@@ -560,6 +634,13 @@ impl Region {
             Some(words) => words,
             None => unusable_words(),
         }
+    }
+
+    /// The journaled word: sequence number of the newest record known to be in the journal
+    /// (see `journal.rs`). Never touched by the hot path.
+    #[cfg(feature = "journal")]
+    pub fn journaled(&self) -> &AtomicU64 {
+        self.word(layout::JOURNALED_OFFSET)
     }
 
     /// The denial counter of rate `rate` in this process's shard.
@@ -695,7 +776,9 @@ fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
 #[derive(Debug)]
 pub struct SwapCell<T> {
     current: AtomicPtr<T>,
-    retired: Mutex<Vec<Box<T>>>,
+    /// Replaced values, as raw pointers: turning one back into a `Box` while readers still
+    /// hold `&T` would invalidate their borrows (Miri's stacked borrows says so).
+    retired: Mutex<Vec<*mut T>>,
 }
 
 impl<T> SwapCell<T> {
@@ -722,9 +805,7 @@ impl<T> SwapCell<T> {
     pub fn replace(&self, value: T) {
         let new = Box::into_raw(Box::new(value));
         let old = self.current.swap(new, std::sync::atomic::Ordering::AcqRel);
-        // SAFETY: `old` came from `Box::into_raw` and was just unpublished; readers may still
-        // hold references, so it is kept (not dropped) until `drop`.
-        let old = unsafe { Box::from_raw(old) };
+        // Readers may still hold references to `old`: keep it, untouched, until `drop`.
         self.retired
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -734,14 +815,18 @@ impl<T> SwapCell<T> {
 
 impl<T> Drop for SwapCell<T> {
     fn drop(&mut self) {
-        let ptr = *self.current.get_mut();
-        // SAFETY: `ptr` came from `Box::into_raw`; `&mut self` proves no borrows remain.
-        drop(unsafe { Box::from_raw(ptr) });
+        let retired = std::mem::take(self.retired.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for ptr in retired.into_iter().chain([*self.current.get_mut()]) {
+            // SAFETY: every pointer came from `Box::into_raw`, is in exactly one of `current`
+            // and `retired`, and `&mut self` proves no borrows of it remain.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
     }
 }
 
-// SAFETY: `SwapCell<T>` hands out `&T` across threads and moves `Box<T>` between them, so it is
-// Send/Sync exactly when `T` is both.
+// SAFETY: `SwapCell<T>` owns its values (through raw pointers from `Box::into_raw`), hands out
+// `&T` across threads and drops values on whichever thread drops the cell, so it is Send/Sync
+// exactly when `T` is both.
 unsafe impl<T: Send + Sync> Send for SwapCell<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send + Sync> Sync for SwapCell<T> {}

@@ -3,6 +3,8 @@
 //! limiter file in a temporary directory.
 
 mod cli;
+#[cfg(feature = "journal")]
+mod journal;
 mod multiprocess;
 mod open;
 mod support;

@@ -76,10 +76,10 @@ pub fn temp_dir() -> TempDir {
         b.prefix("hostlimit-test.");
         b
     };
-    if shm.is_dir() {
-        if let Ok(dir) = builder.tempdir_in(shm) {
-            return dir;
-        }
+    if shm.is_dir()
+        && let Ok(dir) = builder.tempdir_in(shm)
+    {
+        return dir;
     }
     builder.tempdir().expect("create a temporary directory")
 }

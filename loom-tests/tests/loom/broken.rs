@@ -1,0 +1,192 @@
+//! The models can fail: each deliberately broken variant of the protocol (switched on
+//! through `hostlimit::model::broken`, loom builds only) is caught by the invariant named,
+//! checked on its own, at the preemption bound given. Each test first runs the same model
+//! with the protocol intact, which must pass and explore more than one execution.
+
+use hostlimit::model::broken::Variant;
+use hostlimit_loom_tests::{Invariant, Scenario, catches, op, requests, weight};
+
+use crate::models::denial_under_a_lapping_ring;
+
+/// The model each variant is tried on.
+fn scenario_for(variant: Variant) -> Scenario {
+    match variant {
+        // Two acquirers that both find the same free slot.
+        Variant::SplitCommit | Variant::TrustHint | Variant::None => {
+            Scenario::new("two racing commits", &[requests(2, 10), requests(3, 30)])
+                .thread(&[op(10, 1), op(11, 1)])
+                .thread(&[op(12, 1)])
+        }
+        // Weighted commits racing, so that one builds on the other's half-done record.
+        Variant::TwoPhaseWeight => {
+            Scenario::new("two weighted commits", &[requests(3, 10), weight(10, 10)])
+                .thread(&[op(10, 2)])
+                .thread(&[op(11, 3)])
+        }
+        Variant::DenyWithoutRecheck => denial_under_a_lapping_ring(),
+        // The last rate is the one that binds.
+        Variant::SkipLastRate => {
+            Scenario::new("binding last rate", &[requests(2, 10), requests(1, 30)])
+                .thread(&[op(10, 1)])
+                .thread(&[op(12, 1)])
+        }
+        // A stale clock reading, then callers that trust timestamps to grow.
+        Variant::RecordNow => Scenario::new("stale then fresh", &[requests(2, 10)])
+            .thread(&[op(100, 1), op(100, 1), op(100, 1)])
+            .thread(&[op(90, 1)]),
+    }
+}
+
+const VARIANTS: [Variant; 6] = [
+    Variant::SplitCommit,
+    Variant::TwoPhaseWeight,
+    Variant::DenyWithoutRecheck,
+    Variant::TrustHint,
+    Variant::SkipLastRate,
+    Variant::RecordNow,
+];
+
+/// Asserts that `invariant` alone catches `variant` at `bound` preemptions.
+fn caught(variant: Variant, invariant: Invariant, bound: usize) {
+    let scenario = scenario_for(variant).preemptions(bound);
+    match catches(&scenario, variant, invariant) {
+        Ok(caught) => eprintln!(
+            "{variant:?} caught by {} at execution {} (bound {bound}; clean model: {})\n  {}",
+            invariant.label(),
+            caught.at_execution,
+            caught.clean,
+            caught.message.lines().next().unwrap_or_default()
+        ),
+        Err(why) => panic!("{why}"),
+    }
+}
+
+/// A commit split into a load-compare and a separate store: two acquirers both commit
+/// record 1, one overwriting the other.
+#[test]
+fn a_split_commit_loses_a_commit() {
+    caught(Variant::SplitCommit, Invariant::NoLostCommit, 1);
+}
+
+/// The record published with the request counted but the weight charged later: a commit
+/// built on the half-done record charges the wrong weight.
+#[test]
+fn a_two_phase_commit_is_not_all_or_nothing() {
+    caught(Variant::TwoPhaseWeight, Invariant::AllOrNothing, 1);
+}
+
+/// A denial without the revalidation reads slots a lapping commit overwrote and answers
+/// with a retry time no history explains.
+#[test]
+fn a_denial_without_revalidation_is_false() {
+    caught(Variant::DenyWithoutRecheck, Invariant::NoFalseDenial, 1);
+}
+
+/// `find_head` trusting a stale hint commits over the newest record.
+#[test]
+fn trusting_the_hint_loses_a_commit() {
+    caught(Variant::TrustHint, Invariant::NoLostCommit, 1);
+}
+
+/// A check that skips the last rate over-admits on it.
+#[test]
+fn skipping_the_last_rate_over_admits() {
+    caught(Variant::SkipLastRate, Invariant::NoOverAdmission, 1);
+}
+
+/// Recording the caller's stale clock breaks the timestamps' order, and the window searches
+/// that rely on it over-admit.
+#[test]
+fn recording_a_stale_clock_over_admits() {
+    caught(Variant::RecordNow, Invariant::NoOverAdmission, 1);
+}
+
+/// The two-phase commit killed between its phases leaves a record that the request rates
+/// count and the weight rates do not: a crash model catches it on its own, with no commit
+/// racing it.
+#[test]
+fn a_two_phase_commit_killed_between_its_phases() {
+    // Thread 2 is denied whatever it sees, so it never builds on the half-done record.
+    let scenario = Scenario::new(
+        "two-phase commit, killed",
+        &[requests(1, 10), weight(10, 10)],
+    )
+    .setup(&[op(5, 1)])
+    .thread(&[op(16, 2)])
+    .thread(&[op(6, 1)])
+    .only(Invariant::AllOrNothing)
+    .preemptions(1);
+    // Intact, every crash point passes.
+    let stats = scenario.run_every_crash(0);
+    eprintln!("clean: {stats}");
+    // Broken, some crash point fails (and without a crash the model passes).
+    assert!(
+        catches(&scenario, Variant::TwoPhaseWeight, Invariant::AllOrNothing).is_err(),
+        "a non-crash model should not see this one"
+    );
+    let caught = (0..stats.points).find_map(|step| {
+        catches(
+            &scenario.clone().crash(0, step),
+            Variant::TwoPhaseWeight,
+            Invariant::AllOrNothing,
+        )
+        .ok()
+        .map(|caught| (step, caught))
+    });
+    let (step, caught) = caught.expect("no crash point caught the two-phase commit");
+    eprintln!(
+        "TwoPhaseWeight caught by {} with the thread killed before step {step}, at execution {}\n  {}",
+        Invariant::AllOrNothing.label(),
+        caught.at_execution,
+        caught.message.lines().next().unwrap_or_default()
+    );
+}
+
+/// Every variant against every invariant on its own, printed as a table: every variant is
+/// caught by some invariant, and every invariant catches some variant.
+#[test]
+fn every_variant_against_every_invariant() {
+    let bound = 1;
+    let mut table = format!("bound {bound}\n");
+    let mut caught_by = Vec::new();
+    for variant in VARIANTS {
+        let scenario = scenario_for(variant).preemptions(bound);
+        table.push_str(&format!("{variant:?}:"));
+        for invariant in Invariant::ALL {
+            let cell = match catches(&scenario, variant, invariant) {
+                Ok(caught) => {
+                    caught_by.push((variant, invariant));
+                    format!("caught@{}", caught.at_execution)
+                }
+                Err(why) if why.contains("was not caught") => "-".to_string(),
+                Err(why) => panic!("{variant:?} / {}: {why}", invariant.label()),
+            };
+            table.push_str(&format!(" {}={cell}", short(invariant)));
+        }
+        table.push('\n');
+    }
+    eprintln!("{table}");
+    for variant in VARIANTS {
+        assert!(
+            caught_by.iter().any(|&(v, _)| v == variant),
+            "{variant:?} escaped every invariant"
+        );
+    }
+    for invariant in Invariant::ALL {
+        assert!(
+            caught_by.iter().any(|&(_, i)| i == invariant),
+            "{} caught no variant",
+            invariant.label()
+        );
+    }
+}
+
+fn short(invariant: Invariant) -> &'static str {
+    match invariant {
+        Invariant::NoOverAdmission => "(1)",
+        Invariant::AllOrNothing => "(2)",
+        Invariant::NoFalseDenial => "(3)",
+        Invariant::NoLostCommit => "(4)",
+        Invariant::Reference => "(5)",
+    }
+}
