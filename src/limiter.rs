@@ -498,10 +498,7 @@ impl Limiter {
     ///
     /// As [`Limiter::acquire_until`].
     pub fn acquire(&self, weight: u64, timeout: Duration) -> Result<(), Denied> {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
-        self.acquire_until(weight, deadline)
+        self.acquire_stamped(weight, timeout).map(|_| ())
     }
 
     /// Waits until `weight` can be admitted, or until `deadline`.
@@ -516,10 +513,37 @@ impl Limiter {
     /// The last [`Denied`]: for a timeout its `retry_after` says how far off admission was;
     /// a final denial (never fits, unusable file) is returned immediately.
     pub fn acquire_until(&self, weight: u64, deadline: Instant) -> Result<(), Denied> {
+        self.acquire_until_stamped(weight, deadline).map(|_| ())
+    }
+
+    /// [`Limiter::acquire`], returning the admission's [`Stamp`] as
+    /// [`Limiter::try_acquire_stamped`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::acquire_until`].
+    pub fn acquire_stamped(&self, weight: u64, timeout: Duration) -> Result<Option<Stamp>, Denied> {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
+        self.acquire_until_stamped(weight, deadline)
+    }
+
+    /// [`Limiter::acquire_until`], returning the admission's [`Stamp`] as
+    /// [`Limiter::try_acquire_stamped`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::acquire_until`].
+    pub fn acquire_until_stamped(
+        &self,
+        weight: u64,
+        deadline: Instant,
+    ) -> Result<Option<Stamp>, Denied> {
         let mut jitter = Jitter::new();
         loop {
-            let denied = match self.try_acquire(weight) {
-                Ok(()) => return Ok(()),
+            let denied = match self.try_acquire_stamped(weight) {
+                Ok(stamp) => return Ok(stamp),
                 Err(denied) => denied,
             };
             let Some(wait) = denied.retry_after() else {

@@ -61,27 +61,12 @@ impl Request<'_> {
         })
     }
 
-    /// Admits the weight, waiting up to the timeout.
-    ///
-    /// The loop is [`Limiter::acquire_until`]'s, with the admission's [`Stamp`] kept: sleep
-    /// until the log says the request could fit (plus a small random delay), and give up at
-    /// once when that is past the deadline.
+    /// Admits the weight: one try without a timeout, else waits up to it (the library's
+    /// `acquire_stamped`: no polling, gives up at once when admission is past the deadline).
     fn admit(&self, limiter: &Limiter) -> Result<Option<Stamp>, Denied> {
-        let deadline = self.timeout.map(|t| Instant::now() + t);
-        let mut jitter = Jitter::new();
-        loop {
-            let denied = match limiter.try_acquire_stamped(self.weight) {
-                Ok(stamp) => return Ok(stamp),
-                Err(denied) => denied,
-            };
-            let (Some(deadline), Some(wait)) = (deadline, denied.retry_after()) else {
-                return Err(denied);
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            if wait > left {
-                return Err(denied);
-            }
-            std::thread::sleep((wait + jitter.next(wait)).min(left));
+        match self.timeout {
+            None => limiter.try_acquire_stamped(self.weight),
+            Some(timeout) => limiter.acquire_stamped(self.weight, timeout),
         }
     }
 
@@ -193,35 +178,4 @@ pub fn run(request: &Request<'_>, command: &[OsString]) -> Result<Exit, Failure>
         exit,
         format!("{}: {error}", program.to_string_lossy()),
     ))
-}
-
-/// Small random delays for waiters, so that those told the same retry-after spread out; the
-/// same distribution as the library's own `acquire`.
-pub struct Jitter {
-    state: u64,
-}
-
-impl Jitter {
-    /// A generator seeded from the standard library's random hasher keys.
-    pub fn new() -> Jitter {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        Jitter {
-            state: hasher.finish() | 1,
-        }
-    }
-
-    /// A pseudo-random number (xorshift64*).
-    pub fn next_u64(&mut self) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A delay in `[0, wait / 8 + 200 µs)`, at most 50 ms.
-    pub fn next(&mut self, wait: Duration) -> Duration {
-        let span = nanos(wait / 8 + Duration::from_micros(200)).min(50_000_000);
-        Duration::from_nanos(self.next_u64() % span)
-    }
 }

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use hostlimit::{Clock, HostClock, Limiter, Nanos, Rate, Stamp};
 
-use crate::cli::acquire::Jitter;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::mappers;
 use crate::cli::report::table;
@@ -407,7 +406,7 @@ fn report(
 /// each denial; then writes its stamps and counts to stdout for the parent.
 pub fn worker(path: &Path, until: Nanos) -> Result<Exit, Failure> {
     let limiter = Limiter::attach(path)?;
-    let mut jitter = Jitter::new();
+    let mut random = Random::new();
     let mut report = WorkerReport::default();
     loop {
         let now = HostClock.now();
@@ -419,7 +418,7 @@ pub fn worker(path: &Path, until: Nanos) -> Result<Exit, Failure> {
         match limiter.try_acquire_stamped(1) {
             Ok(stamp) => {
                 report.stamps.extend(stamp);
-                let work = Duration::from_micros(1_000 + jitter.next_u64() % 9_000);
+                let work = Duration::from_micros(1_000 + random.next() % 9_000);
                 std::thread::sleep(work.min(left));
             }
             Err(denied) => {
@@ -427,7 +426,9 @@ pub fn worker(path: &Path, until: Nanos) -> Result<Exit, Failure> {
                 let Some(wait) = denied.retry_after() else {
                     return Err(Failure::denied(&path.display().to_string(), &denied));
                 };
-                std::thread::sleep((wait + jitter.next(wait)).min(left));
+                // Spread the wake-ups a little, as the library's `acquire` does.
+                let spread = Duration::from_micros(random.next() % 1_000);
+                std::thread::sleep((wait + spread).min(left));
             }
         }
     }
@@ -500,5 +501,28 @@ mod tests {
         assert_eq!((report.calls, report.denied), (10, 8));
         assert!(parse_worker_output("A 100 1\n").is_err());
         assert!(parse_worker_output("B\nS 1 1\n").is_err());
+    }
+}
+
+/// Pseudo-random numbers for the workers' simulated work (xorshift64*).
+struct Random {
+    state: u64,
+}
+
+impl Random {
+    fn new() -> Random {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        Random {
+            state: hasher.finish() | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
