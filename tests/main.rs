@@ -2,6 +2,7 @@
 //! Tests"). Tests that need several processes re-execute this binary as workers on a real
 //! limiter file in a temporary directory.
 
+#[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "journal")]
 mod journal;

@@ -1,7 +1,6 @@
 //! `acquire` and `run`: take capacity from a limiter, then exit 0 or run a command.
 
 use std::ffi::OsString;
-use std::hash::{BuildHasher, Hasher};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};

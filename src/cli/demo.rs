@@ -477,6 +477,29 @@ fn remove_stale_demos(dir: &Path) {
     }
 }
 
+/// Pseudo-random numbers for the workers' simulated work (xorshift64*).
+struct Random {
+    state: u64,
+}
+
+impl Random {
+    fn new() -> Random {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        Random {
+            state: hasher.finish() | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,28 +524,5 @@ mod tests {
         assert_eq!((report.calls, report.denied), (10, 8));
         assert!(parse_worker_output("A 100 1\n").is_err());
         assert!(parse_worker_output("B\nS 1 1\n").is_err());
-    }
-}
-
-/// Pseudo-random numbers for the workers' simulated work (xorshift64*).
-struct Random {
-    state: u64,
-}
-
-impl Random {
-    fn new() -> Random {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        Random {
-            state: hasher.finish() | 1,
-        }
-    }
-
-    fn next(&mut self) -> u64 {
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
