@@ -96,6 +96,8 @@ pub struct Builder {
     rates: Option<Vec<Rate>>,
     mode: u32,
     clock: Arc<dyn Clock>,
+    /// Whether `clock` was set by the caller (else it is the host clock).
+    custom_clock: bool,
     check_interval: Duration,
     #[cfg(feature = "journal")]
     journal: JournalConfig,
@@ -112,6 +114,7 @@ impl Builder {
     /// The clock (default: [`HostClock`], `CLOCK_BOOTTIME`). A file records the clock it was
     /// made with, and only processes with the same clock may join it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.custom_clock = true;
         self.clock = clock;
         self
     }
@@ -252,7 +255,7 @@ impl Builder {
             attached,
             path,
             mode: self.mode,
-            clock: self.clock,
+            clock: Time::of(self.custom_clock.then_some(self.clock)),
             identity,
             check_interval: nanos(self.check_interval),
             #[cfg(feature = "journal")]
@@ -390,7 +393,7 @@ pub struct Limiter {
     attached: Arc<SwapCell<Attached>>,
     path: PathBuf,
     mode: u32,
-    clock: Arc<dyn Clock>,
+    clock: Time,
     identity: ClockIdentity,
     next_check: StdAtomicU64,
     check_interval: u64,
@@ -434,6 +437,7 @@ impl Limiter {
             rates: Some(rates.to_vec()),
             mode: 0o600,
             clock: Arc::new(HostClock),
+            custom_clock: false,
             check_interval: Duration::from_secs(1),
             #[cfg(feature = "journal")]
             journal: JournalConfig::default(),
@@ -726,7 +730,7 @@ impl Limiter {
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
     /// with the journal's history if there is a journal).
     fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
-        let header = new_header(&old.rules, self.identity, &*self.clock)?;
+        let header = new_header(&old.rules, self.identity, self.clock.as_dyn())?;
         #[cfg(feature = "journal")]
         let history = match &self.journal {
             Some(handle) => {
@@ -896,19 +900,15 @@ impl Attached {
         let words = self.region.words();
         let mut hints = Hints::default();
         let rates = self.rules.len();
-        for (hint, kept) in hints.0.iter_mut().zip(&self.hints[..rates]) {
+        for (hint, kept) in hints.0[..rates].iter_mut().zip(&self.hints[..rates]) {
             // Relaxed: a search hint; every value is safe.
             *hint = kept.load(Ordering::Relaxed);
         }
-        let before = hints;
         let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
-        for ((hint, old), kept) in hints
-            .0
-            .iter()
-            .zip(before.0.iter())
-            .zip(&self.hints[..rates])
-        {
-            if hint != old {
+        for (hint, kept) in hints.0[..rates].iter().zip(&self.hints[..rates]) {
+            // Written only when it moved, so that threads sharing a limiter do not bounce the
+            // line for nothing.
+            if kept.load(Ordering::Relaxed) != *hint {
                 kept.store(*hint, Ordering::Relaxed);
             }
         }
@@ -949,6 +949,36 @@ impl Attached {
             rate_index,
             rate: self.rates.get(rate_index).copied(),
             kind,
+        }
+    }
+}
+
+/// The limiter's clock: the host clock called directly (inlined, no virtual call on the hot
+/// path), or a caller's clock.
+#[derive(Debug, Clone)]
+enum Time {
+    Host,
+    Custom(Arc<dyn Clock>),
+}
+
+impl Time {
+    /// The builder's clock: `None` unless the caller chose one.
+    fn of(clock: Option<Arc<dyn Clock>>) -> Time {
+        clock.map_or(Time::Host, Time::Custom)
+    }
+
+    #[inline(always)]
+    fn now(&self) -> Nanos {
+        match self {
+            Time::Host => HostClock.now(),
+            Time::Custom(clock) => clock.now(),
+        }
+    }
+
+    fn as_dyn(&self) -> &dyn Clock {
+        match self {
+            Time::Host => &HostClock,
+            Time::Custom(clock) => &**clock,
         }
     }
 }

@@ -494,6 +494,7 @@ impl<H: Hook> View<'_, '_, H> {
 /// `rules` must be the rules the ring was sized for (see `layout.rs`). `hints` carries each
 /// rate's window boundary from one call to the next (any value is safe; start with
 /// [`Hints::default`]).
+#[inline]
 pub fn acquire<H: Hook>(
     words: &Words<'_>,
     rules: &[Rule],
