@@ -278,7 +278,11 @@ impl fmt::Display for Denied {
             .unwrap_or_else(|| "?".into());
         match &self.kind {
             DenialKind::Exhausted { retry_after } => {
-                write!(f, "rate {rate} is full; retry after {retry_after:?}")
+                write!(
+                    f,
+                    "rate {rate} is full; retry after {}",
+                    Readable(*retry_after)
+                )
             }
             DenialKind::NeverFits { weight } => {
                 write!(f, "weight {weight} can never fit rate {rate}")
@@ -289,3 +293,57 @@ impl fmt::Display for Denied {
 }
 
 impl std::error::Error for Denied {}
+
+/// A duration printed for people: three significant digits in the largest fitting unit
+/// (`952ms`, `1.25s`, `40.0us`), never `952.182849ms`.
+struct Readable(Duration);
+
+impl fmt::Display for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0.as_nanos() as f64;
+        let (value, unit) = if ns >= 1e9 {
+            (ns / 1e9, "s")
+        } else if ns >= 1e6 {
+            (ns / 1e6, "ms")
+        } else if ns >= 1e3 {
+            (ns / 1e3, "us")
+        } else {
+            return write!(f, "{ns}ns");
+        };
+        let decimals = if value >= 100.0 {
+            0
+        } else if value >= 10.0 {
+            1
+        } else {
+            2
+        };
+        write!(f, "{value:.decimals$}{unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_print_readable_durations() {
+        let cases = [
+            (Duration::from_nanos(952_182_849), "952ms"),
+            (Duration::from_millis(1250), "1.25s"),
+            (Duration::from_micros(40), "40.0us"),
+            (Duration::from_nanos(7), "7ns"),
+            (Duration::from_secs(3600), "3600s"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(Readable(duration).to_string(), text);
+        }
+        let denied = Denied {
+            rate_index: 0,
+            rate: Some(Rate::new(10, Duration::from_secs(1))),
+            kind: DenialKind::Exhausted {
+                retry_after: Duration::from_nanos(952_182_849),
+            },
+        };
+        assert_eq!(denied.to_string(), "rate 10/s is full; retry after 952ms");
+    }
+}

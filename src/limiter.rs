@@ -845,13 +845,7 @@ impl journal::Source for SwapCell<Attached> {
 /// writable.
 pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
-    let old = Region::open(
-        path,
-        &OpenSpec {
-            create: None,
-            mode: 0o600,
-        },
-    )?;
+    let old = Region::existing(path)?;
     let identity = HostClock
         .identity()
         .map_err(|e| Error::io(path, "read clock identity", e))?;
@@ -875,13 +869,7 @@ pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
 /// The file cannot be opened or validated, or cannot be unlinked.
 pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
-    let old = Region::open(
-        path,
-        &OpenSpec {
-            create: None,
-            mode: 0o600,
-        },
-    )?;
+    let old = Region::existing(path)?;
     retire(&old)?;
     std::fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))
 }

@@ -585,6 +585,17 @@ impl Region {
         Ok(meta.mode() & 0o777)
     }
 
+    /// Attaches to the existing file at `path`, creating nothing.
+    pub fn existing(path: &Path) -> Result<Region, Error> {
+        Region::open(
+            path,
+            &OpenSpec {
+                create: None,
+                mode: 0o600,
+            },
+        )
+    }
+
     /// The validated header.
     pub fn header(&self) -> &Header {
         &self.header
