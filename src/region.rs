@@ -289,13 +289,7 @@ impl Region {
         history: &[Record],
     ) -> Result<Region, Error> {
         check_machine()?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::InvalidName(path.display().to_string()))?;
-        let dir_path = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (dir_path, name) = split(path)?;
         if spec.create.is_some() {
             create_dir(&dir_path, spec.mode)?;
         }
@@ -560,13 +554,7 @@ impl Region {
     /// the caller retires it so that its users move over.
     pub fn replace(path: &Path, header: &Header, mode: u32) -> Result<Region, Error> {
         check_machine()?;
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::InvalidName(path.display().to_string()))?;
-        let dir_path = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (dir_path, name) = split(path)?;
         let dir = open_dir(&dir_path)?;
         let fresh = Fresh {
             header,
@@ -726,6 +714,18 @@ fn header_word(map: &MmapRaw, index: usize) -> &AtomicU64 {
     // layout), 8-aligned in a page-aligned mapping; other processes only access it atomically
     // (header words are written once before the file is linked and only read afterwards).
     unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(index * 8).cast()) }
+}
+
+/// A limiter path as its directory (`.` for a bare name) and its file name.
+fn split(path: &Path) -> Result<(PathBuf, &std::ffi::OsStr), Error> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidName(path.display().to_string()))?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
 }
 
 /// Opens the limiter directory, refusing what would let another user swap our files: a
