@@ -192,6 +192,32 @@ mod tests {
     }
 
     #[test]
+    fn a_joiner_must_share_clock_boot_and_time_namespace() {
+        let file = ClockIdentity {
+            clock_id: HostClock::ID,
+            boot_id: [1; 16],
+            time_namespace: 42,
+        };
+        assert_eq!(file.mismatch(&file), None);
+        let other_boot = ClockIdentity {
+            boot_id: [2; 16],
+            ..file
+        };
+        assert!(file.mismatch(&other_boot).unwrap().contains("another boot"));
+        let other_namespace = ClockIdentity {
+            time_namespace: 43,
+            ..file
+        };
+        assert!(
+            file.mismatch(&other_namespace)
+                .unwrap()
+                .contains("time namespace")
+        );
+        let manual = ManualClock::new(0).identity().unwrap();
+        assert!(file.mismatch(&manual).unwrap().contains("clock"));
+    }
+
+    #[test]
     fn manual_clock_moves_only_when_told() {
         let clock = ManualClock::new(5);
         assert_eq!(clock.now(), 5);

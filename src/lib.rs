@@ -64,7 +64,6 @@ mod layout;
 #[cfg(not(loom))]
 mod limiter;
 #[cfg_attr(loom, doc(hidden))]
-#[cfg_attr(not(loom), allow(dead_code))]
 mod protocol;
 mod rate;
 #[cfg(not(loom))]

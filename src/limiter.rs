@@ -95,9 +95,7 @@ pub struct FileInfo {
 pub struct Builder {
     rates: Option<Vec<Rate>>,
     mode: u32,
-    clock: Arc<dyn Clock>,
-    /// Whether `clock` was set by the caller (else it is the host clock).
-    custom_clock: bool,
+    clock: Time,
     check_interval: Duration,
     #[cfg(feature = "journal")]
     journal: JournalConfig,
@@ -114,8 +112,7 @@ impl Builder {
     /// The clock (default: [`HostClock`], `CLOCK_BOOTTIME`). A file records the clock it was
     /// made with, and only processes with the same clock may join it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.custom_clock = true;
-        self.clock = clock;
+        self.clock = Time::Custom(clock);
         self
     }
 
@@ -195,6 +192,7 @@ impl Builder {
         let path = path.as_ref().to_path_buf();
         let identity = self
             .clock
+            .as_dyn()
             .identity()
             .map_err(|e| Error::io(&path, "read clock identity", e))?;
         let rules = match &self.rates {
@@ -203,7 +201,7 @@ impl Builder {
         };
         let template = rules
             .as_ref()
-            .map(|r| new_header(r, identity, &*self.clock))
+            .map(|r| new_header(r, identity, self.clock.as_dyn()))
             .transpose()?;
         #[cfg(feature = "journal")]
         // A journal belongs to a set of rates; `Limiter::attach` (no rates) takes none.
@@ -213,7 +211,7 @@ impl Builder {
                 *durability,
                 &self.journal,
                 rules,
-                self.clock.clone(),
+                self.clock.shared(),
                 &identity,
             )?),
             _ => None,
@@ -255,7 +253,7 @@ impl Builder {
             attached,
             path,
             mode: self.mode,
-            clock: Time::of(self.custom_clock.then_some(self.clock)),
+            clock: self.clock,
             identity,
             check_interval: nanos(self.check_interval),
             #[cfg(feature = "journal")]
@@ -436,8 +434,7 @@ impl Limiter {
         Builder {
             rates: Some(rates.to_vec()),
             mode: 0o600,
-            clock: Arc::new(HostClock),
-            custom_clock: false,
+            clock: Time::Host,
             check_interval: Duration::from_secs(1),
             #[cfg(feature = "journal")]
             journal: JournalConfig::default(),
@@ -950,9 +947,13 @@ enum Time {
 }
 
 impl Time {
-    /// The builder's clock: `None` unless the caller chose one.
-    fn of(clock: Option<Arc<dyn Clock>>) -> Time {
-        clock.map_or(Time::Host, Time::Custom)
+    /// The clock as a shared trait object (for the journal's thread).
+    #[cfg(feature = "journal")]
+    fn shared(&self) -> Arc<dyn Clock> {
+        match self {
+            Time::Host => Arc::new(HostClock),
+            Time::Custom(clock) => clock.clone(),
+        }
     }
 
     #[inline(always)]
@@ -1000,5 +1001,32 @@ impl Jitter {
         let random = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
         let span = nanos(wait / 8 + Duration::from_micros(200)).min(50_000_000);
         Duration::from_nanos(random % span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waiters told the same retry-after must not all wake at the same instant.
+    #[test]
+    fn jitter_spreads_waiters_within_its_bound() {
+        for wait in [
+            Duration::ZERO,
+            Duration::from_millis(8),
+            Duration::from_secs(10),
+        ] {
+            let bound = (wait / 8 + Duration::from_micros(200)).min(Duration::from_millis(50));
+            let delays: Vec<Duration> = (0..64).map(|_| Jitter::new().next(wait)).collect();
+            assert!(delays.iter().all(|d| *d < bound), "{wait:?}: {delays:?}");
+            let mut distinct = delays.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert!(
+                distinct.len() > 48,
+                "{wait:?}: only {} distinct delays",
+                distinct.len()
+            );
+        }
     }
 }

@@ -664,6 +664,10 @@ pub fn usage<H: Hook>(
 }
 
 /// What [`records_since`] found.
+#[cfg_attr(
+    not(feature = "journal"),
+    allow(dead_code, reason = "read only by the journal")
+)]
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Since {
@@ -685,6 +689,10 @@ pub struct Since {
 /// moment from then on (see `layout.rs`), so nothing that still counts is skipped. Records
 /// committed after the walk started are left for the next call. At most `capacity - 1`
 /// records are visited.
+#[cfg_attr(
+    not(feature = "journal"),
+    allow(dead_code, reason = "read only by the journal")
+)]
 pub fn records_since<H: Hook>(
     words: &Words<'_>,
     after: u32,
@@ -750,6 +758,10 @@ pub mod broken {
 
     /// One deliberately broken protocol.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[cfg_attr(
+        not(loom),
+        allow(dead_code, reason = "`None` is only set by the loom tests")
+    )]
     pub enum Variant {
         /// The correct protocol.
         None,
