@@ -1,0 +1,125 @@
+//! One mapped file checked against the caller's rates, and one acquire on it.
+
+use std::time::Duration;
+
+use crate::clock::{ClockIdentity, Nanos};
+use crate::error::{DenialKind, Denied, Error};
+use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
+use crate::rate::Rate;
+use crate::region::Region;
+use crate::sync::{Ordering, StdAtomicU32};
+
+use super::Stamp;
+
+/// A mapped file with its rates, checked against what the caller wants.
+#[derive(Debug)]
+pub(super) struct Attached {
+    pub(super) region: Region,
+    pub(super) rules: Vec<Rule>,
+    pub(super) rates: Vec<Rate>,
+    /// Where each rate's window search starts (see `protocol::Hints`); process-local.
+    pub(super) hints: [StdAtomicU32; MAX_RATES],
+}
+
+impl Attached {
+    pub(super) fn check(
+        region: Region,
+        rules: Option<&[Rule]>,
+        identity: &ClockIdentity,
+        requested: Option<&[Rate]>,
+    ) -> Result<Attached, Error> {
+        let header = region.header();
+        if let Some(reason) = header.clock.mismatch(identity) {
+            return Err(Error::ClockMismatch {
+                path: region.path().to_path_buf(),
+                reason,
+            });
+        }
+        let file_rates: Vec<Rate> = header.rules.iter().map(Rate::from_rule).collect();
+        if let (Some(rules), Some(requested)) = (rules, requested) {
+            // The same rates in another order are the same limiter.
+            let mut ours = rules.to_vec();
+            let mut theirs = header.rules.clone();
+            let key = |r: &Rule| (r.window, r.limit, r.requests);
+            ours.sort_by_key(key);
+            theirs.sort_by_key(key);
+            if ours != theirs {
+                return Err(Error::ConfigMismatch {
+                    path: region.path().to_path_buf(),
+                    file: file_rates,
+                    requested: requested.to_vec(),
+                });
+            }
+        }
+        Ok(Attached {
+            rules: header.rules.clone(),
+            rates: file_rates,
+            region,
+            hints: Default::default(),
+        })
+    }
+}
+
+impl Attached {
+    /// One acquire on this file; `None` if the file was retired.
+    #[inline]
+    pub(super) fn try_acquire(
+        &self,
+        now: Nanos,
+        weight: u64,
+    ) -> Option<Result<Option<Stamp>, Denied>> {
+        let words = self.region.words();
+        let mut hints = Hints::default();
+        let rates = self.rules.len();
+        for (hint, kept) in hints.0[..rates].iter_mut().zip(&self.hints[..rates]) {
+            // Relaxed: a search hint; every value is safe.
+            *hint = kept.load(Ordering::Relaxed);
+        }
+        let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
+        for (hint, kept) in hints.0[..rates].iter().zip(&self.hints[..rates]) {
+            // Written only when it moved, so that threads sharing a limiter do not bounce the
+            // line for nothing.
+            if kept.load(Ordering::Relaxed) != *hint {
+                kept.store(*hint, Ordering::Relaxed);
+            }
+        }
+        Some(match outcome {
+            Outcome::Admitted(record) => Ok(Some(Stamp {
+                timestamp: record.ts,
+                sequence: record.seq,
+            })),
+            Outcome::Free => Ok(None),
+            Outcome::Denied { rate, retry_at } => {
+                // Relaxed: a statistic; no other memory depends on it.
+                self.region
+                    .denial_counter(rate)
+                    .fetch_add(1, Ordering::Relaxed);
+                let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
+                Err(self.denied(rate, DenialKind::Exhausted { retry_after }))
+            }
+            Outcome::NeverFits { rate } => {
+                let units = if self.rules.get(rate).is_some_and(|r| r.requests) {
+                    1
+                } else {
+                    weight
+                };
+                Err(self.denied(rate, DenialKind::NeverFits { weight: units }))
+            }
+            Outcome::Corrupt(reason) => Err(self.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: reason.to_string(),
+                },
+            )),
+            Outcome::Retired => return None,
+        })
+    }
+
+    pub(super) fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
+        Denied {
+            rate_index,
+            rate: self.rates.get(rate_index).copied(),
+            kind,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Following a file that was replaced, reset or deleted: re-attach, or re-create it.
+
+use crate::clock::Nanos;
+use crate::error::{DenialKind, Denied, Error};
+use crate::region::{OpenSpec, Region};
+use crate::sync::Ordering;
+
+use super::Limiter;
+use super::attached::Attached;
+use super::builder::new_header;
+
+impl Limiter {
+    /// The attached file, re-attaching first if the check interval has passed and the path
+    /// now names another file (or none).
+    #[inline]
+    pub(super) fn current(&self, now: Nanos) -> Result<&Attached, Denied> {
+        // Relaxed: only a timer; the file itself is published through the SwapCell.
+        let next = self.next_check.load(Ordering::Relaxed);
+        if now >= next {
+            self.recheck(now, next)?;
+        }
+        Ok(self.attached.get())
+    }
+
+    #[cold]
+    pub(super) fn recheck(&self, now: Nanos, next: u64) -> Result<(), Denied> {
+        // One thread per interval does the check.
+        let later = now.saturating_add(self.check_interval);
+        if self
+            .next_check
+            .compare_exchange(next, later, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(());
+        }
+        if matches!(self.attached.get().region.still_linked(), Ok(true)) {
+            return Ok(());
+        }
+        self.reattach(now).map(|_| ())
+    }
+
+    /// Attaches to whatever file the path names now, creating it with our rates if it is
+    /// gone, and makes it current.
+    #[cold]
+    pub(super) fn reattach(&self, now: Nanos) -> Result<&Attached, Denied> {
+        let old = self.attached.get();
+        match self.reopen(old) {
+            Ok(fresh) => {
+                self.attached.replace(fresh);
+                Ok(self.attached.get())
+            }
+            Err(error) => {
+                // Try again on the next call rather than keep using a file nobody else sees.
+                self.next_check.store(now, Ordering::Relaxed);
+                Err(old.denied(
+                    usize::MAX,
+                    DenialKind::Unavailable {
+                        reason: format!(
+                            "{} was replaced and cannot be re-attached: {error}",
+                            self.path.display()
+                        ),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Opens whatever file the path names now (creating it with our rates if it is gone, and
+    /// with the journal's history if there is a journal).
+    pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        let header = new_header(&old.rules, self.identity, self.clock.as_dyn())?;
+        #[cfg(feature = "journal")]
+        let history = match &self.journal {
+            Some(handle) => {
+                // First journal what the old file holds, so that a new file restores it. A
+                // failure is kept in the journal's status.
+                let _ = handle.journal().flush(&old.region, false);
+                handle.journal().restore(header.capacity)?
+            }
+            None => Vec::new(),
+        };
+        #[cfg(not(feature = "journal"))]
+        let history: Vec<crate::protocol::Record> = Vec::new();
+        let region = Region::open_with_history(
+            &self.path,
+            &OpenSpec {
+                create: Some(&header),
+                mode: self.mode,
+            },
+            &history,
+        )?;
+        Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+}
