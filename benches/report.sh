@@ -63,7 +63,7 @@ med() { # med GROUP/ID -> median in ns
 
 # --- multi-process -----------------------------------------------------------------------------
 echo "building hostlimit-bench" >&2
-cargo build --release --bin hostlimit-bench >&2
+cargo build --release --features bench-bin --bin hostlimit-bench >&2
 # shellcheck disable=SC2086 # the process counts are separate arguments
 mp_cmd="$mp_bin --duration $duration --rounds $rounds --stop $stop --stop-processes $stop_processes $processes"
 echo "running: $mp_cmd" >&2

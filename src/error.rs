@@ -149,14 +149,14 @@ impl fmt::Display for Error {
                 requested,
             } => write!(
                 f,
-                "{}: the file limits [{}] but [{}] was asked for; attach to adopt the file's rates, \
-                 or remove the file to change them",
+                "{}: the file limits [{}] but [{}] was asked for; open it with `Limiter::attach` to \
+                 adopt the file's rates, or remove it (`hostlimit::remove`) to change them",
                 path.display(),
                 list(file),
                 list(requested)
             ),
             Error::Corrupt { path, reason } => {
-                write!(f, "{}: corrupt limiter file: {reason}", path.display())
+                write!(f, "{}: not a usable limiter file: {reason}", path.display())
             }
             Error::Truncated {
                 path,
@@ -284,9 +284,14 @@ impl fmt::Display for Denied {
                     Readable(*retry_after)
                 )
             }
-            DenialKind::NeverFits { weight } => {
-                write!(f, "weight {weight} can never fit rate {rate}")
-            }
+            DenialKind::NeverFits { weight } => match self.rate {
+                Some(r) => write!(
+                    f,
+                    "weight {weight} can never fit rate {rate}, whose limit is {}",
+                    r.limit()
+                ),
+                None => write!(f, "weight {weight} can never fit rate {rate}"),
+            },
             DenialKind::Unavailable { reason } => write!(f, "limiter unavailable: {reason}"),
         }
     }
@@ -345,5 +350,13 @@ mod tests {
             },
         };
         assert_eq!(denied.to_string(), "rate 10/s is full; retry after 952ms");
+        let never = Denied {
+            kind: DenialKind::NeverFits { weight: 20 },
+            ..denied
+        };
+        assert_eq!(
+            never.to_string(),
+            "weight 20 can never fit rate 10/s, whose limit is 10"
+        );
     }
 }

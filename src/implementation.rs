@@ -16,7 +16,7 @@
 //! | 1024    | 8              | the hint: sequence number of a recent record |
 //! | 1152    | 8              | laps: how often the 32-bit sequence number wrapped |
 //! | 1280    | 8              | journaled: the newest record known to be in the SQLite journal (journal flushers only) |
-//! | 4096    | 64 × 128       | counter shards: 8 denial counters (one per rate) per shard; a process counts in shard `pid mod 64` |
+//! | 4096    | 64 × 128       | counter shards: 8 denial counters (one per rate), then the never-fits and the timed-out-waits counters, per shard; a process counts in shard `pid mod 64`. Statistics only: a counter no real use could reach (2^56 in one shard) is shown as implausible |
 //! | 12288   | 16 × capacity  | the ring: one 128-bit admission record per slot |
 //!
 //! Header words (little-endian `u64`; word `i` at offset `8 i`):
@@ -34,6 +34,7 @@
 //! | 9 | inode of the creator's time namespace (`/proc/self/ns/time`) |
 //! | 10, 11 | creation time: wall clock and file clock, ns |
 //! | 12, 13 | creator pid and uid |
+//! | 14 | unit labels, one byte per rate: 0 none, 1 tokens (`tok`), 2 bytes (`B`); names only, for display |
 //! | 16 + 3i .. 18 + 3i | rate i: limit, window in ns, 0 = counts weight / 1 = counts requests |
 //!
 //! **Creation** is race-free: the file is made unnamed (`O_TMPFILE`) in the target directory,

@@ -8,7 +8,7 @@
 //! | 1024   | 8             | the hint: sequence number of a recent record (`protocol`)   |
 //! | 1152   | 8             | laps: how often the 32-bit sequence number wrapped          |
 //! | 1280   | 8             | journaled: sequence number of the newest record known to be in the SQLite journal (`journal.rs`); 0 in a file made without history |
-//! | 4096   | 64 × 128      | counter shards: per shard, 8 denial counters (one per rate); a process uses shard `pid mod 64`, so counting never bounces one cache line between all processes |
+//! | 4096   | 64 × 128      | counter shards: per shard, 8 denial counters (one per rate: requests that rate refused, a waiting acquire counted once, when it gives up), then the never-fits counter (word 8) and the timed-out-waits counter (word 9) ([`Tally`]); a process uses shard `pid mod 64`, so counting never bounces one cache line between all processes. Words 8 and 9 were unused (zero) before they were counters |
 //! | 12288  | 16 × capacity | the ring: one 128-bit `protocol::Record` per slot          |
 //!
 //! Header words (little-endian `u64`, index = offset / 8):
@@ -28,6 +28,7 @@
 //! | 11 | creation time, file clock (ns) |
 //! | 12 | creator pid |
 //! | 13 | creator uid |
+//! | 14 | unit labels: byte i names what rate i's weight measures (0 nothing, 1 tokens, 2 bytes; `rate::WeightUnit`); 0 for a rate that counts requests and for unused rates. Only a name for display: files written before it have 0 here |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
 //! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
@@ -38,6 +39,7 @@
 
 use crate::clock::ClockIdentity;
 use crate::protocol::{MAX_RATES, Rule};
+use crate::rate::WeightUnit;
 
 /// `b"hostlim\x01"` as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
@@ -77,7 +79,12 @@ const _: () = assert!(
         && LAPS_OFFSET + 128 <= JOURNALED_OFFSET
         && JOURNALED_OFFSET + 128 <= COUNTERS_OFFSET
 );
-const _: () = assert!(COUNTERS_OFFSET.is_multiple_of(128) && 8 * MAX_RATES <= SHARD_SIZE);
+const _: () = assert!(COUNTERS_OFFSET.is_multiple_of(128) && 8 * (MAX_RATES + 2) <= SHARD_SIZE);
+const _: () = assert!(
+    MAX_PLAUSIBLE_COUNT
+        .checked_mul(COUNTER_SHARDS as u64)
+        .is_some()
+);
 const _: () = assert!(RING_OFFSET.is_multiple_of(4096));
 
 /// Everything the immutable part of the header holds.
@@ -97,6 +104,25 @@ pub struct Header {
     pub creator_pid: u64,
     /// User that created the file.
     pub creator_uid: u64,
+    /// Unit labels, one byte per rate (see [`pack_units`]); 0 for none.
+    pub labels: u64,
+}
+
+/// Word 14: the unit labels of up to 8 rates, one byte each.
+pub fn pack_units(units: impl IntoIterator<Item = Option<WeightUnit>>) -> u64 {
+    units
+        .into_iter()
+        .take(MAX_RATES)
+        .enumerate()
+        .fold(0, |word, (i, unit)| {
+            word | (u64::from(WeightUnit::code(unit)) << (8 * i))
+        })
+}
+
+/// The unit label of rate `index` in a labels word that [`Header::decode`] accepted.
+pub fn unit_of(labels: u64, index: usize) -> Option<WeightUnit> {
+    let code = labels.checked_shr(8 * index as u32).unwrap_or(0) as u8;
+    WeightUnit::from_code(code).unwrap_or(None)
 }
 
 /// Why header words do not form a header.
@@ -114,6 +140,36 @@ pub enum Invalid {
 /// counts, so any value is in bounds).
 pub fn counter_offset(shard: usize, rate: usize) -> usize {
     COUNTERS_OFFSET + (shard % COUNTER_SHARDS) * SHARD_SIZE + (rate % MAX_RATES) * 8
+}
+
+/// The counters of a shard after its denial counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// Requests refused because their weight can never fit a limit.
+    NeverFits = MAX_RATES as isize,
+    /// Waiting acquires that gave up: not admitted within their timeout.
+    TimedOut = MAX_RATES as isize + 1,
+}
+
+/// Offset of counter `tally` in shard `shard` (taken modulo the shard count).
+pub fn tally_offset(shard: usize, tally: Tally) -> usize {
+    COUNTERS_OFFSET + (shard % COUNTER_SHARDS) * SHARD_SIZE + tally as usize * 8
+}
+
+/// The largest value one shard's counter can plausibly hold: 2^56 (a billion counts a
+/// second for two years). A larger one is garbage, and so is a total over shards, which
+/// cannot overflow while every shard is plausible.
+pub const MAX_PLAUSIBLE_COUNT: u64 = 1 << 56;
+
+/// The total of one counter over its shards, or `None` if a shard holds garbage.
+pub fn plausible_total(shards: impl IntoIterator<Item = u64>) -> Option<u64> {
+    shards.into_iter().try_fold(0u64, |total, value| {
+        if value >= MAX_PLAUSIBLE_COUNT {
+            None
+        } else {
+            total.checked_add(value)
+        }
+    })
 }
 
 /// File size for a ring of `capacity` slots.
@@ -178,6 +234,7 @@ impl Header {
         w[11] = self.created_clock_ns;
         w[12] = self.creator_pid;
         w[13] = self.creator_uid;
+        w[14] = self.labels;
         for (i, rule) in self.rules.iter().enumerate() {
             w[16 + 3 * i] = rule.limit;
             w[17 + 3 * i] = rule.window;
@@ -219,6 +276,15 @@ impl Header {
                 .map_err(|e| Invalid::Corrupt(format!("rate {i}: {e}")))?;
             rules.push(rule);
         }
+        let labels = w[14];
+        for i in 0..MAX_RATES {
+            let code = (labels >> (8 * i)) as u8;
+            match (WeightUnit::from_code(code), rules.get(i)) {
+                (Ok(None), _) => {}
+                (Ok(Some(_)), Some(rule)) if !rule.requests => {}
+                _ => return Err(Invalid::Corrupt(format!("rate {i} has unit label {code}"))),
+            }
+        }
         let capacity = w[4];
         match capacity_for(&rules) {
             Ok(needed) if needed == capacity => {}
@@ -249,6 +315,7 @@ impl Header {
             created_clock_ns: w[11],
             creator_pid: w[12],
             creator_uid: w[13],
+            labels,
         })
     }
 
@@ -285,6 +352,7 @@ mod tests {
             created_clock_ns: 2,
             creator_pid: 3,
             creator_uid: 4,
+            labels: 0,
         }
     }
 
@@ -338,6 +406,77 @@ mod tests {
         other = words;
         other[1] = 2;
         assert_eq!(Header::decode(&other), Err(Invalid::Version(2)));
+    }
+
+    #[test]
+    fn counters_have_their_own_words_in_every_shard() {
+        let mut offsets = Vec::new();
+        for shard in 0..COUNTER_SHARDS {
+            for rate in 0..MAX_RATES {
+                offsets.push(counter_offset(shard, rate));
+            }
+            offsets.push(tally_offset(shard, Tally::NeverFits));
+            offsets.push(tally_offset(shard, Tally::TimedOut));
+        }
+        let mut distinct = offsets.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), offsets.len());
+        assert!(
+            offsets
+                .iter()
+                .all(|o| (COUNTERS_OFFSET..RING_OFFSET - 7).contains(o))
+        );
+        assert_eq!(tally_offset(0, Tally::NeverFits), COUNTERS_OFFSET + 64);
+        assert_eq!(
+            tally_offset(COUNTER_SHARDS + 1, Tally::TimedOut),
+            tally_offset(1, Tally::TimedOut)
+        );
+    }
+
+    #[test]
+    fn totals_of_garbage_counters_are_none() {
+        assert_eq!(plausible_total([1, 2, 3]), Some(6));
+        assert_eq!(plausible_total([]), Some(0));
+        assert_eq!(
+            plausible_total([MAX_PLAUSIBLE_COUNT - 1; 64]),
+            Some((MAX_PLAUSIBLE_COUNT - 1) * 64)
+        );
+        assert_eq!(plausible_total([0, MAX_PLAUSIBLE_COUNT]), None);
+        assert_eq!(plausible_total([u64::MAX, u64::MAX]), None);
+    }
+
+    #[test]
+    fn unit_labels_round_trip_and_garbage_labels_are_refused() {
+        let rules = vec![
+            rule(10, SEC, false),
+            rule(60, 60 * SEC, true),
+            rule(5, SEC, false),
+        ];
+        let labels = pack_units([Some(WeightUnit::Tokens), None, Some(WeightUnit::Bytes)]);
+        assert_eq!(labels, 0x02_00_01);
+        let h = Header {
+            labels,
+            ..header(rules)
+        };
+        let decoded = Header::decode(&h.encode()).unwrap();
+        assert_eq!(decoded, h);
+        assert_eq!(unit_of(decoded.labels, 0), Some(WeightUnit::Tokens));
+        assert_eq!(unit_of(decoded.labels, 1), None);
+        assert_eq!(unit_of(decoded.labels, 2), Some(WeightUnit::Bytes));
+        assert_eq!(unit_of(decoded.labels, 7), None);
+        assert_eq!(unit_of(decoded.labels, 9), None);
+        // An unknown code, a label on a request-counting rate, a label on an unused rate.
+        for bad in [0x03, 0x01_00, 0x01_00_00_00] {
+            let h = Header {
+                labels: bad,
+                ..h.clone()
+            };
+            assert!(
+                matches!(Header::decode(&h.encode()), Err(Invalid::Corrupt(_))),
+                "{bad:#x}"
+            );
+        }
     }
 
     #[test]

@@ -76,10 +76,10 @@ pub use error::{DenialKind, Denied, Error};
 pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
 #[cfg(not(loom))]
 pub use limiter::{
-    Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, RateUsage, Stamp, default_dir, path_for,
-    remove, reset,
+    Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, Pacing, RateUsage, Stamp,
+    default_dir, path_for, remove, reset,
 };
-pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate};
+pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate, WeightUnit};
 
 /// The commit protocol and its atomics, for the loom models in `loom-tests/` only.
 #[cfg(loom)]

@@ -8,8 +8,10 @@
 mod admin;
 mod attached;
 mod builder;
+mod counters;
 #[cfg(feature = "journal")]
 mod leased;
+mod pacing;
 mod reattach;
 mod wait;
 
@@ -29,6 +31,9 @@ use crate::sync::StdAtomicU64;
 pub use admin::{remove, reset};
 use attached::Attached;
 pub use builder::Builder;
+pub use counters::Counters;
+use counters::Refusal;
+pub use pacing::Pacing;
 
 /// Where [`Limiter::named`] keeps its files unless `HOSTLIMIT_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/dev/shm/hostlimit";
@@ -69,7 +74,9 @@ pub struct RateUsage {
     /// When the oldest admission in the window leaves it, freeing room; `None` if the window
     /// is empty.
     pub next_free: Option<Duration>,
-    /// Requests this rate refused since the file was created (all processes).
+    /// Requests this rate refused since the file was created (all processes), as
+    /// [`Counters::denied`] counts them; `u64::MAX` if the file's counter is implausible
+    /// (garbage: see [`Limiter::counters`]).
     pub denied: u64,
 }
 
@@ -181,6 +188,7 @@ impl Limiter {
             mode: 0o600,
             clock: Time::Host,
             check_interval: Duration::from_secs(1),
+            pacing: Pacing::none(),
             #[cfg(feature = "journal")]
             journal: JournalConfig::default(),
         }
@@ -210,6 +218,14 @@ impl Limiter {
     /// As [`Limiter::try_acquire`].
     #[inline]
     pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        self.try_once(weight).inspect_err(|denied| {
+            self.count_refusal(denied, Refusal::Try);
+        })
+    }
+
+    /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
+    #[inline]
+    fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         let now = self.clock.now();
         #[cfg(feature = "journal")]
         if let Some(journal) = &self.strict {
@@ -252,13 +268,13 @@ impl Limiter {
             .zip(usage.rates.iter())
             .enumerate()
             .map(|(index, (rule, used))| RateUsage {
-                rate: Rate::from_rule(rule),
+                rate: attached.rates[index],
                 used: used.used,
                 remaining: rule.limit.saturating_sub(used.used),
                 next_free: used
                     .next_free_at
                     .map(|at| Duration::from_nanos(at.saturating_sub(now))),
-                denied: attached.region.denials(index),
+                denied: attached.region.denials(index).unwrap_or(u64::MAX),
             })
             .collect())
     }

@@ -494,14 +494,22 @@ impl Region {
             return Err(Error::corrupt(path, "not a regular file"));
         }
         let size = stat.st_size.max(0) as u64;
+        let file = File::from(fd);
         if size < layout::RING_OFFSET as u64 {
+            // A short file that does not even start like one of ours is not a truncated
+            // limiter: say what it is.
+            let mut start = [0u8; 8];
+            let ours = std::os::unix::fs::FileExt::read_at(&file, &mut start, 0)
+                .is_ok_and(|n| start[..n] == layout::MAGIC.to_le_bytes()[..n]);
+            if !ours {
+                return Err(Error::corrupt(path, "not a hostlimit file"));
+            }
             return Err(Error::Truncated {
                 path: path.to_path_buf(),
                 size,
                 expected: expected.map_or(layout::RING_OFFSET as u64, Header::file_size),
             });
         }
-        let file = File::from(fd);
         // Map only the header page first: the rest is validated against it.
         let head_map = memmap2::MmapOptions::new()
             .len(layout::RING_OFFSET)
@@ -647,15 +655,27 @@ impl Region {
         self.word(layout::counter_offset(self.shard, rate))
     }
 
-    /// The total of rate `rate`'s denial counters over all shards.
-    pub fn denials(&self, rate: usize) -> u64 {
-        (0..layout::COUNTER_SHARDS)
+    /// The total of rate `rate`'s denial counters over all shards; `None` if a shard holds
+    /// garbage (see [`layout::plausible_total`]).
+    pub fn denials(&self, rate: usize) -> Option<u64> {
+        self.total(|shard| layout::counter_offset(shard, rate))
+    }
+
+    /// Counter `tally` in this process's shard.
+    pub fn tally_counter(&self, tally: layout::Tally) -> &AtomicU64 {
+        self.word(layout::tally_offset(self.shard, tally))
+    }
+
+    /// The total of counter `tally` over all shards; `None` if a shard holds garbage.
+    pub fn tally(&self, tally: layout::Tally) -> Option<u64> {
+        self.total(|shard| layout::tally_offset(shard, tally))
+    }
+
+    fn total(&self, offset: impl Fn(usize) -> usize) -> Option<u64> {
+        layout::plausible_total(
             // Relaxed: statistics.
-            .map(|s| {
-                self.word(layout::counter_offset(s, rate))
-                    .load(Ordering::Relaxed)
-            })
-            .fold(0, u64::wrapping_add)
+            (0..layout::COUNTER_SHARDS).map(|s| self.word(offset(s)).load(Ordering::Relaxed)),
+        )
     }
 
     /// Does `path` still name the file this region maps?

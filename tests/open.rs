@@ -783,20 +783,27 @@ fn windows_retry_afters_and_usage_are_exact_on_a_manual_clock() {
     assert_eq!(usage[1].next_free, Some(Duration::from_millis(9_700)));
     assert_eq!(limiter.usage().unwrap(), usage, "usage consumed something");
 
-    // Never fits: final, no retry, nothing charged, not counted as a denial of a full rate.
+    // Never fits: final, no retry, nothing charged; a refused request of the rate it exceeds,
+    // and a never-fits.
     let never = limiter.try_acquire(3).unwrap_err();
     assert_eq!(never.kind(), &DenialKind::NeverFits { weight: 3 });
     assert_eq!(never.rate_index(), 0);
     assert!(never.is_final());
     assert_eq!(never.retry_after(), None);
     assert!(never.to_string().contains("never fit"), "{never}");
-    assert_eq!(limiter.usage().unwrap(), usage);
+    let after = limiter.usage().unwrap();
+    assert_eq!((after[0].used, after[0].denied), (2, 2));
+    assert_eq!((after[1].used, after[1].denied), (2, 0));
     assert_eq!(limiter.admitted().unwrap(), 2);
     let started = std::time::Instant::now();
     assert_eq!(
         limiter.acquire(3, Duration::from_secs(30)).unwrap_err(),
         never
     );
+    let counters = limiter.counters().unwrap();
+    assert_eq!(counters.denied, [Some(3), Some(0)]);
+    assert_eq!(counters.never_fits, Some(2));
+    assert_eq!(counters.timed_out, Some(0));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "a final denial waited"

@@ -2,12 +2,14 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::{Limiter, Rate};
+use hostlimit::Limiter;
+use serde::Serialize;
 
+use crate::cli::args::RateArgs;
 use crate::cli::exit::{Exit, Failure, io_exit};
 use crate::cli::mappers;
-use crate::cli::print_err;
 use crate::cli::target::Target;
+use crate::cli::{print_err, print_json};
 
 /// Parses permission bits written in octal: `0660`, `660`, `0o660`.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
@@ -20,33 +22,106 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The `--json` document of `create`, `reset` and `rm`.
+#[derive(Serialize)]
+struct Done<'a> {
+    ok: bool,
+    limiter: &'a str,
+    path: String,
+    /// What was done: `created`, `exists` (with the same rates), `reset`, `removed`.
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rates: Option<Vec<String>>,
+    /// Processes that still mapped the file (`--force`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    still_mapped_by: Vec<u32>,
+}
+
+impl<'a> Done<'a> {
+    fn new(target: &'a Target, action: &'static str) -> Done<'a> {
+        Done {
+            ok: true,
+            limiter: &target.name,
+            path: target.path.display().to_string(),
+            action,
+            rates: None,
+            still_mapped_by: Vec::new(),
+        }
+    }
+}
+
 /// `hostlimit create`: creates the limiter, or checks that it already has these rates.
-pub fn create(target: &Target, rates: &[Rate], mode: u32) -> Result<Exit, Failure> {
-    Limiter::builder(rates).mode(mode).open(&target.path)?;
+pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Failure> {
+    if rates.rates.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "create needs at least one --rate, as in `{} create {} --rate 10/s`",
+                crate::cli::program::ours(),
+                target.name
+            ),
+        ));
+    }
+    let limiter = Limiter::builder(&rates.rates)
+        .mode(rates.mode)
+        .pace(rates.pacing())
+        .open(&target.path)
+        .map_err(|e| Failure::about(target, e))?;
+    if json {
+        let info = limiter.info();
+        let created = info.creator_pid == u64::from(std::process::id());
+        let mut done = Done::new(target, if created { "created" } else { "exists" });
+        done.rates = Some(info.rates.iter().map(ToString::to_string).collect());
+        print_json(&done)?;
+    }
     Ok(Exit::Success)
 }
 
 /// `hostlimit reset`.
-pub fn reset(target: &Target, force: bool) -> Result<Exit, Failure> {
-    refuse_if_mapped(
+pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+    let scan = refuse_if_mapped(
         target,
         force,
         "reset",
         "each of them moves to the fresh file at its next call",
     )?;
-    hostlimit::reset(&target.path)?;
-    Ok(Exit::Success)
+    hostlimit::reset(&target.path).map_err(|e| Failure::about(target, e))?;
+    finish(target, "reset", &scan, json)
 }
 
 /// `hostlimit rm`.
-pub fn remove(target: &Target, force: bool) -> Result<Exit, Failure> {
-    refuse_if_mapped(
+pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+    let scan = refuse_if_mapped(
         target,
         force,
         "remove",
         "each of them re-creates the file with its own rates at its next call",
     )?;
-    hostlimit::remove(&target.path)?;
+    hostlimit::remove(&target.path).map_err(|e| Failure::about(target, e))?;
+    finish(target, "removed", &scan, json)
+}
+
+/// After a reset or removal: the note about other users' processes that could not be seen
+/// (only now that the file proved to be a limiter), and the JSON document.
+fn finish(
+    target: &Target,
+    action: &'static str,
+    scan: &mappers::Scan,
+    json: bool,
+) -> Result<Exit, Failure> {
+    if scan.mappers.is_empty() && scan.unreadable > 0 && scan.shared {
+        print_err(&format!(
+            "note: {} is shared with other users, and the maps of {} of their processes \
+             could not be read; they may still use it",
+            target.path.display(),
+            scan.unreadable
+        ));
+    }
+    if json {
+        let mut done = Done::new(target, action);
+        done.still_mapped_by = scan.mappers.iter().map(|m| m.pid).collect();
+        print_json(&done)?;
+    }
     Ok(Exit::Success)
 }
 
@@ -56,33 +131,27 @@ fn refuse_if_mapped(
     force: bool,
     verb: &str,
     consequence: &str,
-) -> Result<(), Failure> {
+) -> Result<mappers::Scan, Failure> {
     let path = target.path.display();
     let meta = std::fs::symlink_metadata(&target.path).map_err(|e| {
         let exit = io_exit(&e);
         if exit == Exit::NoInput {
-            Failure::new(exit, format!("{path}: no such limiter"))
+            Failure::missing(target, false)
         } else {
             Failure::new(exit, format!("{path}: {e}"))
         }
     })?;
-    let scan = mappers::scan(&meta);
+    let mut scan = mappers::scan(&meta);
+    scan.shared = meta.mode() & 0o066 != 0;
     if scan.mappers.is_empty() {
-        if scan.unreadable > 0 && meta.mode() & 0o066 != 0 {
-            print_err(&format!(
-                "note: {path} is shared with other users, and the maps of {} of their \
-                 processes could not be read; they may still use it",
-                scan.unreadable
-            ));
-        }
-        return Ok(());
+        return Ok(scan);
     }
     let who = scan.describe();
     if force {
         print_err(&format!(
             "{path}: {verb} while still mapped by {who}: {consequence}"
         ));
-        Ok(())
+        Ok(scan)
     } else {
         Err(Failure::new(
             Exit::TempFail,
@@ -90,6 +159,10 @@ fn refuse_if_mapped(
                 "{path}: still mapped by {who}; stop them first, or {verb} anyway with --force \
                  ({consequence})"
             ),
+        )
+        .with(
+            "still_mapped_by",
+            scan.mappers.iter().map(|m| m.pid).collect::<Vec<_>>(),
         ))
     }
 }

@@ -14,13 +14,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hostlimit::{Clock, HostClock, Limiter, Nanos, Rate, Stamp};
+use serde::Serialize;
 
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::mappers;
-use crate::cli::report::table;
+use crate::cli::report::{count_text, table};
 use crate::cli::target::{self, Target};
 use crate::cli::time::format_duration;
-use crate::cli::{print_err, print_out};
+use crate::cli::{print_err, print_json, print_out, program};
 
 /// The demo's rates unless `--rate` says otherwise: the per-second rate binds at once, the
 /// 10-second one after four seconds.
@@ -38,6 +39,8 @@ pub struct Options {
     /// Whether to use a scratch directory under `$TMPDIR` if the limiter directory is
     /// unusable (it was not chosen explicitly).
     pub may_fall_back: bool,
+    /// One JSON document at the end instead of the text report.
+    pub json: bool,
 }
 
 /// Removes the demo's limiter file when the demo ends, however it ends (short of a signal),
@@ -90,12 +93,20 @@ pub fn demo(dir: &Path, options: &Options) -> Result<Exit, Failure> {
         .map(Rate::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    print_out(&format!(
+    let out = |text: &str| {
+        if options.json {
+            Ok(())
+        } else {
+            print_out(text)
+        }
+    };
+    out(&format!(
         "hostlimit demo: {} worker processes share the limiter {} ({rate_list}) for {}.\n\
-         Watch it from another terminal:  hostlimit watch {}\n\n",
+         Watch it from another terminal:  {} watch {}\n\n",
         options.workers,
         target.path.display(),
         format_duration(options.duration),
+        program::ours(),
         target.path.display(),
     ))?;
 
@@ -105,7 +116,7 @@ pub fn demo(dir: &Path, options: &Options) -> Result<Exit, Failure> {
     for _ in 0..options.workers {
         workers.push(spawn_worker(&target.path, until)?);
     }
-    progress(&limiter, &rates, started, options.duration)?;
+    progress(&limiter, &rates, started, options.duration, &out)?;
 
     let mut reports = Vec::with_capacity(workers.len());
     for (index, worker) in workers.into_iter().enumerate() {
@@ -114,14 +125,26 @@ pub fn demo(dir: &Path, options: &Options) -> Result<Exit, Failure> {
     let elapsed = started.elapsed();
     let counted = limiter.admitted()?;
     drop(limiter);
-    let verdict = report(&rates, &reports, counted, elapsed)?;
+    let (verdict, document) = report(&rates, &reports, counted, elapsed, &out)?;
     drop(cleanup);
-    let removed = if target.path.exists() {
-        "could not be removed"
-    } else {
-        "removed"
-    };
-    print_out(&format!("{} {removed}\n", target.path.display()))?;
+    let removed = !target.path.exists();
+    out(&format!(
+        "{} {}\n",
+        target.path.display(),
+        if removed {
+            "removed"
+        } else {
+            "could not be removed"
+        }
+    ))?;
+    if options.json {
+        print_json(&DemoJson {
+            ok: verdict == Exit::Success,
+            limiter: target.path.display().to_string(),
+            removed,
+            ..document
+        })?;
+    }
     Ok(verdict)
 }
 
@@ -179,6 +202,7 @@ fn progress(
     rates: &[Rate],
     started: Instant,
     duration: Duration,
+    out: &dyn Fn(&str) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let mut header = vec![
         "time".to_string(),
@@ -196,23 +220,23 @@ fn progress(
         text.push('\n');
         text
     };
-    print_out(&line(&header))?;
+    out(&line(&header))?;
     let (mut last_calls, mut last_time) = (0u64, started);
     for second in 1.. {
         let at = started + Duration::from_secs(second).min(duration);
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
-        let denied: u64 = usage.iter().map(|u| u.denied).sum();
+        let denied = limiter.counters()?.denied_total();
         let now = Instant::now();
-        let calls = admitted + denied;
-        let per_second =
-            (calls - last_calls) as f64 / now.duration_since(last_time).as_secs_f64().max(1e-9);
+        let calls = admitted.saturating_add(denied.unwrap_or(0));
+        let per_second = calls.saturating_sub(last_calls) as f64
+            / now.duration_since(last_time).as_secs_f64().max(1e-9);
         (last_calls, last_time) = (calls, now);
         let mut cells = vec![
             format_duration(now.duration_since(started)),
             admitted.to_string(),
-            denied.to_string(),
+            count_text(denied),
             format!("{per_second:.0}"),
         ];
         cells.extend(
@@ -220,7 +244,7 @@ fn progress(
                 .iter()
                 .map(|u| format!("{}/{}", u.used, u.rate.limit())),
         );
-        print_out(&line(&cells))?;
+        out(&line(&cells))?;
         if now.duration_since(started) >= duration {
             return Ok(());
         }
@@ -305,13 +329,42 @@ fn busiest_window(sorted: &[Nanos], window: Nanos) -> Busiest {
     busiest
 }
 
-/// Prints the report and returns the verdict's exit code.
+/// The `--json` document of the demo.
+#[derive(Serialize, Default)]
+struct DemoJson {
+    ok: bool,
+    limiter: String,
+    removed: bool,
+    workers: usize,
+    elapsed_ns: u64,
+    admitted: u64,
+    denied: u64,
+    calls: u64,
+    rates: Vec<DemoRateJson>,
+    problems: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct DemoRateJson {
+    rate: String,
+    limit: u64,
+    max_in_any_window: u64,
+    ok: bool,
+}
+
+/// Prints the report and returns the verdict's exit code, and the JSON document's figures.
 fn report(
     rates: &[Rate],
     reports: &[WorkerReport],
     counted: u64,
     elapsed: Duration,
-) -> Result<Exit, Failure> {
+    out: &dyn Fn(&str) -> Result<(), Failure>,
+) -> Result<(Exit, DemoJson), Failure> {
+    let mut document = DemoJson {
+        workers: reports.len(),
+        elapsed_ns: crate::cli::time::nanos(elapsed),
+        ..DemoJson::default()
+    };
     let mut stamps: Vec<Stamp> = reports
         .iter()
         .flat_map(|r| r.stamps.iter().copied())
@@ -371,6 +424,12 @@ fn report(
     for rate in rates {
         let busiest = busiest_window(&timestamps, time_nanos(rate.window()));
         let ok = busiest.count <= rate.limit();
+        document.rates.push(DemoRateJson {
+            rate: rate.to_string(),
+            limit: rate.limit(),
+            max_in_any_window: busiest.count,
+            ok,
+        });
         if !ok {
             problems.push(format!(
                 "{rate} admitted {} in the window ending {} after the first admission",
@@ -397,8 +456,12 @@ fn report(
         text.push_str(&format!("verdict: FAILED: {}\n", problems.join("; ")));
         Exit::Exceeded
     };
-    print_out(&text)?;
-    Ok(exit)
+    out(&text)?;
+    document.admitted = admitted;
+    document.denied = denied;
+    document.calls = calls;
+    document.problems = problems;
+    Ok((exit, document))
 }
 
 /// `hostlimit __demo-worker PATH --until-ns T`: acquires weight 1 until the host clock reads

@@ -24,6 +24,8 @@ pub struct Scan {
     pub mappers: Vec<Mapper>,
     /// Processes whose maps could not be read (other users' processes, when not root).
     pub unreadable: usize,
+    /// Whether the file's mode lets other users in (set by the caller).
+    pub shared: bool,
 }
 
 impl Scan {

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use crate::cli::exit::{Exit, Failure};
-use crate::cli::print_out;
 use crate::cli::report::{self, Snapshot, State};
 use crate::cli::time::unix_nanos;
+use crate::cli::{print_json, print_out};
 
 /// One metric family: its name, type, help text, and how to get its samples from a state.
 struct Family {
@@ -28,9 +28,27 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "hostlimit_denied_total",
         kind: "counter",
-        help: "Requests refused by this rate since the limiter file was created, by all processes.",
+        help: "Requests this rate refused since the limiter file was created, by all processes; \
+               a waiting acquire counts once, when it gives up, and not at all if it is admitted \
+               in the end (NaN: the file's counter holds garbage).",
         per_rate: true,
-        value: |state, rate| state.usage[rate].denied as f64,
+        value: |state, rate| count(state.counters.denied.get(rate).copied().flatten()),
+    },
+    Family {
+        name: "hostlimit_never_fits_total",
+        kind: "counter",
+        help: "Requests refused because their weight exceeds a limit and can never fit \
+               (also counted in hostlimit_denied_total; NaN: garbage).",
+        per_rate: false,
+        value: |state, _| count(state.counters.never_fits),
+    },
+    Family {
+        name: "hostlimit_timed_out_total",
+        kind: "counter",
+        help: "Waiting acquires that gave up, not admitted within their timeout \
+               (also counted in hostlimit_denied_total; NaN: garbage).",
+        per_rate: false,
+        value: |state, _| count(state.counters.timed_out),
     },
     Family {
         name: "hostlimit_limit",
@@ -76,10 +94,41 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-/// `hostlimit metrics`.
-pub fn metrics(dir: &Path, names: &[String]) -> Result<Exit, Failure> {
+/// A counter's sample: NaN for one that holds garbage.
+fn count(value: Option<u64>) -> f64 {
+    value.map_or(f64::NAN, |n| n as f64)
+}
+
+/// `hostlimit metrics`: the exposition text, or with `--json` the same samples as one
+/// document (`{"ok": true, "samples": [{"name", "labels", "value"}]}`, `null` for NaN).
+pub fn metrics(dir: &Path, names: &[String], json: bool) -> Result<Exit, Failure> {
     let snapshots = report::read_all(dir, names)?;
-    print_out(&exposition(&snapshots))?;
+    let text = exposition(&snapshots);
+    if !json {
+        print_out(&text)?;
+        return Ok(Exit::Success);
+    }
+    let samples: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let labels: serde_json::Map<String, serde_json::Value> = labels
+                .split("\",")
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once("=\"")?;
+                    Some((
+                        key.to_string(),
+                        value.trim_end_matches('"').to_string().into(),
+                    ))
+                })
+                .collect();
+            let value: f64 = value.parse().ok()?;
+            Some(serde_json::json!({"name": name, "labels": labels, "value": value}))
+        })
+        .collect();
+    print_json(&serde_json::json!({"ok": true, "samples": samples}))?;
     Ok(Exit::Success)
 }
 

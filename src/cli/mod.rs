@@ -1,218 +1,50 @@
-//! The command line: arguments (clap), dispatch, output and exit codes.
+//! The command line: dispatch, output and exit codes.
 //!
-//! Modules, in reading order: `exit` (the exit codes and the error type), `target` (naming a
-//! limiter), `time` (durations), `report` (`status`, `watch`), `metrics`, `acquire`
-//! (`acquire`, `run`), `admin` (`create`, `reset`, `rm`), `mappers` (who maps a file), `demo`.
+//! Modules, in reading order: `args` (the grammar, clap), `exit` (the exit codes and the
+//! error type), `target` (naming a limiter), `time` (durations), `program` (finding programs,
+//! naming this one), `report` (`status`, `watch`), `terminal` (its size), `list`, `metrics`,
+//! `acquire` (`acquire`, `run`), `admin` (`create`, `reset`, `rm`), `mappers` (who maps a
+//! file), `docs` (completions, man pages), `demo`.
 
 mod acquire;
 mod admin;
+mod args;
 mod demo;
+mod docs;
 mod exit;
+mod list;
 mod mappers;
 mod metrics;
+mod program;
 mod report;
 mod target;
+mod terminal;
 mod time;
 
-use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use hostlimit::Rate;
+use clap::Parser;
 
-use crate::cli::exit::{EXIT_CODES_HELP, Exit, Failure};
-
-const LIMITER_HELP: &str =
-    "Limiter name (a file in the limiter directory) or path (anything containing '/')";
-
-/// Host-wide rate limits shared by every process through a memory-mapped file.
-///
-/// A limiter is a file, by default in /dev/shm/hostlimit; name it by its file name there, or
-/// by a path (anything containing '/'). Rates are written LIMIT[WORD]/[N]UNIT: 10/s, 600/min,
-/// 10000/day, 90000tok/min (weight), 60req/min (requests, whatever their weight).
-#[derive(Debug, Parser)]
-#[command(name = "hostlimit", version, after_help = EXIT_CODES_HELP)]
-struct Cli {
-    /// The limiter directory [default: $HOSTLIMIT_DIR, else /dev/shm/hostlimit]
-    #[arg(long, global = true, value_name = "DIR")]
-    dir: Option<PathBuf>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show each limiter: limit, used, remaining and next free unit per rate, admitted and
-    /// denied counts, and who created it
-    #[command(after_help = "Files in the directory that are not usable limiters are listed \
-        with the reason, and do not change the exit code; a named limiter that cannot be read \
-        is an error.\n\n"
-        .to_string() + EXIT_CODES_HELP)]
-    Status {
-        /// Limiters to show [default: every limiter in the directory]
-        #[arg(value_name = "LIMITER")]
-        names: Vec<String>,
-        /// One JSON document on stdout
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show `status` again and again (clearing the screen on a terminal)
-    #[command(after_help = EXIT_CODES_HELP)]
-    Watch {
-        /// Limiters to show [default: every limiter in the directory]
-        #[arg(value_name = "LIMITER")]
-        names: Vec<String>,
-        /// Time between refreshes
-        #[arg(long, short = 'n', default_value = "1s", value_parser = time::parse_duration)]
-        interval: Duration,
-        /// Stop after this many refreshes
-        #[arg(long, short = 'c', value_name = "N")]
-        count: Option<u64>,
-        /// One JSON document per line per refresh
-        #[arg(long)]
-        json: bool,
-    },
-    /// Take WEIGHT from a limiter: exit 0 if admitted, 75 if denied or timed out
-    ///
-    /// Without --timeout this is a single try. With it, waits (sleeping until the limiter
-    /// says the weight could fit, not polling) at most that long; it gives up at once when the
-    /// weight could not fit before the deadline. Why a request was denied and when to retry
-    /// go to stderr.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Acquire {
-        #[command(flatten)]
-        admit: AdmitArgs,
-        /// Print the outcome as JSON on stdout (admitted: recorded timestamp and sequence
-        /// number; denied: the rate, the reason and the retry-after)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Take WEIGHT from a limiter, then run a command in place of this process
-    ///
-    /// The command replaces hostlimit (exec), so its exit status is hostlimit's. It is not
-    /// run if the weight is denied or not admitted within --timeout (exit 75). It finds the
-    /// admission's recorded timestamp (nanoseconds of CLOCK_BOOTTIME) and sequence number in
-    /// HOSTLIMIT_TIMESTAMP and HOSTLIMIT_SEQUENCE.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Run {
-        #[command(flatten)]
-        admit: AdmitArgs,
-        /// The command and its arguments, after --
-        #[arg(last = true, required = true, value_name = "COMMAND")]
-        command: Vec<OsString>,
-    },
-    /// Create a limiter; succeeds if it already exists with the same rates
-    #[command(after_help = EXIT_CODES_HELP)]
-    Create {
-        #[arg(help = LIMITER_HELP)]
-        limiter: String,
-        /// A rate (repeat for several): 10/s, 600/min, 90000tok/min, 60req/min
-        #[arg(long = "rate", short, required = true, value_name = "RATE")]
-        rates: Vec<Rate>,
-        /// Permission bits of the file, in octal (0660 to share with the group)
-        #[arg(long, default_value = "0600", value_parser = admin::parse_mode)]
-        mode: u32,
-    },
-    /// Empty every window of a limiter (a fresh file with the same rates replaces it)
-    ///
-    /// Refuses while other processes map the file (exit 75, naming them), unless --force.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Reset {
-        #[arg(help = LIMITER_HELP)]
-        limiter: String,
-        /// Reset even if other processes use it: they move to the fresh file
-        #[arg(long, short)]
-        force: bool,
-    },
-    /// Remove a limiter
-    ///
-    /// Refuses while other processes map the file (exit 75, naming them), unless --force.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Rm {
-        #[arg(help = LIMITER_HELP)]
-        limiter: String,
-        /// Remove even if other processes use it (they re-create it with their rates at their
-        /// next call)
-        #[arg(long, short)]
-        force: bool,
-    },
-    /// Print the counters and gauges in the Prometheus text format
-    #[command(after_help = EXIT_CODES_HELP)]
-    Metrics {
-        /// Limiters to export [default: every limiter in the directory]
-        #[arg(value_name = "LIMITER")]
-        names: Vec<String>,
-    },
-    /// Worker processes share one two-rate limiter for a few seconds; every sliding window
-    /// is then checked exactly against the admissions they recorded
-    ///
-    /// The limiter is created as demo-PID in the limiter directory (in a scratch directory
-    /// under $TMPDIR if the default one is unusable) and removed at the end; a demo
-    /// interrupted by Ctrl-C leaves it, and the next demo removes it. Exits 1 if any window
-    /// held more than its limit.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Demo {
-        /// Worker processes
-        #[arg(long, short, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-        workers: u16,
-        /// How long the workers run
-        #[arg(long, short, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        seconds: u64,
-        /// The limiter's rates [default: 50/s and 200/10s]
-        #[arg(long = "rate", short, value_name = "RATE")]
-        rates: Vec<Rate>,
-    },
-    /// A demo worker (started by `hostlimit demo`)
-    #[command(name = "__demo-worker", hide = true)]
-    DemoWorker {
-        path: PathBuf,
-        #[arg(long)]
-        until_ns: u64,
-    },
-}
-
-/// What `acquire` and `run` take.
-#[derive(Debug, Args)]
-struct AdmitArgs {
-    #[arg(help = LIMITER_HELP)]
-    limiter: String,
-    /// The weight to take (what rates like 90000tok/min count)
-    #[arg(long, short, default_value_t = 1)]
-    weight: u64,
-    /// Wait at most this long for admission (60s, 500ms, 2min; a bare number is seconds)
-    #[arg(long, short, value_parser = time::parse_duration)]
-    timeout: Option<Duration>,
-    /// Create the limiter with this rate if it does not exist (repeat for several); an
-    /// existing one must have exactly these rates
-    #[arg(long = "rate", short, value_name = "RATE")]
-    rates: Vec<Rate>,
-    /// Permission bits of a file created here, in octal
-    #[arg(long, default_value = "0600", value_parser = admin::parse_mode)]
-    mode: u32,
-}
+use crate::cli::args::{Cli, Command};
+use crate::cli::exit::{Exit, Failure};
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            use clap::error::ErrorKind;
-            let exit = match error.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Exit::Success,
-                _ => Exit::Usage,
-            };
-            let _ = error.print();
-            return exit.into();
-        }
+        Err(error) => return usage_error(&error),
     };
+    let json = cli.json;
     let dir = target::directory(cli.dir.as_deref());
-    match dispatch(&dir, cli.dir.as_deref(), cli.command) {
+    match dispatch(&dir, cli.dir.as_deref(), json, cli.command) {
         Ok(exit) => exit.into(),
         Err(failure) => {
+            if json && failure.exit != Exit::Success {
+                let _ = print_out(&format!("{}\n", failure.json()));
+            }
             if !failure.message.is_empty() {
                 print_err(&failure.message);
             }
@@ -221,31 +53,77 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(dir: &Path, explicit_dir: Option<&Path>, command: Command) -> Result<Exit, Failure> {
+/// Help and version go to stdout (exit 0); any other parse error is a usage error (64), as
+/// a JSON document too when `--json` was on the command line.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        let exit = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            Exit::Usage
+        } else {
+            Exit::Success
+        };
+        return exit.into();
+    }
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if json {
+        let text = error.render().to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("bad arguments")
+            .trim_start_matches("error: ");
+        let _ = print_out(&format!(
+            "{}\n",
+            Failure::new(Exit::Usage, first.to_string()).json()
+        ));
+    }
+    let _ = error.print();
+    Exit::Usage.into()
+}
+
+fn dispatch(
+    dir: &Path,
+    explicit_dir: Option<&Path>,
+    json: bool,
+    command: Command,
+) -> Result<Exit, Failure> {
     match command {
-        Command::Status { names, json } => report::status(dir, &names, json),
+        Command::Status { names, view } => report::status(dir, &names, view.output(json)),
         Command::Watch {
             names,
             interval,
             count,
-            json,
-        } => report::watch(dir, &names, interval, count, json),
-        Command::Acquire { admit, json } => {
+            view,
+        } => report::watch(dir, &names, interval, count, view.output(json)),
+        Command::List => list::list(dir, json),
+        Command::Acquire { admit } => {
             let target = target::resolve(dir, &admit.limiter)?;
-            acquire::acquire(&admit.request(&target), json)
+            acquire::acquire(&acquire::Request::new(&admit, &target), json)
         }
         Command::Run { admit, command } => {
             let target = target::resolve(dir, &admit.limiter)?;
-            acquire::run(&admit.request(&target), &command)
+            acquire::run(&acquire::Request::new(&admit, &target), &command, json)
         }
-        Command::Create {
-            limiter,
-            rates,
-            mode,
-        } => admin::create(&target::resolve(dir, &limiter)?, &rates, mode),
-        Command::Reset { limiter, force } => admin::reset(&target::resolve(dir, &limiter)?, force),
-        Command::Rm { limiter, force } => admin::remove(&target::resolve(dir, &limiter)?, force),
-        Command::Metrics { names } => metrics::metrics(dir, &names),
+        Command::Create { limiter, rates } => {
+            admin::create(&target::resolve(dir, &limiter)?, &rates, json)
+        }
+        Command::Reset { limiter, force } => {
+            admin::reset(&target::resolve(dir, &limiter)?, force, json)
+        }
+        Command::Rm { limiter, force } => {
+            admin::remove(&target::resolve(dir, &limiter)?, force, json)
+        }
+        Command::Metrics { names } => metrics::metrics(dir, &names, json),
         Command::Demo {
             workers,
             seconds,
@@ -267,22 +145,13 @@ fn dispatch(dir: &Path, explicit_dir: Option<&Path>, command: Command) -> Result
                     rates,
                     may_fall_back: explicit_dir.is_none()
                         && std::env::var_os(hostlimit::DIR_ENV).is_none_or(|v| v.is_empty()),
+                    json,
                 },
             )
         }
+        Command::Completions { shell } => docs::completions(shell, json),
+        Command::Man { command } => docs::man(command.as_deref(), json),
         Command::DemoWorker { path, until_ns } => demo::worker(&path, until_ns),
-    }
-}
-
-impl AdmitArgs {
-    fn request<'a>(&'a self, target: &'a target::Target) -> acquire::Request<'a> {
-        acquire::Request {
-            target,
-            weight: self.weight,
-            timeout: self.timeout,
-            rates: &self.rates,
-            mode: self.mode,
-        }
     }
 }
 
@@ -300,6 +169,12 @@ fn print_out(text: &str) -> Result<(), Failure> {
         }
         Err(e) => Err(Failure::new(Exit::Io, format!("stdout: {e}"))),
     }
+}
+
+/// Writes one JSON document (and a newline) to stdout.
+fn print_json(document: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string(document).expect("plain structs serialize");
+    print_out(&format!("{text}\n"))
 }
 
 /// Writes `hostlimit: MESSAGE` to stderr.

@@ -1,14 +1,17 @@
 //! `status` and `watch`: what each limiter holds right now, as text or JSON.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use hostlimit::{ClockIdentity, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage};
+use hostlimit::{
+    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
+};
 use serde::Serialize;
 
+use crate::cli::args::Output;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::target::{self, Target};
+use crate::cli::terminal;
 use crate::cli::time::{format_duration, format_utc, nanos, unix_nanos};
 use crate::cli::{print_err, print_out};
 
@@ -30,36 +33,27 @@ pub struct State {
     pub usage: Vec<RateUsage>,
     /// Admissions since the file was created.
     pub admitted: u64,
+    /// The file's counters (`None` where one holds garbage).
+    pub counters: Counters,
 }
 
-impl State {
-    /// Denials since the file was created: each denial is counted against the one rate that
-    /// refused it, so this is the sum over the rates.
-    pub fn denied(&self) -> u64 {
-        self.usage.iter().map(|u| u.denied).sum()
-    }
+/// A counter as people read it: the number, or `implausible` for garbage in the file.
+pub fn count_text(count: Option<u64>) -> String {
+    count.map_or_else(|| "implausible".into(), |n| n.to_string())
 }
 
 /// Reads one limiter. Attaching maps the file only until the snapshot is taken.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        let limiter = Limiter::attach(&target.path).map_err(|error| {
-            let failure = Failure::from(error);
-            if failure.exit == Exit::NoInput {
-                Failure::new(
-                    Exit::NoInput,
-                    format!("{}: no such limiter", target.path.display()),
-                )
-            } else {
-                failure
-            }
-        })?;
+        let limiter = Limiter::attach(&target.path).map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
+        let counters = limiter.counters()?;
         Ok(State {
             info: limiter.info(),
             usage,
             admitted,
+            counters,
         })
     })();
     Snapshot { target, state }
@@ -79,11 +73,13 @@ pub fn read_all(dir: &Path, names: &[String]) -> Result<Vec<Snapshot>, Failure> 
 }
 
 /// `hostlimit status`.
-pub fn status(dir: &Path, names: &[String], json: bool) -> Result<Exit, Failure> {
+pub fn status(dir: &Path, names: &[String], output: Output) -> Result<Exit, Failure> {
     let snapshots = read_all(dir, names)?;
     let named = !names.is_empty();
-    if json {
-        print_out(&format!("{}\n", to_json(dir, &snapshots, true)))?;
+    if output == Output::Json {
+        // A limiter asked for by name that cannot be read makes the document a failure.
+        let ok = !(named && snapshots.iter().any(|s| s.state.is_err()));
+        print_out(&format!("{}\n", to_json(dir, &snapshots, ok, true)))?;
     } else {
         let mut text = String::new();
         if snapshots.is_empty() {
@@ -93,7 +89,7 @@ pub fn status(dir: &Path, names: &[String], json: bool) -> Result<Exit, Failure>
             // A limiter asked for by name that cannot be read is an error, reported on
             // stderr; in a directory listing it is one more thing found there.
             if !(named && snapshot.state.is_err()) {
-                render(snapshot, &mut text);
+                render(snapshot, output == Output::Wide, &mut text);
             }
         }
         print_out(&text)?;
@@ -112,54 +108,79 @@ pub fn status(dir: &Path, names: &[String], json: bool) -> Result<Exit, Failure>
     Ok(exit)
 }
 
-/// `hostlimit watch`: `status` again every `interval`, clearing the screen on a terminal.
+/// The shortest and longest interval `watch` accepts; others are clamped, with a note.
+pub const WATCH_INTERVALS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+
+/// Terminals at least this wide get the wide view in `watch`.
+const WIDE_COLUMNS: usize = 120;
+
+/// `hostlimit watch`: `status` again every `interval`. On a terminal it clears the screen,
+/// fits the view to the terminal's size (wide when there is room) and follows its resizing.
 pub fn watch(
     dir: &Path,
     names: &[String],
     interval: Duration,
     count: Option<u64>,
-    json: bool,
+    output: Output,
 ) -> Result<Exit, Failure> {
-    let terminal = std::io::stdout().is_terminal();
+    let (shortest, longest) = WATCH_INTERVALS;
+    let clamped = interval.clamp(shortest, longest);
+    if clamped != interval {
+        print_err(&format!(
+            "note: refreshing every {} (the interval is kept between {} and {})",
+            format_duration(clamped),
+            format_duration(shortest),
+            format_duration(longest)
+        ));
+    }
     let mut refreshes = 0u64;
     loop {
         let snapshots = read_all(dir, names)?;
         refreshes += 1;
         let mut text = String::new();
-        if json {
-            text.push_str(&to_json(dir, &snapshots, false));
+        if output == Output::Json {
+            text.push_str(&to_json(dir, &snapshots, true, false));
             text.push('\n');
         } else {
-            if terminal {
-                // Cursor home, then clear the screen.
-                text.push_str("\x1b[H\x1b[2J");
-            }
-            text.push_str(&format!(
+            let screen = terminal::size();
+            let wide = output == Output::Wide
+                || screen.is_some_and(|(columns, _)| columns >= WIDE_COLUMNS);
+            let mut view = format!(
                 "hostlimit watch {}  every {}  {}  (refresh {refreshes})\n",
                 dir.display(),
-                format_duration(interval),
+                format_duration(clamped),
                 format_utc(SystemTime::now()),
-            ));
+            );
             if snapshots.is_empty() {
-                text.push_str("no limiters\n");
+                view.push_str("no limiters\n");
             }
             for snapshot in &snapshots {
-                render(snapshot, &mut text);
+                render(snapshot, wide, &mut view);
             }
-            if !terminal {
-                text.push('\n');
+            match screen {
+                Some((columns, rows)) => {
+                    // Cursor home, then clear the screen.
+                    text.push_str("\x1b[H\x1b[2J");
+                    text.push_str(&terminal::fit(&view, columns, rows));
+                }
+                None => {
+                    text.push_str(&view);
+                    text.push('\n');
+                }
             }
         }
         print_out(&text)?;
         if count.is_some_and(|count| refreshes >= count) {
             return Ok(Exit::Success);
         }
-        std::thread::sleep(interval);
+        std::thread::sleep(clamped);
     }
 }
 
-/// Appends the text form of one limiter.
-fn render(snapshot: &Snapshot, out: &mut String) {
+/// Appends the text form of one limiter: what fits 80 columns, and with `wide` the file's
+/// details too.
+fn render(snapshot: &Snapshot, wide: bool, out: &mut String) {
     let target = &snapshot.target;
     out.push_str(&format!("{}  {}\n", target.name, target.path.display()));
     let state = match &snapshot.state {
@@ -177,34 +198,44 @@ fn render(snapshot: &Snapshot, out: &mut String) {
         "next free".into(),
         "denied".into(),
     ]];
-    for usage in &state.usage {
+    for (index, usage) in state.usage.iter().enumerate() {
         rows.push(vec![
             usage.rate.to_string(),
             usage.rate.limit().to_string(),
             usage.used.to_string(),
             usage.remaining.to_string(),
             usage.next_free.map_or_else(|| "-".into(), format_duration),
-            usage.denied.to_string(),
+            count_text(state.counters.denied.get(index).copied().flatten()),
         ]);
     }
     out.push_str(&table(&rows, "  "));
     let info = &state.info;
+    let counters = &state.counters;
     out.push_str(&format!(
         "  admitted {}, denied {} since {}\n",
         state.admitted,
-        state.denied(),
+        count_text(counters.denied_total()),
         format_utc(info.created),
     ));
-    out.push_str(&format!(
-        "  created by pid {} uid {}; clock {}, boot {}, time namespace {}; {} slots, {} bytes\n",
-        info.creator_pid,
-        info.creator_uid,
-        clock_name(&info.clock),
-        info.clock.boot_id_text(),
-        info.clock.time_namespace,
-        info.capacity,
-        info.size,
-    ));
+    if counters.never_fits != Some(0) || counters.timed_out != Some(0) {
+        out.push_str(&format!(
+            "  of the denied: {} never fit, {} timed out waiting\n",
+            count_text(counters.never_fits),
+            count_text(counters.timed_out),
+        ));
+    }
+    if wide {
+        out.push_str(&format!(
+            "  created by pid {}, uid {}; ring of {} slots, {} bytes\n",
+            info.creator_pid, info.creator_uid, info.capacity, info.size,
+        ));
+        out.push_str(&format!(
+            "  clock {}, boot {}, time namespace {}\n",
+            clock_name(&info.clock),
+            info.clock.boot_id_text(),
+            info.clock.time_namespace,
+        ));
+    }
 }
 
 /// Aligns `rows` in columns: the first left-aligned, the others right-aligned.
@@ -247,6 +278,7 @@ pub fn clock_name(clock: &ClockIdentity) -> String {
 
 #[derive(Serialize)]
 struct StatusJson {
+    ok: bool,
     dir: String,
     time_utc: String,
     time_unix_ns: u64,
@@ -268,7 +300,10 @@ struct LimiterJson {
 struct StateJson {
     rates: Vec<RateJson>,
     admitted: u64,
-    denied: u64,
+    /// Refused requests over all rates (`null`: a counter holds garbage).
+    denied: Option<u64>,
+    never_fits: Option<u64>,
+    timed_out: Option<u64>,
     created: CreatedJson,
     clock: ClockJson,
     capacity: u64,
@@ -284,7 +319,7 @@ struct RateJson {
     used: u64,
     remaining: u64,
     next_free_ns: Option<u64>,
-    denied: u64,
+    denied: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -304,9 +339,10 @@ struct ClockJson {
 }
 
 /// The JSON document for `status --json` (one line per refresh for `watch --json`).
-fn to_json(dir: &Path, snapshots: &[Snapshot], pretty: bool) -> String {
+fn to_json(dir: &Path, snapshots: &[Snapshot], ok: bool, pretty: bool) -> String {
     let now = SystemTime::now();
     let document = StatusJson {
+        ok,
         dir: dir.display().to_string(),
         time_utc: format_utc(now),
         time_unix_ns: unix_nanos(now),
@@ -340,7 +376,8 @@ fn state_json(state: &State) -> StateJson {
         rates: state
             .usage
             .iter()
-            .map(|usage| RateJson {
+            .enumerate()
+            .map(|(index, usage)| RateJson {
                 rate: usage.rate.to_string(),
                 limit: usage.rate.limit(),
                 window_ns: nanos(usage.rate.window()),
@@ -351,11 +388,13 @@ fn state_json(state: &State) -> StateJson {
                 used: usage.used,
                 remaining: usage.remaining,
                 next_free_ns: usage.next_free.map(nanos),
-                denied: usage.denied,
+                denied: state.counters.denied.get(index).copied().flatten(),
             })
             .collect(),
         admitted: state.admitted,
-        denied: state.denied(),
+        denied: state.counters.denied_total(),
+        never_fits: state.counters.never_fits,
+        timed_out: state.counters.timed_out,
         created: CreatedJson {
             utc: format_utc(info.created),
             unix_ns: unix_nanos(info.created),

@@ -17,8 +17,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ns" => 1e-9,
         "us" | "µs" => 1e-6,
         "ms" => 1e-3,
-        "" | "s" | "sec" | "secs" => 1.0,
-        "m" | "min" | "mins" => 60.0,
+        "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
         "h" | "hour" | "hours" => 3600.0,
         "d" | "day" | "days" => 86_400.0,
         other => {
@@ -29,6 +29,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     Duration::try_from_secs_f64(value * unit_seconds)
         .map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// Parses a `--timeout`: a duration, or `inf` (also `infinity`, `forever`, `none`) to wait
+/// as long as it takes ([`Duration::MAX`]).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match text.trim().to_lowercase().as_str() {
+        "inf" | "infinity" | "forever" | "none" => Ok(Duration::MAX),
+        _ => parse_duration(text).map_err(|e| format!("{e}, or inf to wait as long as it takes")),
+    }
+}
+
+/// A timeout for people: `30s`, or `inf`.
+pub fn format_timeout(timeout: Duration) -> String {
+    if timeout == Duration::MAX {
+        "inf".into()
+    } else {
+        format_duration(timeout)
+    }
 }
 
 /// A short human form: `850us`, `83ms`, `1.2s`, `12m03s`, `3h20m`, `2d04h`.
@@ -108,6 +126,17 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn parses_timeouts_including_infinity() {
+        assert_eq!(parse_timeout("inf"), Ok(Duration::MAX));
+        assert_eq!(parse_timeout("INF"), Ok(Duration::MAX));
+        assert_eq!(parse_timeout("forever"), Ok(Duration::MAX));
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_timeout("soon").unwrap_err().contains("inf"));
+        assert_eq!(format_timeout(Duration::MAX), "inf");
+        assert_eq!(format_timeout(Duration::from_millis(50)), "50ms");
     }
 
     #[test]

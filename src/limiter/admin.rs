@@ -31,7 +31,10 @@ pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
             reason,
         });
     }
-    let header = new_header(&old.header().rules, identity, &HostClock)?;
+    let header = crate::layout::Header {
+        labels: old.header().labels,
+        ..new_header(&old.header().rules, identity, &HostClock)?
+    };
     Region::replace(path, &header, old.mode()?)?;
     retire(&old)
 }

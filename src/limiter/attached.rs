@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::clock::{ClockIdentity, Nanos};
 use crate::error::{DenialKind, Denied, Error};
+use crate::layout;
 use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
 use crate::rate::Rate;
 use crate::region::Region;
@@ -35,7 +36,12 @@ impl Attached {
                 reason,
             });
         }
-        let file_rates: Vec<Rate> = header.rules.iter().map(Rate::from_rule).collect();
+        let file_rates: Vec<Rate> = header
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| Rate::from_rule_with_unit(rule, layout::unit_of(header.labels, i)))
+            .collect();
         if let (Some(rules), Some(requested)) = (rules, requested) {
             // The same rates in another order are the same limiter.
             let mut ours = rules.to_vec();
@@ -43,7 +49,16 @@ impl Attached {
             let key = |r: &Rule| (r.window, r.limit, r.requests);
             ours.sort_by_key(key);
             theirs.sort_by_key(key);
-            if ours != theirs {
+            // A unit both sides name must be the same (`90000tok/min` is not `90000B/min`).
+            let units_differ = requested.iter().any(|asked| {
+                file_rates.iter().any(|found| {
+                    found.rule().ok() == asked.rule().ok()
+                        && found.unit().is_some()
+                        && asked.unit().is_some()
+                        && found.unit() != asked.unit()
+                })
+            });
+            if ours != theirs || units_differ {
                 return Err(Error::ConfigMismatch {
                     path: region.path().to_path_buf(),
                     file: file_rates,
@@ -90,10 +105,7 @@ impl Attached {
             })),
             Outcome::Free => Ok(None),
             Outcome::Denied { rate, retry_at } => {
-                // Relaxed: a statistic; no other memory depends on it.
-                self.region
-                    .denial_counter(rate)
-                    .fetch_add(1, Ordering::Relaxed);
+                // Counted by the caller, once per refused request (`counters.rs`).
                 let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
                 Err(self.denied(rate, DenialKind::Exhausted { retry_after }))
             }

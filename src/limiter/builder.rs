@@ -24,6 +24,7 @@ pub struct Builder {
     pub(super) mode: u32,
     pub(super) clock: Time,
     pub(super) check_interval: Duration,
+    pub(super) pacing: super::Pacing,
     #[cfg(feature = "journal")]
     pub(super) journal: JournalConfig,
 }
@@ -40,6 +41,15 @@ impl Builder {
     /// made with, and only processes with the same clock may join it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Time::Custom(clock);
+        self
+    }
+
+    /// Shapes the rates for what a downstream service sees (default: none): a margin on
+    /// every window and evenly spaced admissions; see [`Pacing`](super::Pacing). The file
+    /// holds the shaped rates, so every process that opens it with the same rates and the
+    /// same pacing shares it, and all of them pace.
+    pub fn pace(mut self, pacing: super::Pacing) -> Self {
+        self.pacing = pacing;
         self
     }
 
@@ -115,13 +125,18 @@ impl Builder {
     /// corrupt, truncated or foreign file; a clock this process cannot share; an I/O failure
     /// (unwritable directory, ...); an unusable journal ([`Error::Journal`]). Nothing is
     /// changed on error.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
+    pub fn open(mut self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
         let path = path.as_ref().to_path_buf();
         let identity = self
             .clock
             .as_dyn()
             .identity()
             .map_err(|e| Error::io(&path, "read clock identity", e))?;
+        if let Some(rates) = &mut self.rates
+            && !self.pacing.is_none()
+        {
+            *rates = self.pacing.apply(rates)?;
+        }
         let rules = match &self.rates {
             Some(rates) => Some(rules_for(rates)?),
             None => None,
@@ -129,7 +144,11 @@ impl Builder {
         let template = rules
             .as_ref()
             .map(|r| new_header(r, identity, self.clock.as_dyn()))
-            .transpose()?;
+            .transpose()?
+            .map(|header| Header {
+                labels: layout::pack_units(self.rates.iter().flatten().map(|r| r.unit())),
+                ..header
+            });
         #[cfg(feature = "journal")]
         // A journal belongs to a set of rates; `Limiter::attach` (no rates) takes none.
         let journal = match (&self.journal.target, &rules) {
@@ -208,12 +227,22 @@ pub(super) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
             rates.len()
         )));
     }
-    for (i, a) in rates.iter().enumerate() {
-        if rates[..i].contains(a) {
-            return Err(Error::InvalidRates(format!("{a} is given twice")));
+    let rules = rates
+        .iter()
+        .map(Rate::rule)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, (rule, rate)) in rules.iter().zip(rates).enumerate() {
+        // The same limit and window twice, whatever the unit names.
+        if let Some(same) = rules[..i].iter().position(|r| r == rule) {
+            let first = rates[same];
+            return Err(Error::InvalidRates(if first == *rate {
+                format!("{rate} is given twice")
+            } else {
+                format!("{first} and {rate} are the same rate")
+            }));
         }
     }
-    rates.iter().map(Rate::rule).collect()
+    Ok(rules)
 }
 
 pub(super) fn new_header(
@@ -235,5 +264,6 @@ pub(super) fn new_header(
         created_clock_ns: time.now(),
         creator_pid: u64::from(std::process::id()),
         creator_uid: u64::from(nix::unistd::getuid().as_raw()),
+        labels: 0,
     })
 }

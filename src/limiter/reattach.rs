@@ -68,7 +68,10 @@ impl Limiter {
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
     /// with the journal's history if there is a journal).
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
-        let header = new_header(&old.rules, self.identity, self.clock.as_dyn())?;
+        let header = crate::layout::Header {
+            labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
+            ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
+        };
         #[cfg(feature = "journal")]
         let history = match &self.journal {
             Some(handle) => {

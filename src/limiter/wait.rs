@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{Clock, HostClock};
 use crate::error::Denied;
 
-use super::{Limiter, Stamp, nanos};
+use super::{Limiter, Refusal, Stamp, nanos};
 
 impl Limiter {
     /// Waits until `weight` can be admitted, at most `timeout`; see [`Limiter::acquire_until`].
@@ -59,15 +59,18 @@ impl Limiter {
     ) -> Result<Option<Stamp>, Denied> {
         let mut jitter = Jitter::new();
         loop {
-            let denied = match self.try_acquire_stamped(weight) {
+            // The tries are not refusals; giving up is one, counted once.
+            let denied = match self.try_once(weight) {
                 Ok(stamp) => return Ok(stamp),
                 Err(denied) => denied,
             };
             let Some(wait) = denied.retry_after() else {
+                self.count_refusal(&denied, Refusal::Try);
                 return Err(denied);
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if wait > left {
+                self.count_refusal(&denied, Refusal::Wait);
                 return Err(denied);
             }
             std::thread::sleep((wait + jitter.next(wait)).min(left));
