@@ -3,26 +3,50 @@
 import os
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Callable, Coroutine, Iterable, List, Literal, Optional, Union
+from typing import Any, Callable, Coroutine, Iterable, List, Literal, Optional, Union, final
+
+from typing_extensions import Self
 
 from ._waiting import Limit
 
 _Path = Union[str, os.PathLike[str]]
 _Seconds = Union[int, float, timedelta]
-RateLike = Union[str, "Rate"]
-Rates = Union[RateLike, Iterable[RateLike]]
+_RateLike = Union[str, "Rate"]
+_Rates = Union[_RateLike, Iterable[_RateLike]]
+
+__all__ = [
+    "MAX_LIMIT",
+    "MAX_WINDOW",
+    "DEFAULT_DIR",
+    "DIR_ENV",
+    "_before_fork",
+    "_restore",
+    "_raise_for_test",
+    "_admitted",
+    "Decision",
+    "FileInfo",
+    "Limiter",
+    "ManualClock",
+    "Rate",
+    "RateUsage",
+    "default_dir",
+    "path_for",
+    "remove",
+    "reset",
+]
 
 MAX_LIMIT: int
 MAX_WINDOW: float
 DEFAULT_DIR: str
 DIR_ENV: str
 
+@final
 class Rate:
     """At most ``limit`` in any sliding window of ``window`` seconds."""
 
-    def __init__(
-        self, limit: int, window: _Seconds, *, counts: Literal["weight", "requests"] = "weight"
-    ) -> None: ...
+    def __new__(
+        cls, limit: int, window: _Seconds, *, counts: Literal["weight", "requests"] = "weight"
+    ) -> Self: ...
     @staticmethod
     def requests(limit: int, window: _Seconds) -> Rate: ...
     @staticmethod
@@ -35,9 +59,10 @@ class Rate:
     def window_ns(self) -> int: ...
     @property
     def counts(self) -> Literal["weight", "requests"]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class Decision:
     """The outcome of ``try_acquire``: truthy iff admitted."""
 
@@ -61,6 +86,7 @@ class Decision:
     @property
     def sequence(self) -> Optional[int]: ...
 
+@final
 class RateUsage:
     """One rate's state at one moment."""
 
@@ -75,6 +101,7 @@ class RateUsage:
     @property
     def denied(self) -> int: ...
 
+@final
 class FileInfo:
     """What a limiter file records about itself."""
 
@@ -93,21 +120,23 @@ class FileInfo:
     @property
     def creator_uid(self) -> int: ...
 
+@final
 class ManualClock:
     """A clock for tests, moved by ``advance``."""
 
-    def __init__(self, start: Optional[_Seconds] = None) -> None: ...
+    def __new__(cls, start: Optional[_Seconds] = None) -> Self: ...
     def advance(self, seconds_: _Seconds) -> None: ...
     @property
     def now_ns(self) -> int: ...
 
+@final
 class Limiter:
     """A host-wide rate limiter shared by every process that opens the same file."""
 
     @staticmethod
     def open(
         path: _Path,
-        rates: Rates,
+        rates: _Rates,
         *,
         mode: int = 0o600,
         journal: Optional[_Path] = None,
@@ -120,7 +149,7 @@ class Limiter:
     @staticmethod
     def named(
         name: str,
-        rates: Rates,
+        rates: _Rates,
         *,
         mode: int = 0o600,
         journal: Optional[_Path] = None,
@@ -173,7 +202,7 @@ def _before_fork() -> None: ...
 def _admitted() -> Decision: ...
 def _restore(
     path: _Path,
-    rates: Rates,
+    rates: _Rates,
     mode: int,
     journal: Optional[_Path],
     durability: str,
@@ -181,3 +210,4 @@ def _restore(
     journal_busy_timeout: Optional[float],
     check_interval: float,
 ) -> Limiter: ...
+def _raise_for_test(kind: str) -> None: ...

@@ -38,6 +38,22 @@ mod _native {
         Ok(())
     }
 
+    /// Raises the exception a core error of kind `kind` becomes, for the tests of errors that
+    /// this machine cannot produce (an unsupported CPU, an I/O error without errno).
+    #[pyfunction]
+    fn _raise_for_test(py: Python<'_>, kind: &str) -> PyResult<()> {
+        let error = match kind {
+            "unsupported" => hostlimit::Error::Unsupported("no cmpxchg16b".into()),
+            "io" => hostlimit::Error::Io {
+                path: "/x".into(),
+                op: "read",
+                source: std::io::Error::other("no errno"),
+            },
+            _ => return Err(crate::errors::value_error(format!("no such kind: {kind}"))),
+        };
+        Err(crate::errors::setup_error(py, error))
+    }
+
     /// The result of ``try_acquire`` for a limiter that never refuses (``NoOpLimiter``).
     #[pyfunction]
     fn _admitted() -> crate::decision::Decision {
