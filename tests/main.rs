@@ -8,4 +8,5 @@ mod cli;
 mod journal;
 mod multiprocess;
 mod open;
+mod protocol;
 mod support;
