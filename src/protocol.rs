@@ -381,7 +381,7 @@ fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
         // The hinted slot holds a record that does not belong in it: garbage.
         return Ok(Head::Corrupt);
     }
-    if cfg!(loom) && broken::is(broken::Variant::TrustHint) {
+    if broken::is(broken::Variant::TrustHint) {
         // BROKEN (loom tests only): the hinted record taken as the newest, no walk.
         hook.step()?;
         return Ok(Head::Found(
@@ -406,7 +406,7 @@ fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
                     return Ok(Head::Corrupt);
                 }
                 if seen == Seen::OtherLap {
-                    if cfg!(loom) && broken::is(broken::Variant::OvertakenIsCorrupt) {
+                    if broken::is(broken::Variant::OvertakenIsCorrupt) {
                         // BROKEN (loom tests only): contention taken for garbage.
                         return Ok(Head::Corrupt);
                     }
@@ -533,7 +533,7 @@ impl<H: Hook> View<'_, '_, H> {
         hints: &mut Hints,
     ) -> Result<Check, H::Stop> {
         let mut refusal: Option<(usize, u64)> = None;
-        let rules = if cfg!(loom) && broken::is(broken::Variant::SkipLastRate) {
+        let rules = if broken::is(broken::Variant::SkipLastRate) {
             // BROKEN (loom tests only): the last rate is never checked.
             &rules[..rules.len().saturating_sub(1)]
         } else {
@@ -630,9 +630,7 @@ pub fn acquire<H: Hook>(
             Check::Admit => {}
             Check::Deny { rate, retry_at } => {
                 // BROKEN (loom tests only): the denial is not revalidated.
-                if (cfg!(loom) && broken::is(broken::Variant::DenyWithoutRecheck))
-                    || view.still_current()?
-                {
+                if broken::is(broken::Variant::DenyWithoutRecheck) || view.still_current()? {
                     return Ok(Outcome::Denied { rate, retry_at });
                 }
                 continue;
@@ -646,7 +644,7 @@ pub fn acquire<H: Hook>(
         }
         let next = Record {
             // BROKEN (loom tests only): the caller's clock recorded as is.
-            ts: if cfg!(loom) && broken::is(broken::Variant::RecordNow) {
+            ts: if broken::is(broken::Variant::RecordNow) {
                 now
             } else {
                 t
@@ -657,7 +655,7 @@ pub fn acquire<H: Hook>(
         hook.step()?;
         // The commit: one sequentially consistent compare-exchange of the next slot, from its
         // previous lap to the new record.
-        let committed = if cfg!(loom) && broken::commit_is_broken() {
+        let committed = if broken::commit_is_broken() {
             // BROKEN (loom tests only): a commit in two steps.
             broken::commit(words.slot(next.seq), next_raw, next, head.cum, hook)?
         } else {
@@ -845,8 +843,8 @@ pub fn records_since<H: Hook>(
 ///
 /// The loom tests switch one variant on at a time (on the OS thread that runs the model: loom
 /// runs every modelled thread there) to show that each invariant check catches a real bug.
-/// The protocol consults [`is`] at a few marked points, always as `cfg!(loom) && is(..)`,
-/// and outside `--cfg loom` [`is`] is a constant `false`: production never takes these paths.
+/// The protocol consults [`is`] at a few points, each marked `BROKEN (loom tests only)`; outside
+/// `--cfg loom` [`is`] is a constant `false` (inlined), so production never takes these paths.
 #[doc(hidden)]
 pub mod broken {
     use super::{AtomicPair, Hook, Record};

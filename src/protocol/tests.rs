@@ -1276,6 +1276,9 @@ enum Hint {
     Carried,
     /// As a process that just opened the file has it (0).
     Fresh,
+    /// This many records behind the head, mod `capacity + 2`: every offset inside the ring,
+    /// its oldest slot, and just beyond.
+    Back(u32),
     /// More than a lap behind the head (by a lap plus this, mod two laps).
     LapStale(u32),
     /// Anything.
@@ -1289,6 +1292,7 @@ impl Hint {
         match self {
             Hint::Carried => None,
             Hint::Fresh => Some(0),
+            Hint::Back(by) => Some(head.wrapping_sub(by.wrapping_add(index) % (capacity + 2))),
             Hint::LapStale(by) => Some(
                 head.wrapping_sub(capacity)
                     .wrapping_sub(by % (2 * capacity))
@@ -1326,6 +1330,7 @@ fn hint() -> impl Strategy<Value = Hint> {
     prop_oneof![
         6 => Just(Hint::Carried),
         1 => Just(Hint::Fresh),
+        2 => any::<u32>().prop_map(Hint::Back),
         2 => any::<u32>().prop_map(Hint::LapStale),
         1 => any::<u64>().prop_map(Hint::Garbage),
     ]
@@ -1361,7 +1366,8 @@ proptest! {
 
     /// Every outcome, retry time and usage equals the sequential reference model's, whatever
     /// each call's clock reads (ahead, stale, 0, small) and whatever hints it starts from
-    /// (carried, fresh, more than a lap stale, garbage), each chosen per call.
+    /// (carried, fresh, any offset behind the head, more than a lap stale, garbage), each
+    /// chosen per call.
     #[test]
     fn matches_the_reference_model(rules in rules_strategy(), ops in proptest::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 200 })) {
         let heap = Heap::new(&rules);
