@@ -671,18 +671,25 @@ pub fn acquire<H: Hook>(
                 // Relaxed: a statistic.
                 words.laps.fetch_add(1, Ordering::Relaxed);
             }
-            hook.step()?;
-            // Relaxed load, Release store: the hint only moves forward here (a racing store
-            // may move it back a little; `find_head` walks forward from any value). Release
-            // pairs with the Acquire load in `find_head`.
-            let hinted = words.hint.load(Ordering::Relaxed) as u32;
-            if (next.seq.wrapping_sub(hinted) as i32) > 0 {
-                hook.step()?;
-                words.hint.store(u64::from(next.seq), Ordering::Release);
-            }
+            raise_hint(words, next.seq, hook)?;
             return Ok(Outcome::Admitted(next));
         }
     }
+}
+
+/// Raises the hint to record `seq`, just committed, unless it is already there or ahead.
+#[inline(always)]
+fn raise_hint<H: Hook>(words: &Words<'_>, seq: u32, hook: &H) -> Result<(), H::Stop> {
+    hook.step()?;
+    // Relaxed load, Release store: the hint only moves forward here (a racing store may move
+    // it back a little; `find_head` walks forward from any value). Release pairs with the
+    // Acquire load in `find_head`.
+    let hinted = words.hint.load(Ordering::Relaxed) as u32;
+    if (seq.wrapping_sub(hinted) as i32) > 0 {
+        hook.step()?;
+        words.hint.store(u64::from(seq), Ordering::Release);
+    }
+    Ok(())
 }
 
 /// Closes the log for good: commits a tombstone record (timestamp [`Record::RETIRED_TS`])
