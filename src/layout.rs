@@ -493,4 +493,128 @@ mod tests {
             Err(Invalid::Corrupt(_))
         ));
     }
+    /// Re-seals header words after a test changed them (a damaged but checksummed header).
+    fn reseal(mut words: [u64; HEADER_WORDS]) -> [u64; HEADER_WORDS] {
+        words[2] = checksum(&words[3..]);
+        words
+    }
+
+    fn corrupt_reason(words: &[u64; HEADER_WORDS]) -> String {
+        match Header::decode(words) {
+            Err(Invalid::Corrupt(reason)) => reason,
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    /// The most rates a header holds, 8, decode as written, each of its three words in its
+    /// place; a checksummed header that records 9 (or 0) is refused, without reading past
+    /// the header.
+    #[test]
+    fn decode_takes_exactly_eight_rates_and_refuses_nine() {
+        let rules: Vec<Rule> = (1..=8u64)
+            .map(|i| rule(i * 10, i * SEC, i % 3 == 0))
+            .collect();
+        let h = header(rules.clone());
+        let words = h.encode();
+        assert_eq!(words[5], 8);
+        for (i, rule) in rules.iter().enumerate() {
+            assert_eq!(
+                words[16 + 3 * i..19 + 3 * i],
+                [rule.limit, rule.window, u64::from(rule.requests)]
+            );
+        }
+        assert_eq!(Header::decode(&words), Ok(h.clone()));
+        let mut nine = words;
+        nine[5] = 9;
+        assert_eq!(corrupt_reason(&reseal(nine)), "9 rates recorded");
+        let mut none = words;
+        none[5] = 0;
+        assert_eq!(corrupt_reason(&reseal(none)), "0 rates recorded");
+        // One rate fewer than recorded: the eighth is read, and its zero limit refused.
+        let mut seven = header(rules[..7].to_vec()).encode();
+        seven[5] = 8;
+        assert!(corrupt_reason(&reseal(seven)).starts_with("rate 7:"));
+    }
+
+    /// A rate counts weight (0) or requests (1); anything else is refused.
+    #[test]
+    fn decode_refuses_an_unknown_kind_of_count() {
+        let words = header(vec![rule(10, SEC, false), rule(60, 60 * SEC, true)]).encode();
+        assert_eq!(words[18], 0);
+        assert_eq!(words[21], 1);
+        let mut other = words;
+        other[21] = 2;
+        assert_eq!(corrupt_reason(&reseal(other)), "rate 1 counts kind 2");
+    }
+
+    /// The largest ring, 2^22 slots, is what the rates may need at most: a rate that needs
+    /// exactly that is accepted and decoded, one more record is refused.
+    #[test]
+    fn the_largest_ring_is_accepted_and_one_more_record_refused() {
+        let largest = rule(MAX_SLOTS - 2, SEC, false);
+        assert_eq!(capacity_for(&[largest]), Ok(MAX_SLOTS));
+        assert_eq!(
+            capacity_for(&[rule(MAX_SLOTS - 1, SEC, false)]),
+            Err(u128::from(MAX_SLOTS) + 1)
+        );
+        let h = header(vec![largest]);
+        assert_eq!(h.capacity, 1 << 22);
+        assert_eq!(h.file_size(), 12_288 + 16 * (1 << 22));
+        let words = h.encode();
+        assert_eq!(words[3], h.file_size());
+        assert_eq!(Header::decode(&words), Ok(h));
+        // A checksummed header that claims twice the ring (and the size to match) is refused.
+        let mut twice = words;
+        twice[4] = 2 * MAX_SLOTS;
+        twice[3] = file_size(2 * MAX_SLOTS);
+        assert!(corrupt_reason(&reseal(twice)).contains("does not fit the rates"));
+        // So is one whose size does not match its ring.
+        let mut size = words;
+        size[3] += 16;
+        assert!(corrupt_reason(&reseal(size)).starts_with("recorded size"));
+    }
+
+    /// Without rates nothing bounds the ring; a window that the longest does not divide
+    /// takes the ceiling of the ratio.
+    #[test]
+    fn the_bound_rounds_windows_up() {
+        assert!(capacity_for(&[]).is_err());
+        // 3 per second over 2.5 s: at most 3 * 3 = 9 records, + 2 = 11, so 16 slots.
+        assert_eq!(
+            capacity_for(&[rule(3, SEC, false), rule(1000, 5 * SEC / 2, false)]),
+            Ok(16)
+        );
+        // Weight rates bound records only without a request rate (a weight-0 acquire then
+        // records nothing): 6 requests bound them, not the weight limit of 2.
+        assert_eq!(
+            capacity_for(&[rule(2, SEC, false), rule(6, SEC, true)]),
+            Ok(8)
+        );
+        assert_eq!(capacity_for(&[rule(2, SEC, false)]), Ok(4));
+        assert_eq!(capacity_for(&[rule(5, SEC, false)]), Ok(8));
+    }
+
+    /// Offsets: the ring after the counters, counters per shard and rate, both wrapped.
+    #[test]
+    fn offsets_are_where_the_table_says() {
+        assert_eq!(RING_OFFSET, 12_288);
+        assert_eq!(file_size(4), 12_288 + 64);
+        assert_eq!(counter_offset(0, 0), 4096);
+        assert_eq!(counter_offset(1, 2), 4096 + 128 + 16);
+        assert_eq!(counter_offset(63, 7), 4096 + 63 * 128 + 56);
+        assert_eq!(counter_offset(64 + 3, 8 + 5), counter_offset(3, 5));
+    }
+
+    /// The checksum is FNV-1a over the words' little-endian bytes.
+    #[test]
+    fn the_checksum_is_fnv1a() {
+        assert_eq!(checksum(&[]), 0xcbf2_9ce4_8422_2325);
+        // FNV-1a of the 8 bytes "hostlim\x01".
+        let mut expected: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in *b"hostlim\x01" {
+            expected = (expected ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+        assert_eq!(checksum(&[MAGIC]), expected);
+        assert_ne!(checksum(&[1, 2]), checksum(&[2, 1]));
+    }
 }

@@ -14,7 +14,9 @@
 //!   `k` lives in slot `k mod capacity` as its timestamp, its sequence number (mod 2^32) and
 //!   the cumulative weight of records `0..=k` (mod 2^32). Record 0 is a sentinel (timestamp 0,
 //!   weight 0); a new file holds, in slot `k`, a fake record `k - capacity` with timestamp 0
-//!   and weight 0, which no window ever counts.
+//!   and weight 0. Admissions are recorded at timestamps 1 or later ([`Record::FIRST_TS`]),
+//!   so time 0 is before every admission and no window ever counts a record there, whatever
+//!   the clock reads (0 included).
 //! * **The hint** (an `AtomicU64`): the sequence number of a recently committed record. It only
 //!   saves walking; any value is safe. A second word counts how often the sequence number
 //!   wrapped, for 64-bit totals.
@@ -25,7 +27,8 @@
 //! An acquire:
 //! 1. finds the newest record `n`: from the hint, walks forward while the next slot holds the
 //!    next record, and keeps the raw value of slot `n + 1` (record `n + 1 - capacity`);
-//! 2. takes `t = max(now, n.ts)`: the timestamp it will record;
+//! 2. takes `t = max(now, n.ts)` (`now` kept within `1..=2^64 - 2`, [`Record::stamp`]): the
+//!    timestamp it will record;
 //! 3. for every rate finds the newest record with `ts <= t - window` (galloping from a
 //!    per-rate hint) and so the weight (or request count) inside `(t - window, t]`;
 //! 4. if some rate cannot take the request, reloads slot `n + 1`: unchanged means nothing was
@@ -56,7 +59,9 @@
 //! caller's clock read and the real moment of its commit. For every rate and every `t`, the
 //! weight of the records with timestamps in `(t - window, t]` never exceeds the limit: the
 //! newest record inside any window was checked, at its commit, against a window that held
-//! every older record inside it.
+//! every older record inside it. (A clock reading of exactly 0 is recorded as 1 and one of
+//! `u64::MAX` as `u64::MAX - 1`: 0 is the time of the sentinel and `u64::MAX` the tombstone's.
+//! Any clock value is legal input.)
 
 use crate::sync::{AtomicPair, AtomicU64, Ordering};
 
@@ -97,6 +102,24 @@ impl Record {
     /// The timestamp of a tombstone: the record [`retire`] commits to close the log.
     pub const RETIRED_TS: u64 = u64::MAX;
 
+    /// The earliest timestamp an admission is recorded with. Time 0 belongs to the sentinel
+    /// and to the fake records of a new ring, strictly before every admission: the window
+    /// searches count the records with `ts > t - window` (0 when `t < window`), so those at 0
+    /// are outside every window, wherever it starts, and every admission up to `t` is inside
+    /// a window that reaches back before time 0. A clock reading 0 is recorded as 1.
+    pub const FIRST_TS: u64 = 1;
+
+    /// The latest timestamp an admission is recorded with: the one after it is the
+    /// tombstone's. A clock reading `u64::MAX` is recorded as this.
+    pub const LAST_TS: u64 = Record::RETIRED_TS - 1;
+
+    /// The timestamp an acquire with clock reading `now` records after `head` (not a
+    /// tombstone): `now` within [`FIRST_TS`](Record::FIRST_TS)..=[`LAST_TS`](Record::LAST_TS),
+    /// and never before `head`'s, so that timestamps never decrease along the log.
+    pub fn stamp(now: u64, head: Record) -> u64 {
+        now.clamp(Record::FIRST_TS, Record::LAST_TS).max(head.ts)
+    }
+
     /// Packs the record into a slot's layout.
     pub fn pack(self) -> u128 {
         u128::from(self.ts) | (u128::from(self.cum) << 64) | (u128::from(self.seq) << 96)
@@ -113,7 +136,8 @@ impl Record {
     }
 
     /// What slot `index` of a new ring of `capacity` slots holds: the sentinel in slot 0, a
-    /// fake previous-lap record with timestamp 0 and weight 0 elsewhere.
+    /// fake previous-lap record with timestamp 0 and weight 0 elsewhere. Timestamp 0 is before
+    /// every admission ([`Record::FIRST_TS`]), so no window counts them.
     pub fn initial(index: u32, capacity: u32) -> Record {
         Record {
             ts: 0,
@@ -161,10 +185,6 @@ impl<'a> Words<'a> {
         // Masked with capacity - 1: always in bounds, whatever a garbage slot says.
         &self.ring[(seq & self.mask) as usize]
     }
-
-    fn capacity(&self) -> u32 {
-        self.mask + 1
-    }
 }
 
 /// One rate as the protocol sees it.
@@ -196,6 +216,12 @@ pub trait Hook {
     type Stop;
     /// One shared-memory step is about to happen; `Err` stops the caller for good.
     fn step(&self) -> Result<(), Self::Stop>;
+
+    /// The walk for the newest record was overtaken by at least a lap of commits and goes on
+    /// from the later record it found (see [`find_head`]). Only tests and models listen: it
+    /// shows that they reached that path.
+    #[inline(always)]
+    fn overtaken(&self) {}
 }
 
 /// The production hook: no crash, no cost.
@@ -257,7 +283,8 @@ pub struct RateUse {
 pub struct Usage {
     /// The newest committed record.
     pub head: Record,
-    /// The timestamp the windows were evaluated at: `max(now, head.ts)`.
+    /// The timestamp the windows were evaluated at: [`Record::stamp`]`(now, head)`, the one an
+    /// acquire would record.
     pub at: u64,
     /// Per rate, in configuration order; only the first `rules.len()` entries are meaningful.
     pub rates: [RateUse; MAX_RATES],
@@ -266,11 +293,13 @@ pub struct Usage {
 /// What [`usage`] reports for a retired log.
 pub const RETIRED: &str = "the file was reset or removed";
 
-/// How many times a caller restarts its search for the newest record after finding slots
-/// that no consistent state explains, before calling the ring corrupt. A valid ring only sends
-/// a caller back when a full lap of commits overtook it, so this is never reached by contention
-/// in practice.
-const MAX_RESTARTS: u32 = 1_000;
+/// How far (in records) one walk for the newest record may travel before the ring is called
+/// corrupt: half the sequence space, the most that sequence numbers mod 2^32 can order.
+///
+/// In a consistent ring a walk travels at most `capacity - 1` records plus those committed
+/// while it walks (see [`find_head`]), and the protocol already assumes that fewer than 2^31
+/// commits overtake one call (the compare-exchange's no-ABA argument needs fewer than 2^32).
+const MAX_TRAVEL: u64 = 1 << 31;
 
 /// Result of looking for the newest record.
 enum Head {
@@ -280,47 +309,113 @@ enum Head {
     Corrupt,
 }
 
+/// What the slot after the walk's current record holds, relative to the record expected there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// The next record: walk on.
+    Next,
+    /// The expected record's previous lap: the current record is the newest.
+    PreviousLap,
+    /// Another lap of the expected record: a later lap if the walk was overtaken, an older
+    /// one if garbage.
+    OtherLap,
+    /// A record that belongs to another slot: garbage.
+    OtherSlot,
+}
+
+impl Seen {
+    /// Classifies record number `next`, found in the slot after record `seq` of a ring with
+    /// `mask = capacity - 1`.
+    fn of(seq: u32, next: u32, mask: u32) -> Seen {
+        let ahead = next.wrapping_sub(seq.wrapping_add(1));
+        if ahead == 0 {
+            Seen::Next
+        } else if ahead & mask != 0 {
+            Seen::OtherSlot
+        } else if ahead == (mask + 1).wrapping_neg() {
+            Seen::PreviousLap
+        } else {
+            Seen::OtherLap
+        }
+    }
+}
+
 /// Finds the newest committed record, starting from the hint.
+///
+/// The walk starts at the record the hinted slot holds and reads, at each step, the slot
+/// after the current record `s` ([`Seen`] names the cases). Why each case means what it
+/// says, in a consistent ring:
+///
+/// * Every record a slot holds was committed (or is a fake of the new ring, committed
+///   "before" the sentinel), and walking forward from a committed record reaches the newest.
+/// * Slot `s + 1` holds at least record `s + 1 - capacity`: that record was committed before
+///   record `s` (commits go in sequence order, each compare-exchange reading its
+///   predecessor's slot), the load that saw record `s` happens after `s` was committed, and a
+///   slot's sequence number only grows, a lap at a time. So a lap older than the previous one
+///   is garbage, and so is a record that belongs to another slot.
+/// * A later lap `L = s + 1 + j * capacity` means at least a lap of commits overtook the walk
+///   between its two loads. `L` was committed, so the newest record is at or after it: the
+///   walk continues from `L` (where restarting from the hint would walk again what it has
+///   seen, and a second lap of commits could send it back again).
+///
+/// **Bounded, whatever the file holds.** Each step moves the walk forward by at least one
+/// record, and it reads the slots in index order, one after the other. Consider the two reads
+/// of the same slot `capacity` steps apart: if nothing wrote that slot in between, they read
+/// the same record, so the steps in between travelled a positive multiple of 2^32 records,
+/// at least [`MAX_TRAVEL`]: the walk stops as corrupt. So a walk takes at most
+/// `capacity + 1` slot loads on a ring that nobody writes meanwhile (a walk that sees again
+/// exactly what it saw before is garbage, not contention), and every step beyond that reads
+/// a slot that was written during the walk: a call is delayed only by what other processes
+/// write, as lock-freedom allows. In a consistent ring the walk travels at most
+/// `capacity - 1` records (from a record of the last lap when it was read to the newest) plus
+/// those committed while it walks, far below [`MAX_TRAVEL`]: the bound never fires on a
+/// consistent ring.
 fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
-    let capacity = words.capacity();
-    for _ in 0..MAX_RESTARTS {
+    hook.step()?;
+    // Acquire: the hint names a record committed before it was stored; pairs with the
+    // Release store in `acquire`.
+    let hint = words.hint.load(Ordering::Acquire) as u32;
+    hook.step()?;
+    let mut head = Record::unpack(words.slot(hint).load());
+    if head.seq.wrapping_sub(hint) & words.mask != 0 {
+        // The hinted slot holds a record that does not belong in it: garbage.
+        return Ok(Head::Corrupt);
+    }
+    if broken::is(broken::Variant::TrustHint) {
+        // BROKEN (loom tests only): the hinted record taken as the newest, no walk.
         hook.step()?;
-        // Acquire: the hint names a record committed before it was stored; pairs with the
-        // Release store in `acquire`.
-        let mut seq = words.hint.load(Ordering::Acquire) as u32;
+        return Ok(Head::Found(
+            head,
+            words.slot(head.seq.wrapping_add(1)).load(),
+        ));
+    }
+    let mut travelled = 0u64;
+    loop {
         hook.step()?;
-        let mut head = Record::unpack(words.slot(seq).load());
-        if head.seq.wrapping_sub(seq) & words.mask != 0 {
-            // The hinted slot holds a record that does not belong in it: garbage.
-            return Ok(Head::Corrupt);
-        }
-        // Any record a slot holds was committed (or is a fake of the new ring), and walking
-        // forward from any committed record reaches the newest.
-        seq = head.seq;
-        if cfg!(loom) && broken::is(broken::Variant::TrustHint) {
-            // BROKEN (loom tests only): the hinted record taken as the newest, no walk.
-            hook.step()?;
-            return Ok(Head::Found(head, words.slot(seq.wrapping_add(1)).load()));
-        }
-        // Walk forward while the next slot already holds the next record; at most a lap.
-        for _ in 0..capacity {
-            hook.step()?;
-            let next_raw = words.slot(seq.wrapping_add(1)).load();
-            let next = Record::unpack(next_raw);
-            if next.seq == seq.wrapping_add(1) {
-                seq = next.seq;
+        let next_raw = words.slot(head.seq.wrapping_add(1)).load();
+        let next = Record::unpack(next_raw);
+        match Seen::of(head.seq, next.seq, words.mask) {
+            Seen::PreviousLap => return Ok(Head::Found(head, next_raw)),
+            Seen::OtherSlot => return Ok(Head::Corrupt),
+            seen => {
+                // Forward to `next`: the next record, or laps further (overtaken). An older
+                // lap is "negative", more than 2^31 records ahead mod 2^32: garbage, which
+                // the travel bound reports at once.
+                travelled += u64::from(next.seq.wrapping_sub(head.seq));
+                if travelled >= MAX_TRAVEL {
+                    return Ok(Head::Corrupt);
+                }
+                if seen == Seen::OtherLap {
+                    if broken::is(broken::Variant::OvertakenIsCorrupt) {
+                        // BROKEN (loom tests only): contention taken for garbage.
+                        return Ok(Head::Corrupt);
+                    }
+                    hook.overtaken();
+                }
                 head = next;
-            } else if next.seq == seq.wrapping_add(1).wrapping_sub(capacity) {
-                return Ok(Head::Found(head, next_raw));
-            } else if next.seq.wrapping_sub(seq.wrapping_add(1)) & words.mask != 0 {
-                return Ok(Head::Corrupt);
-            } else {
-                // A later lap: commits overtook this walk. Start again from the hint.
-                break;
             }
         }
     }
-    Ok(Head::Corrupt)
 }
 
 /// Result of checking every rate against one state.
@@ -438,7 +533,7 @@ impl<H: Hook> View<'_, '_, H> {
         hints: &mut Hints,
     ) -> Result<Check, H::Stop> {
         let mut refusal: Option<(usize, u64)> = None;
-        let rules = if cfg!(loom) && broken::is(broken::Variant::SkipLastRate) {
+        let rules = if broken::is(broken::Variant::SkipLastRate) {
             // BROKEN (loom tests only): the last rate is never checked.
             &rules[..rules.len().saturating_sub(1)]
         } else {
@@ -530,14 +625,12 @@ pub fn acquire<H: Hook>(
             head,
             next_raw,
         };
-        let t = now.max(head.ts);
+        let t = Record::stamp(now, head);
         match view.check(rules, weight, t, hints)? {
             Check::Admit => {}
             Check::Deny { rate, retry_at } => {
                 // BROKEN (loom tests only): the denial is not revalidated.
-                if (cfg!(loom) && broken::is(broken::Variant::DenyWithoutRecheck))
-                    || view.still_current()?
-                {
+                if broken::is(broken::Variant::DenyWithoutRecheck) || view.still_current()? {
                     return Ok(Outcome::Denied { rate, retry_at });
                 }
                 continue;
@@ -551,7 +644,7 @@ pub fn acquire<H: Hook>(
         }
         let next = Record {
             // BROKEN (loom tests only): the caller's clock recorded as is.
-            ts: if cfg!(loom) && broken::is(broken::Variant::RecordNow) {
+            ts: if broken::is(broken::Variant::RecordNow) {
                 now
             } else {
                 t
@@ -562,7 +655,7 @@ pub fn acquire<H: Hook>(
         hook.step()?;
         // The commit: one sequentially consistent compare-exchange of the next slot, from its
         // previous lap to the new record.
-        let committed = if cfg!(loom) && broken::commit_is_broken() {
+        let committed = if broken::commit_is_broken() {
             // BROKEN (loom tests only): a commit in two steps.
             broken::commit(words.slot(next.seq), next_raw, next, head.cum, hook)?
         } else {
@@ -578,18 +671,25 @@ pub fn acquire<H: Hook>(
                 // Relaxed: a statistic.
                 words.laps.fetch_add(1, Ordering::Relaxed);
             }
-            hook.step()?;
-            // Relaxed load, Release store: the hint only moves forward here (a racing store
-            // may move it back a little; `find_head` walks forward from any value). Release
-            // pairs with the Acquire load in `find_head`.
-            let hinted = words.hint.load(Ordering::Relaxed) as u32;
-            if (next.seq.wrapping_sub(hinted) as i32) > 0 {
-                hook.step()?;
-                words.hint.store(u64::from(next.seq), Ordering::Release);
-            }
+            raise_hint(words, next.seq, hook)?;
             return Ok(Outcome::Admitted(next));
         }
     }
+}
+
+/// Raises the hint to record `seq`, just committed, unless it is already there or ahead.
+#[inline(always)]
+fn raise_hint<H: Hook>(words: &Words<'_>, seq: u32, hook: &H) -> Result<(), H::Stop> {
+    hook.step()?;
+    // Relaxed load, Release store: the hint only moves forward here (a racing store may move
+    // it back a little; `find_head` walks forward from any value). Release pairs with the
+    // Acquire load in `find_head`.
+    let hinted = words.hint.load(Ordering::Relaxed) as u32;
+    if (seq.wrapping_sub(hinted) as i32) > 0 {
+        hook.step()?;
+        words.hint.store(u64::from(seq), Ordering::Release);
+    }
+    Ok(())
 }
 
 /// Closes the log for good: commits a tombstone record (timestamp [`Record::RETIRED_TS`])
@@ -640,7 +740,7 @@ pub fn usage<H: Hook>(
             head,
             next_raw,
         };
-        let at = now.max(head.ts);
+        let at = Record::stamp(now, head);
         let mut rates = [RateUse {
             used: 0,
             next_free_at: None,
@@ -750,8 +850,8 @@ pub fn records_since<H: Hook>(
 ///
 /// The loom tests switch one variant on at a time (on the OS thread that runs the model: loom
 /// runs every modelled thread there) to show that each invariant check catches a real bug.
-/// The protocol consults [`is`] at a few marked points, always as `cfg!(loom) && is(..)`,
-/// and outside `--cfg loom` [`is`] is a constant `false`: production never takes these paths.
+/// The protocol consults [`is`] at a few points, each marked `BROKEN (loom tests only)`; outside
+/// `--cfg loom` [`is`] is a constant `false` (inlined), so production never takes these paths.
 #[doc(hidden)]
 pub mod broken {
     use super::{AtomicPair, Hook, Record};
@@ -779,6 +879,9 @@ pub mod broken {
         SkipLastRate,
         /// The record carries the caller's `now` instead of `max(now, head.ts)`.
         RecordNow,
+        /// A walk for the newest record overtaken by a lap of commits reports the ring
+        /// corrupt instead of going on from the later record.
+        OvertakenIsCorrupt,
     }
 
     #[cfg(loom)]

@@ -8,5 +8,6 @@ mod cli;
 mod journal;
 mod multiprocess;
 mod open;
+mod protocol;
 mod readme;
 mod support;

@@ -123,6 +123,7 @@ pub struct Crashed;
 pub struct CrashHook {
     taken: Cell<usize>,
     stop_at: Option<usize>,
+    overtaken: Cell<usize>,
 }
 
 impl CrashHook {
@@ -131,12 +132,18 @@ impl CrashHook {
         CrashHook {
             taken: Cell::new(0),
             stop_at,
+            overtaken: Cell::new(0),
         }
     }
 
     /// Steps taken so far.
     pub fn taken(&self) -> usize {
         self.taken.get()
+    }
+
+    /// Walks for the newest record that a lap of commits overtook so far.
+    pub fn overtaken(&self) -> usize {
+        self.overtaken.get()
     }
 }
 
@@ -149,6 +156,10 @@ impl Hook for CrashHook {
         }
         self.taken.set(self.taken.get() + 1);
         Ok(())
+    }
+
+    fn overtaken(&self) {
+        self.overtaken.set(self.overtaken.get() + 1);
     }
 }
 
@@ -251,6 +262,8 @@ pub struct Stats {
     pub crashed_committed: usize,
     /// Distinct outcome patterns (per thread, in order: `A<seq>`, `D<rate>`, `X` for a crash).
     pub patterns: BTreeSet<String>,
+    /// Executions in which a lap of commits overtook some walk for the newest record.
+    pub overtaken: usize,
 }
 
 impl fmt::Display for Stats {
@@ -267,6 +280,9 @@ impl fmt::Display for Stats {
                 ", {} killed ({} after committing)",
                 self.crashed, self.crashed_committed
             )?;
+        }
+        if self.overtaken > 0 {
+            write!(f, ", {} with a walk overtaken by a lap", self.overtaken)?;
         }
         Ok(())
     }
@@ -300,6 +316,7 @@ struct Counters {
     executions: AtomicUsize,
     crashed: AtomicUsize,
     crashed_committed: AtomicUsize,
+    overtaken: AtomicUsize,
     patterns: StdMutex<BTreeSet<String>>,
 }
 
@@ -438,6 +455,7 @@ impl Scenario {
             crashed: counters.crashed.load(StdOrdering::Relaxed),
             crashed_committed: counters.crashed_committed.load(StdOrdering::Relaxed),
             patterns: std::mem::take(&mut counters.patterns.lock().unwrap()),
+            overtaken: counters.overtaken.load(StdOrdering::Relaxed),
         };
         (stats, outcome)
     }
@@ -524,12 +542,14 @@ impl Scenario {
                             }
                         }
                     }
-                    ended
+                    (ended, hook.overtaken())
                 })
             })
             .collect();
+        let mut overtaken = 0;
         for (thread, handle) in handles.into_iter().enumerate() {
-            let ended = handle.join().expect("a modelled thread panicked");
+            let (ended, walks) = handle.join().expect("a modelled thread panicked");
+            overtaken += walks;
             for (index, (op, ended)) in ended.into_iter().enumerate() {
                 calls.push(Call {
                     thread: thread + 1,
@@ -545,6 +565,9 @@ impl Scenario {
             .map(|slot| relative_record(Record::unpack(slot.load()), self.first_seq))
             .collect();
 
+        if overtaken > 0 {
+            counters.overtaken.fetch_add(1, StdOrdering::Relaxed);
+        }
         let crashed = calls.iter().any(|call| call.ended == Ended::Crashed);
         if crashed {
             counters.crashed.fetch_add(1, StdOrdering::Relaxed);
@@ -695,7 +718,10 @@ impl Reference {
         if rules.iter().all(|r| Reference::units(r, weight) == 0) {
             return Outcome::Free;
         }
-        let t = now.max(self.log.last().map_or(0, |r| r.0));
+        // As `Record::stamp`: 0 is the sentinel's time, `u64::MAX` the tombstone's.
+        let t = now
+            .clamp(Record::FIRST_TS, Record::LAST_TS)
+            .max(self.log.last().map_or(0, |r| r.0));
         let mut refusal: Option<(usize, u64)> = None;
         for (index, rule) in rules.iter().enumerate() {
             let units = Reference::units(rule, weight);

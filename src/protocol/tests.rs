@@ -1,9 +1,17 @@
 //! The protocol against a sequential reference model, over heap-backed words (runs under Miri).
+//!
+//! Besides the model comparisons, deterministic tests use the [`Hook`] the loom models use
+//! for crashes: [`Inject`] runs an action (other callers' commits) just before a chosen
+//! shared-memory step, which puts a full lap of commits in the middle of a walk, or a commit
+//! between a denial's check and its re-read, and counts the steps a call takes.
+
+use std::cell::Cell;
+use std::convert::Infallible;
 
 use proptest::prelude::*;
 
 use super::*;
-use crate::layout::capacity_for;
+use crate::layout::{MAX_SLOTS, capacity_for};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -35,11 +43,34 @@ impl Heap {
         Words::new(&self.hint, &self.laps, &self.ring).unwrap()
     }
 
+    fn capacity(&self) -> u32 {
+        self.ring.len() as u32
+    }
+
     fn acquire(&self, rules: &[Rule], now: u64, weight: u64) -> Outcome {
+        self.acquire_with(rules, now, weight, &NoHook)
+    }
+
+    /// An acquire with this heap's carried hints, through `hook`.
+    fn acquire_with<H: Hook<Stop = Infallible>>(
+        &self,
+        rules: &[Rule],
+        now: u64,
+        weight: u64,
+        hook: &H,
+    ) -> Outcome {
         let mut hints = *self.hints.lock().unwrap();
-        let Ok(outcome) = acquire(&self.words(), rules, now, weight, &mut hints, &NoHook);
+        let Ok(outcome) = acquire(&self.words(), rules, now, weight, &mut hints, hook);
         *self.hints.lock().unwrap() = hints;
         outcome
+    }
+
+    /// Admits `weight` at `now`, or fails the test.
+    fn admit(&self, rules: &[Rule], now: u64, weight: u64) -> Record {
+        match self.acquire(rules, now, weight) {
+            Outcome::Admitted(record) => record,
+            other => panic!("acquire at {now} of {weight}: {other:?}"),
+        }
     }
 
     /// The newest record.
@@ -51,6 +82,84 @@ impl Heap {
         let Ok(usage) = usage(&self.words(), rules, now, &NoHook);
         usage.unwrap()
     }
+
+    /// Overwrites slot `index` with `record` (garbage, or a state built by hand).
+    fn set(&self, index: u32, record: Record) {
+        let slot = &self.ring[index as usize];
+        slot.compare_exchange(slot.load(), record.pack()).unwrap();
+    }
+
+    /// The records since `after`, as `records_since` visits them, and what it returned.
+    fn since<H: Hook<Stop = Infallible>>(
+        &self,
+        after: u32,
+        hook: &H,
+    ) -> (Vec<(Record, u32)>, Result<Since, &'static str>) {
+        let mut visited = Vec::new();
+        let Ok(result) = records_since(&self.words(), after, hook, |record, weight| {
+            visited.push((record, weight));
+        });
+        (visited, result)
+    }
+}
+
+/// A hook that counts the shared-memory steps of the calls it is passed to, runs `action`
+/// once just before step `at` (0-based), and counts the walks that were overtaken. It fails
+/// the test beyond `limit` steps, so that a call that would walk for seconds fails at once.
+struct Inject<F: Fn()> {
+    at: Option<usize>,
+    action: F,
+    limit: usize,
+    taken: Cell<usize>,
+    overtaken: Cell<usize>,
+}
+
+impl<F: Fn()> Inject<F> {
+    fn new(at: Option<usize>, action: F) -> Inject<F> {
+        Inject {
+            at,
+            action,
+            limit: usize::MAX,
+            taken: Cell::new(0),
+            overtaken: Cell::new(0),
+        }
+    }
+
+    fn limit(mut self, limit: usize) -> Inject<F> {
+        self.limit = limit;
+        self
+    }
+
+    fn taken(&self) -> usize {
+        self.taken.get()
+    }
+
+    fn overtaken(&self) -> usize {
+        self.overtaken.get()
+    }
+}
+
+impl<F: Fn()> Hook for Inject<F> {
+    type Stop = Infallible;
+
+    fn step(&self) -> Result<(), Infallible> {
+        let step = self.taken.get();
+        assert!(step < self.limit, "more than {} steps", self.limit);
+        if Some(step) == self.at {
+            (self.action)();
+        }
+        self.taken.set(step + 1);
+        Ok(())
+    }
+
+    fn overtaken(&self) {
+        self.overtaken.set(self.overtaken.get() + 1);
+    }
+}
+
+/// A hook that only counts (and fails the test beyond `limit` steps).
+fn counting(limit: usize) -> Inject<impl Fn()> {
+    Inject::new(None, || {}).limit(limit)
 }
 
 /// The sequential sliding-window log the protocol must be indistinguishable from.
@@ -62,6 +171,12 @@ struct Model {
 impl Model {
     fn last_ts(&self) -> u64 {
         self.log.last().map_or(0, |r| r.0)
+    }
+
+    /// The timestamp an acquire at `now` records: `now`, kept within 1..=2^64 - 2 (0 is the
+    /// sentinel's time, 2^64 - 1 the tombstone's), and never before the last record.
+    fn stamp(&self, now: u64) -> u64 {
+        now.clamp(1, u64::MAX - 1).max(self.last_ts())
     }
 
     /// Records with `ts` in `(t - window, t]`, oldest first.
@@ -91,7 +206,7 @@ impl Model {
         if rules.iter().all(|r| units(r) == 0) {
             return Outcome::Free;
         }
-        let t = now.max(self.last_ts());
+        let t = self.stamp(now);
         let mut refusal: Option<(usize, u64)> = None;
         for (index, rule) in rules.iter().enumerate() {
             let u = units(rule);
@@ -106,7 +221,7 @@ impl Model {
                 used -= if rule.requests { 1 } else { w };
                 // Records sharing this timestamp leave together.
                 if used + u <= rule.limit {
-                    retry_at = Some(ts + rule.window);
+                    retry_at = Some(ts.saturating_add(rule.window));
                     break;
                 }
             }
@@ -509,20 +624,724 @@ fn a_retired_log_admits_nothing_more() {
     assert_eq!(usage, Err(RETIRED));
 }
 
+#[test]
+fn what_the_next_slot_says() {
+    let mask = 7;
+    assert_eq!(Seen::of(5, 6, mask), Seen::Next);
+    assert_eq!(Seen::of(5, 6u32.wrapping_sub(8), mask), Seen::PreviousLap);
+    assert_eq!(Seen::of(5, 14, mask), Seen::OtherLap, "a later lap");
+    assert_eq!(
+        Seen::of(5, 6 + 3 * 8, mask),
+        Seen::OtherLap,
+        "three laps later"
+    );
+    assert_eq!(
+        Seen::of(5, 6u32.wrapping_sub(16), mask),
+        Seen::OtherLap,
+        "two laps older"
+    );
+    for other_slot in [5, 7, 13, 6 + 8 + 1, 6u32.wrapping_sub(1)] {
+        assert_eq!(
+            Seen::of(5, other_slot, mask),
+            Seen::OtherSlot,
+            "{other_slot}"
+        );
+    }
+    // Across the wrap of the sequence number.
+    assert_eq!(Seen::of(u32::MAX, 0, mask), Seen::Next);
+    assert_eq!(
+        Seen::of(u32::MAX, 0u32.wrapping_sub(8), mask),
+        Seen::PreviousLap
+    );
+    assert_eq!(Seen::of(u32::MAX - 8, 0, mask), Seen::OtherLap);
+    // Capacity 2: every other record is in the same slot.
+    assert_eq!(Seen::of(4, 5, 1), Seen::Next);
+    assert_eq!(Seen::of(4, 3, 1), Seen::PreviousLap);
+    assert_eq!(Seen::of(4, 7, 1), Seen::OtherLap);
+    assert_eq!(Seen::of(4, 4, 1), Seen::OtherSlot);
+}
+
+/// Issue 9, defect 10: a clock that reads 0 (`ManualClock::new(0)`, or any clock that starts
+/// there) admitted without limit (1,000 of 1,000 under 1/s), because records at timestamp 0
+/// were never counted. Now an admission at clock 0 is recorded at 1 ns and counts like any.
+#[test]
+fn a_clock_at_zero_is_counted_like_any_other() {
+    for rules in [[rule(1, SEC)], [requests(1, SEC)]] {
+        let heap = Heap::new(&rules);
+        let admitted = (0..1000)
+            .filter(|_| matches!(heap.acquire(&rules, 0, 1), Outcome::Admitted(_)))
+            .count();
+        assert_eq!(admitted, 1, "{rules:?}");
+        assert_eq!(heap.head().ts, Record::FIRST_TS);
+        // It leaves the window at 1 s + 1 ns.
+        for now in [0, 1, SEC - 1, SEC] {
+            assert_eq!(
+                heap.acquire(&rules, now, 1),
+                Outcome::Denied {
+                    rate: 0,
+                    retry_at: SEC + 1
+                },
+                "{rules:?} at {now}"
+            );
+        }
+        assert_eq!(heap.usage(&rules, 0).rates[0].used, 1);
+        assert!(matches!(
+            heap.acquire(&rules, SEC + 1, 1),
+            Outcome::Admitted(_)
+        ));
+    }
+}
+
+/// Issue 9, defect 10: clock readings below the window (the window reaches back before time
+/// 0) count every admission since 0, those at 0 included, for weight and request rates.
+#[test]
+fn clock_readings_below_the_window_count_every_admission() {
+    let nows = [
+        0,
+        0,
+        5,
+        7,
+        1_000,
+        SEC - 1,
+        SEC,
+        SEC + 1,
+        SEC + 4,
+        SEC + 5,
+        SEC + 6,
+    ];
+    for (rules, weight) in [
+        ([rule(3, SEC)], 1),
+        ([requests(3, SEC)], 1),
+        ([requests(3, SEC)], 7),
+        ([rule(6, SEC)], 2),
+    ] {
+        let heap = Heap::new(&rules);
+        let mut model = Model::default();
+        let outcomes: Vec<Outcome> = nows
+            .iter()
+            .map(|&now| {
+                let outcome = heap.acquire(&rules, now, weight);
+                assert_eq!(outcome, model.acquire(&rules, now, weight), "at {now}");
+                outcome
+            })
+            .collect();
+        // Admitted at 1 (clock 0), 1 (clock 0) and 5; denied until the two at 1 ns leave at
+        // 1 s + 1 ns; then admitted at 1 s + 1, 1 s + 4 and, once the one at 5 has left,
+        // 1 s + 5.
+        let admitted: Vec<u64> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Admitted(record) => Some(record.ts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(admitted, [1, 1, 5, SEC + 1, SEC + 4, SEC + 5], "{rules:?}");
+        assert_eq!(
+            outcomes[3],
+            Outcome::Denied {
+                rate: 0,
+                retry_at: SEC + 1
+            }
+        );
+    }
+}
+
+/// A clock reading of `u64::MAX` is recorded just below the tombstone's timestamp: it does
+/// not close the log.
+#[test]
+fn a_clock_at_the_end_of_time_does_not_close_the_log() {
+    let rules = [requests(2, SEC)];
+    let heap = Heap::new(&rules);
+    assert_eq!(heap.admit(&rules, u64::MAX, 1).ts, Record::LAST_TS);
+    assert_eq!(heap.admit(&rules, 5, 1).ts, Record::LAST_TS);
+    assert_eq!(
+        heap.acquire(&rules, u64::MAX, 1),
+        Outcome::Denied {
+            rate: 0,
+            retry_at: u64::MAX
+        }
+    );
+    assert_eq!(heap.usage(&rules, u64::MAX).at, Record::LAST_TS);
+    let Ok(retired) = retire(&heap.words(), &NoHook);
+    assert_eq!(retired, Ok(true), "the log was open");
+}
+
+/// Fills `heap`'s ring with `slot(index)` and sets the hint.
+fn fill(heap: &Heap, hint: u64, slot: impl Fn(u32) -> Record) {
+    for index in 0..heap.capacity() {
+        heap.set(index, slot(index));
+    }
+    heap.hint.store(hint, Ordering::Relaxed);
+}
+
+/// Issue 9, defect 1: a ring whose slots form one consistent chain except that the last slot
+/// claims a record a lap later, with hint 0, sent every walk back to the hint 1,000 times:
+/// 9-15 s per call with 2^22 slots, whatever the call. On a ring nobody writes meanwhile, a
+/// walk now reads each slot at most once (plus the hinted one again): every call on the
+/// largest ring reports the garbage within `capacity + 2` shared-memory steps.
+#[test]
+fn garbage_costs_at_most_a_lap_in_the_largest_ring() {
+    // Miri: the 2^22-slot ring would take hours there.
+    let capacity = if cfg!(miri) { 1 << 6 } else { MAX_SLOTS as u32 };
+    let heap = Heap::with_capacity(capacity as usize);
+    let last = capacity - 1;
+    let chain = |i: u32| Record {
+        ts: u64::from(i) + 1,
+        seq: i,
+        cum: i,
+    };
+    // Sequence numbers that step forward by one record or by laps at every slot, all the way
+    // round the sequence space: every step looks like commits overtaking the walk, and only
+    // the distance travelled tells that it is going round in circles.
+    let laps_total = u64::from(u32::MAX / capacity); // 2^32 / capacity - 1
+    let jumps = |i: u32| {
+        let per_slot = laps_total / u64::from(capacity);
+        per_slot + u64::from(u64::from(i) < laps_total % u64::from(capacity))
+    };
+    let mut circle = vec![0u32; capacity as usize];
+    for i in 1..capacity as usize {
+        let delta = 1 + jumps(i as u32 - 1) * u64::from(capacity);
+        circle[i] = circle[i - 1].wrapping_add(delta as u32);
+    }
+    type Pattern = Box<dyn Fn(u32) -> Record>;
+    let patterns: Vec<(&str, u64, Pattern)> = vec![
+        (
+            "a chain whose last slot claims the next lap",
+            0,
+            Box::new(move |i| Record {
+                seq: if i == last { i + capacity } else { i },
+                ..chain(i)
+            }),
+        ),
+        (
+            "laps ahead all the way round",
+            0,
+            Box::new(move |i| Record {
+                seq: circle[i as usize],
+                ..chain(i)
+            }),
+        ),
+        (
+            "a slot two laps behind",
+            0,
+            Box::new(move |i| Record {
+                seq: if i == 1 {
+                    1u32.wrapping_sub(2 * capacity)
+                } else {
+                    i
+                },
+                ..chain(i)
+            }),
+        ),
+    ];
+    let rules = [rule(4_000_000, 60 * SEC)];
+    let bound = capacity as usize + 2;
+    for (what, hint, pattern) in patterns {
+        fill(&heap, hint, pattern);
+        let hook = counting(bound);
+        let Ok(outcome) = acquire(&heap.words(), &rules, SEC, 1, &mut Hints::default(), &hook);
+        assert!(
+            matches!(outcome, Outcome::Corrupt(_)),
+            "{what}: {outcome:?}"
+        );
+        let hook = counting(bound);
+        let Ok(result) = usage(&heap.words(), &rules, SEC, &hook);
+        assert!(result.is_err(), "{what}: {result:?}");
+        let hook = counting(bound);
+        let Ok(result) = retire(&heap.words(), &hook);
+        assert!(result.is_err(), "{what}: {result:?}");
+        let (visited, result) = heap.since(0, &counting(bound));
+        assert!(result.is_err() && visited.is_empty(), "{what}: {result:?}");
+    }
+}
+
+/// A walk that travels 2^31 records (as far as sequence numbers mod 2^32 can order) is
+/// corrupt, even if what it finds next looks like the newest record: no consistent ring is
+/// overtaken by that many commits within one call.
+#[test]
+fn a_walk_that_travels_half_the_sequence_space_is_corrupt() {
+    let heap = Heap::with_capacity(4);
+    // Slot 0 holds record 0; slots 1, 2, 3 records 1 + 2^30, 2 + 2^30, 3 + 2^30 (a jump of
+    // 2^28 laps, then steps of one).
+    let record = |seq: u32| Record { ts: 1, seq, cum: 0 };
+    fill(&heap, 0, |i| record(if i == 0 { 0 } else { i + (1 << 30) }));
+    // Before the walk reads slot 0 again, another writer puts record 2^31 there and record
+    // 2^31 - 3 (its previous lap) in slot 1: the walk steps to 2^31, 2^31 records from where it
+    // started, and slot 1 would say it is the newest.
+    let rewrite = || {
+        heap.set(0, record(1 << 31));
+        heap.set(1, record((1 << 31) - 3));
+    };
+    // Steps: the hint, slot 0, then slots 1, 2, 3, and slot 0 again (step 5).
+    let hook = Inject::new(Some(5), rewrite).limit(16);
+    let Ok(result) = usage(&heap.words(), &[], SEC, &hook);
+    assert_eq!(result, Err("the ring's sequence numbers are inconsistent"));
+    assert_eq!(hook.taken(), 6);
+    assert_eq!(hook.overtaken(), 1, "the jump to 1 + 2^30");
+    // A lap less, and the same walk finds its newest record.
+    fill(&heap, 0, |i| record(if i == 0 { 0 } else { i + (1 << 30) }));
+    let rewrite = || {
+        heap.set(0, record((1 << 31) - 4));
+        heap.set(1, record((1 << 31) - 7));
+    };
+    let hook = Inject::new(Some(5), rewrite).limit(16);
+    let Ok(result) = usage(&heap.words(), &[], SEC, &hook);
+    assert_eq!(result.map(|usage| usage.head.seq), Ok((1 << 31) - 4));
+}
+
+/// Issue 17: a walk overtaken by a full lap of commits (by callers killed before they raised
+/// the hint) goes on from the later record it found: it is neither corrupt nor sent back.
+/// The outcome is the model's with those commits first.
+#[test]
+fn a_walk_overtaken_by_a_full_lap_goes_on_from_the_later_record() {
+    let rules = [requests(2, SEC)];
+    // A lap of 4 and one more record, each admitted.
+    let lap = [10 * SEC, 12 * SEC, 14 * SEC, 16 * SEC, 16 * SEC + SEC / 2];
+    for (now, expected) in [(30 * SEC, None), (16 * SEC + SEC * 6 / 10, Some(17 * SEC))] {
+        let heap = Heap::new(&rules);
+        assert_eq!(heap.capacity(), 4);
+        let mut model = Model::default();
+        for at in [SEC, 3 * SEC] {
+            assert_eq!(heap.acquire(&rules, at, 1), model.acquire(&rules, at, 1));
+        }
+        let hint = heap.hint.load(Ordering::Relaxed);
+        let commit_a_lap = || {
+            for &at in &lap {
+                heap.admit(&rules, at, 1);
+            }
+            heap.hint.store(hint, Ordering::Relaxed);
+        };
+        // Steps: the hint (0), the hinted slot (1), the slot after it (2).
+        let hook = Inject::new(Some(2), commit_a_lap).limit(64);
+        let outcome = heap.acquire_with(&rules, now, 1, &hook);
+        for &at in &lap {
+            assert!(matches!(model.acquire(&rules, at, 1), Outcome::Admitted(_)));
+        }
+        assert_eq!(outcome, model.acquire(&rules, now, 1));
+        assert_eq!(hook.overtaken(), 1);
+        match expected {
+            None => assert!(matches!(outcome, Outcome::Admitted(Record { seq: 8, .. }))),
+            Some(retry_at) => assert_eq!(outcome, Outcome::Denied { rate: 0, retry_at }),
+        }
+    }
+}
+
+/// One scenario of [`a_commit_injected_before_any_step_is_ordered_around_it`].
+struct Race {
+    rules: Vec<Rule>,
+    setup: Vec<(u64, u64)>,
+    ours: (u64, u64),
+    theirs: (u64, u64),
+}
+
+impl Race {
+    fn heap(&self) -> Heap {
+        let heap = Heap::new(&self.rules);
+        for &(now, weight) in &self.setup {
+            heap.admit(&self.rules, now, weight);
+        }
+        heap
+    }
+
+    /// The model's outcomes (ours, theirs) with `theirs` first or ours first.
+    fn model(&self, theirs_first: bool) -> (Outcome, Outcome) {
+        let mut model = Model::default();
+        for &(now, weight) in &self.setup {
+            let _ = model.acquire(&self.rules, now, weight);
+        }
+        let (ours, theirs) = (self.ours, self.theirs);
+        if theirs_first {
+            let theirs = model.acquire(&self.rules, theirs.0, theirs.1);
+            (model.acquire(&self.rules, ours.0, ours.1), theirs)
+        } else {
+            let ours = model.acquire(&self.rules, ours.0, ours.1);
+            (ours, model.acquire(&self.rules, theirs.0, theirs.1))
+        }
+    }
+}
+
+/// Issue 17: another caller's acquire injected before each shared-memory step of a call in
+/// turn. Before the call's linearization point (its compare-exchange, or a denial's re-read
+/// of the next slot) the call must decide on the state with the other commit, after it on
+/// the state without: so a commit between a denial's check and its re-read gets the call
+/// decided again, and so does one before a compare-exchange.
+#[test]
+fn a_commit_injected_before_any_step_is_ordered_around_it() {
+    let races = [
+        // Ours is denied by the record at 1 s (retry at 2 s); theirs, at 2.5 s, is admitted
+        // and, if first, makes ours a denial until 3.5 s.
+        Race {
+            rules: vec![requests(1, SEC)],
+            setup: vec![(SEC, 1)],
+            ours: (SEC + SEC / 2, 1),
+            theirs: (2 * SEC + SEC / 2, 1),
+        },
+        // Both at 10 s, room for one: whoever commits first is admitted.
+        Race {
+            rules: vec![requests(1, SEC), rule(5, 2 * SEC)],
+            setup: vec![(SEC, 1)],
+            ours: (10 * SEC, 2),
+            theirs: (10 * SEC, 3),
+        },
+        // Weights: ours denied by the weight rate until the setup's 3 leave; theirs (weight
+        // 1, later) fits, and if first moves the retry time.
+        Race {
+            rules: vec![rule(4, SEC), requests(3, 4 * SEC)],
+            setup: vec![(SEC, 3), (SEC + 1, 1)],
+            ours: (SEC + 2, 2),
+            theirs: (2 * SEC + 1, 2),
+        },
+        // A ring that wraps (capacity 4): ours admitted either way, as record 5 or 6.
+        Race {
+            rules: vec![requests(2, SEC)],
+            setup: vec![(SEC, 1), (3 * SEC, 1), (5 * SEC, 1), (7 * SEC, 1)],
+            ours: (9 * SEC, 1),
+            theirs: (9 * SEC, 1),
+        },
+    ];
+    for (index, race) in races.iter().enumerate() {
+        let (before, after) = (race.model(true), race.model(false));
+        assert_ne!(before, after, "race {index} does not tell the orders apart");
+        let dry = counting(1000);
+        let heap = race.heap();
+        let ours = heap.acquire_with(&race.rules, race.ours.0, race.ours.1, &dry);
+        assert_eq!(ours, after.0, "race {index}, nothing injected");
+        let steps = dry.taken();
+        // The linearization point: a denial's last step (the re-read), or an admission's
+        // compare-exchange, which the hint's load and store follow.
+        let point = match ours {
+            Outcome::Denied { .. } => steps - 1,
+            Outcome::Admitted(_) => steps - 3,
+            other => panic!("race {index}: {other:?}"),
+        };
+        for at in 0..=steps {
+            let heap = race.heap();
+            let theirs = Cell::new(None);
+            let inject = || {
+                let mut hints = Hints::default();
+                let (now, weight) = race.theirs;
+                let Ok(outcome) =
+                    acquire(&heap.words(), &race.rules, now, weight, &mut hints, &NoHook);
+                theirs.set(Some(outcome));
+            };
+            let hook = Inject::new(Some(at), inject).limit(1000);
+            let ours = heap.acquire_with(&race.rules, race.ours.0, race.ours.1, &hook);
+            let theirs = theirs
+                .get()
+                .unwrap_or_else(|| heap.acquire(&race.rules, race.theirs.0, race.theirs.1));
+            let expected = if at <= point { before } else { after };
+            assert_eq!(
+                (ours, theirs),
+                expected,
+                "race {index}: theirs injected before step {at} of {steps} (linearization \
+                 point: step {point})"
+            );
+        }
+    }
+}
+
+/// The hint follows the head (and a commit never moves it back from a value ahead).
+#[test]
+fn the_hint_follows_the_head() {
+    let rules = [requests(2, SEC)];
+    let heap = Heap::new(&rules);
+    for i in 1..=9u64 {
+        heap.admit(&rules, i * SEC, 1);
+        assert_eq!(heap.hint.load(Ordering::Relaxed), i);
+    }
+    // A hint from garbage, ahead of the head: walking from it still finds the head, and
+    // the commit leaves it (only a hint behind the head is raised).
+    heap.hint.store(13, Ordering::Relaxed);
+    assert_eq!(heap.admit(&rules, 20 * SEC, 1).seq, 10);
+    assert_eq!(heap.hint.load(Ordering::Relaxed), 13);
+}
+
+/// Of rates that refuse and free up at the same moment, the first is reported; otherwise
+/// the one that frees up last.
+#[test]
+fn the_rate_reported_is_the_one_that_frees_up_last_then_the_first() {
+    for rules in [
+        [requests(1, SEC), rule(1, SEC)],
+        [rule(1, SEC), requests(1, SEC)],
+    ] {
+        let heap = Heap::new(&rules);
+        heap.admit(&rules, SEC, 1);
+        assert_eq!(
+            heap.acquire(&rules, SEC + 1, 1),
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 2 * SEC
+            },
+            "{rules:?}"
+        );
+    }
+    let rules = [
+        requests(1, SEC),
+        requests(2, 10 * SEC),
+        requests(1, 2 * SEC),
+    ];
+    let heap = Heap::new(&rules);
+    heap.admit(&rules, SEC, 1);
+    assert_eq!(
+        heap.acquire(&rules, SEC + 1, 1),
+        Outcome::Denied {
+            rate: 2,
+            retry_at: 3 * SEC
+        }
+    );
+}
+
+/// `records_since` visits each record after `after` once, with its own weight, oldest
+/// first; nothing for an `after` at or ahead of the head (by less than 2^31).
+#[test]
+fn records_since_visits_what_came_after() {
+    let rules = [rule(100, SEC)];
+    let heap = Heap::with_capacity(8);
+    let records: Vec<Record> = (1..=5u64)
+        .map(|i| heap.admit(&rules, 2 * i * SEC, i))
+        .collect();
+    let (visited, since) = heap.since(2, &NoHook);
+    assert_eq!(
+        since,
+        Ok(Since {
+            head: 5,
+            retired: false
+        })
+    );
+    assert_eq!(visited, [(records[2], 3), (records[3], 4), (records[4], 5)]);
+    for after in [5, 6, 9, 5 + (1 << 31) - 1, 5u32.wrapping_sub(1 << 31)] {
+        let (visited, since) = heap.since(after, &NoHook);
+        assert_eq!(since.map(|since| since.head), Ok(5), "after {after}");
+        assert!(visited.is_empty(), "after {after}: {visited:?}");
+    }
+    // Far behind (by 2^31 - 1): what the ring holds, the fakes of the new ring included.
+    let (visited, _) = heap.since(5u32.wrapping_sub((1 << 31) - 1), &NoHook);
+    assert_eq!(visited.len(), 7);
+    assert_eq!(visited.last(), Some(&(records[4], 5)));
+}
+
+/// Issue 17: a slot overwritten by a later lap while `records_since` walks is skipped, and so
+/// is the record after it (its weight needs its predecessor); the rest is visited, and the
+/// next call takes the records committed meanwhile.
+#[test]
+fn records_since_skips_a_slot_overwritten_during_the_walk() {
+    let rules = [rule(100, SEC)];
+    let heap = Heap::with_capacity(8);
+    let records: Vec<Record> = (1..=5u64)
+        .map(|i| heap.admit(&rules, 2 * i * SEC, i))
+        .collect();
+    // Dry run: find_head's steps, then one per slot from record 0 to record 5.
+    let dry = counting(100);
+    let (visited, _) = heap.since(0, &dry);
+    assert_eq!(visited.len(), 5);
+    let walk = dry.taken() - 6;
+    // Before the walk reads record 2, five more commits overwrite the slots of records 1
+    // and 2 (records 9 and 10).
+    let later = || {
+        for i in 6..=10u64 {
+            heap.admit(&rules, 2 * i * SEC, i);
+        }
+    };
+    let hook = Inject::new(Some(walk + 2), later).limit(100);
+    let (visited, since) = heap.since(0, &hook);
+    assert_eq!(
+        since,
+        Ok(Since {
+            head: 5,
+            retired: false
+        })
+    );
+    assert_eq!(visited, [(records[0], 1), (records[3], 4), (records[4], 5)]);
+    let (visited, since) = heap.since(5, &NoHook);
+    assert_eq!(since.map(|since| since.head), Ok(10));
+    assert_eq!(
+        visited.iter().map(|(r, w)| (r.seq, *w)).collect::<Vec<_>>(),
+        [(6, 6), (7, 7), (8, 8), (9, 9), (10, 10)]
+    );
+    // A tombstone ends the log: it is not visited, and says so.
+    let Ok(retired) = retire(&heap.words(), &NoHook);
+    assert_eq!(retired, Ok(true));
+    let (visited, since) = heap.since(9, &NoHook);
+    assert_eq!(visited.iter().map(|(r, _)| r.seq).collect::<Vec<_>>(), [10]);
+    assert_eq!(
+        since,
+        Ok(Since {
+            head: 11,
+            retired: true
+        })
+    );
+}
+
+/// A garbage record in the middle of what `records_since` walks (one that belongs to
+/// another slot) is reported.
+#[test]
+fn records_since_reports_a_record_in_the_wrong_slot() {
+    let rules = [rule(100, SEC)];
+    let heap = Heap::with_capacity(8);
+    for i in 1..=5u64 {
+        heap.admit(&rules, 2 * i * SEC, i);
+    }
+    heap.set(
+        3,
+        Record {
+            ts: 6 * SEC,
+            seq: 4,
+            cum: 6,
+        },
+    );
+    let (_, since) = heap.since(0, &NoHook);
+    assert_eq!(since, Err("the ring's sequence numbers are inconsistent"));
+}
+
+/// `retire` racing a commit: its compare-exchange fails, and it closes the log after the
+/// new record.
+#[test]
+fn retire_closes_the_log_after_a_commit_that_raced_it() {
+    let rules = [requests(5, SEC)];
+    let heap = Heap::new(&rules);
+    heap.admit(&rules, SEC, 1);
+    // Steps: the hint, the hinted slot, the slot after it, then the compare-exchange (3).
+    let hook = Inject::new(Some(3), || {
+        heap.admit(&rules, 2 * SEC, 1);
+    })
+    .limit(32);
+    let Ok(retired) = retire(&heap.words(), &hook);
+    assert_eq!(retired, Ok(true));
+    assert!(
+        hook.taken() > 4,
+        "the compare-exchange failed and was retried"
+    );
+    let head = Record::unpack(heap.ring[3].load());
+    assert_eq!((head.seq, head.ts), (3, Record::RETIRED_TS));
+    assert_eq!(heap.acquire(&rules, 3 * SEC, 1), Outcome::Retired);
+}
+
+/// `usage` racing a commit: it reads again and reports the state with it.
+#[test]
+fn usage_reads_again_after_a_commit_that_raced_it() {
+    let rules = [requests(5, SEC), rule(10, SEC)];
+    let heap = Heap::new(&rules);
+    heap.admit(&rules, SEC, 2);
+    let dry = counting(100);
+    let Ok(_) = usage(&heap.words(), &rules, SEC, &dry);
+    for at in 0..dry.taken() {
+        let heap = Heap::new(&rules);
+        heap.admit(&rules, SEC, 2);
+        let hook = Inject::new(Some(at), || {
+            heap.admit(&rules, SEC + 1, 3);
+        });
+        let Ok(usage) = usage(&heap.words(), &rules, SEC + 1, &hook);
+        let usage = usage.unwrap();
+        assert_eq!(usage.head.seq, 2, "commit before step {at}");
+        assert_eq!(
+            (usage.rates[0].used, usage.rates[1].used),
+            (2, 5),
+            "commit before step {at}"
+        );
+    }
+}
+
+/// A caller's clock reading, chosen per call independently of the others.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// The shared clock moves on by this much (ns), and the call reads it.
+    Later(u64),
+    /// A reading this much (ns) older than the shared clock: a caller preempted since.
+    Stale(u64),
+    /// A reading of 0.
+    Zero,
+    /// A small reading (ns), below most windows.
+    Small(u64),
+}
+
+impl Clock {
+    fn read(self, now: &mut u64) -> u64 {
+        match self {
+            Clock::Later(by) => {
+                *now += by;
+                *now
+            }
+            Clock::Stale(back) => now.saturating_sub(back),
+            Clock::Zero => 0,
+            Clock::Small(at) => at,
+        }
+    }
+}
+
+/// A hint a call starts with, chosen per call: the shared hint word, or the per-rate
+/// window hints.
+#[derive(Debug, Clone, Copy)]
+enum Hint {
+    /// As the previous call left it.
+    Carried,
+    /// As a process that just opened the file has it (0).
+    Fresh,
+    /// This many records behind the head, mod `capacity + 2`: every offset inside the ring,
+    /// its oldest slot, and just beyond.
+    Back(u32),
+    /// More than a lap behind the head (by a lap plus this, mod two laps).
+    LapStale(u32),
+    /// Anything.
+    Garbage(u64),
+}
+
+impl Hint {
+    /// The value for the `index`-th hint, given the head's sequence number and the capacity;
+    /// `None` for [`Hint::Carried`].
+    fn value(self, head: u32, capacity: u32, index: u32) -> Option<u32> {
+        match self {
+            Hint::Carried => None,
+            Hint::Fresh => Some(0),
+            Hint::Back(by) => Some(head.wrapping_sub(by.wrapping_add(index) % (capacity + 2))),
+            Hint::LapStale(by) => Some(
+                head.wrapping_sub(capacity)
+                    .wrapping_sub(by % (2 * capacity))
+                    .wrapping_sub(index),
+            ),
+            Hint::Garbage(bits) => Some((bits.rotate_left(8 * index) as u32) ^ index),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    Wait(u64),
-    Acquire(u64),
-    Stale(u64, u64),
-    Peek,
+    Acquire {
+        clock: Clock,
+        weight: u64,
+        shared: Hint,
+        windows: Hint,
+    },
+    Peek {
+        clock: Clock,
+        shared: Hint,
+    },
+}
+
+fn clock() -> impl Strategy<Value = Clock> {
+    prop_oneof![
+        6 => (0u64..1500).prop_map(|ms| Clock::Later(ms * 1_000_000)),
+        2 => (0u64..2000).prop_map(|ms| Clock::Stale(ms * 1_000_000)),
+        1 => Just(Clock::Zero),
+        1 => (1u64..4_000_000_000).prop_map(Clock::Small),
+    ]
+}
+
+fn hint() -> impl Strategy<Value = Hint> {
+    prop_oneof![
+        6 => Just(Hint::Carried),
+        1 => Just(Hint::Fresh),
+        2 => any::<u32>().prop_map(Hint::Back),
+        2 => any::<u32>().prop_map(Hint::LapStale),
+        1 => any::<u64>().prop_map(Hint::Garbage),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0u64..1500).prop_map(|ms| Op::Wait(ms * 1_000_000)),
-        6 => (0u64..5).prop_map(Op::Acquire),
-        1 => ((0u64..2000), (0u64..5)).prop_map(|(ms, w)| Op::Stale(ms * 1_000_000, w)),
-        1 => Just(Op::Peek),
+        8 => (clock(), 0u64..5, hint(), hint()).prop_map(|(clock, weight, shared, windows)| {
+            Op::Acquire { clock, weight, shared, windows }
+        }),
+        1 => (clock(), hint()).prop_map(|(clock, shared)| Op::Peek { clock, shared }),
     ]
 }
 
@@ -545,27 +1364,46 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// Every outcome, retry time and usage equals the sequential reference model's.
+    /// Every outcome, retry time and usage equals the sequential reference model's, whatever
+    /// each call's clock reads (ahead, stale, 0, small) and whatever hints it starts from
+    /// (carried, fresh, any offset behind the head, more than a lap stale, garbage), each
+    /// chosen per call.
     #[test]
     fn matches_the_reference_model(rules in rules_strategy(), ops in proptest::collection::vec(op(), 1..if cfg!(miri) { 40 } else { 200 })) {
         let heap = Heap::new(&rules);
+        let capacity = heap.capacity();
         let mut model = Model::default();
-        let mut now = SEC;
+        let mut now = 0;
         for op in ops {
+            let head = model.log.len() as u32;
+            let shared = match op {
+                Op::Acquire { shared, .. } | Op::Peek { shared, .. } => shared,
+            };
+            if let Some(value) = shared.value(head, capacity, 0) {
+                heap.hint.store(u64::from(value), Ordering::Relaxed);
+            }
             match op {
-                Op::Wait(d) => now += d,
-                Op::Acquire(w) => prop_assert_eq!(heap.acquire(&rules, now, w), model.acquire(&rules, now, w)),
-                Op::Stale(back, w) => {
-                    let then = now.saturating_sub(back);
-                    prop_assert_eq!(heap.acquire(&rules, then, w), model.acquire(&rules, then, w));
+                Op::Acquire { clock, weight, windows, .. } => {
+                    let at = clock.read(&mut now);
+                    {
+                        let mut hints = heap.hints.lock().unwrap();
+                        for (index, hint) in hints.0.iter_mut().enumerate() {
+                            if let Some(value) = windows.value(head, capacity, index as u32) {
+                                *hint = value;
+                            }
+                        }
+                    }
+                    prop_assert_eq!(heap.acquire(&rules, at, weight), model.acquire(&rules, at, weight), "at {}", at);
                 }
-                Op::Peek => {
-                    let usage = heap.usage(&rules, now);
-                    let t = now.max(model.last_ts());
+                Op::Peek { clock, .. } => {
+                    let at = clock.read(&mut now);
+                    let usage = heap.usage(&rules, at);
+                    let t = model.stamp(at);
                     prop_assert_eq!(usage.at, t);
+                    prop_assert_eq!(usage.head.seq, head);
                     for (i, rule) in rules.iter().enumerate() {
                         prop_assert_eq!(usage.rates[i].used, model.used(rule, t));
-                        let oldest = model.inside(rule, t).first().map(|r| r.0 + rule.window);
+                        let oldest = model.inside(rule, t).first().map(|r| r.0.saturating_add(rule.window));
                         prop_assert_eq!(usage.rates[i].next_free_at, oldest);
                     }
                 }

@@ -6,7 +6,7 @@
 use hostlimit::model::broken::Variant;
 use hostlimit_loom_tests::{Invariant, Scenario, catches, op, requests, weight};
 
-use crate::models::denial_under_a_lapping_ring;
+use crate::models::{denial_under_a_lapping_ring, walk_overtaken_by_a_lap};
 
 /// The model each variant is tried on.
 fn scenario_for(variant: Variant) -> Scenario {
@@ -24,6 +24,7 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(11, 3)])
         }
         Variant::DenyWithoutRecheck => denial_under_a_lapping_ring(),
+        Variant::OvertakenIsCorrupt => walk_overtaken_by_a_lap(),
         // The last rate is the one that binds.
         Variant::SkipLastRate => {
             Scenario::new("binding last rate", &[requests(2, 10), requests(1, 30)])
@@ -37,13 +38,14 @@ fn scenario_for(variant: Variant) -> Scenario {
     }
 }
 
-const VARIANTS: [Variant; 6] = [
+const VARIANTS: [Variant; 7] = [
     Variant::SplitCommit,
     Variant::TwoPhaseWeight,
     Variant::DenyWithoutRecheck,
     Variant::TrustHint,
     Variant::SkipLastRate,
     Variant::RecordNow,
+    Variant::OvertakenIsCorrupt,
 ];
 
 /// Asserts that `invariant` alone catches `variant` at `bound` preemptions.
@@ -99,6 +101,13 @@ fn skipping_the_last_rate_over_admits() {
 #[test]
 fn recording_a_stale_clock_over_admits() {
     caught(Variant::RecordNow, Invariant::NoOverAdmission, 1);
+}
+
+/// Taking a walk overtaken by a lap of commits for garbage answers "unavailable" where the
+/// reference model admits or denies.
+#[test]
+fn taking_contention_for_garbage_is_caught() {
+    caught(Variant::OvertakenIsCorrupt, Invariant::Reference, 1);
 }
 
 /// The two-phase commit killed between its phases leaves a record that the request rates

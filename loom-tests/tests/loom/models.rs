@@ -109,6 +109,26 @@ pub fn denial_under_a_lapping_ring() -> Scenario {
         .thread(&[op(30, 1), op(30, 1), op(40, 1)])
 }
 
+/// A walk overtaken by a full lap (issue 17): thread 1's walk for the newest record reads
+/// the hinted slot, and before it reads the next one thread 2 commits a lap of the 4-slot
+/// ring and one more record, so that the next slot holds a later lap. The walk must go on
+/// from that record (not report the ring corrupt), and every invariant holds. Reaching it
+/// takes one preemption (thread 1 right after that load).
+#[test]
+fn a_walk_overtaken_by_a_full_lap() {
+    let scenario = walk_overtaken_by_a_lap();
+    assert_eq!(scenario.capacity(), 4);
+    let stats = explore(scenario, 2);
+    assert!(stats.overtaken > 0, "no walk was overtaken: {stats}");
+}
+
+/// The scenario of [`a_walk_overtaken_by_a_full_lap`] (also used by `broken`).
+pub fn walk_overtaken_by_a_lap() -> Scenario {
+    Scenario::new("walk overtaken by a lap", &[requests(2, 10)])
+        .thread(&[op(5, 1)])
+        .thread(&[op(20, 1), op(40, 1), op(60, 1), op(80, 1), op(100, 1)])
+}
+
 /// The clock is an input: each thread has its own readings, one older than the last
 /// committed timestamp (a process preempted between reading the clock and committing), and
 /// time advances past the windows between calls.

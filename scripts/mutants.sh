@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Mutation testing of hostlimit's core with cargo-mutants: makes every single-point change
+# (an operator, a constant, a function body replaced by a default) to the core files, runs
+# the fast tests on each, and prints the changes that no test noticed (the survivors).
+#
+# What counts as the core, the test command (`cargo test --release --lib`) and the mutants
+# known to be equivalent (each with its reason) live in .cargo/mutants.toml. A survivor is a
+# gap in the tests, or an equivalent mutant to mark there with its reason.
+#
+# Usage:
+#   scripts/mutants.sh                  every mutant of the core files
+#   scripts/mutants.sh --diff [BASE]    only the mutants on lines changed since BASE (default:
+#                                       the merge base with origin/main, else main; on main
+#                                       itself, the last commit), uncommitted changes
+#                                       included: what CI runs
+#   scripts/mutants.sh [...] -- ARGS    ARGS go to cargo mutants (e.g. -F REGEX, --shard 1/4)
+#
+# Exit status: 0 when nothing survived, 1 when something did (or cargo mutants failed).
+# Results in target/mutants.out (or $MUTANTS_OUT): caught.txt, missed.txt, timeout.txt,
+# unviable.txt. A mutant that makes the tests hang is caught (timeout).
+#
+# Builds: incremental release builds (CARGO_PROFILE_RELEASE_INCREMENTAL), in
+# $CARGO_TARGET_DIR if set, else target/mutants (its own, kept between runs, so dependencies
+# are built once). On a 2-core VM: about 15-30 s per mutant once built; the first run adds
+# the dependencies' release build (3-5 min). The full run (about 270 mutants): about 2 h.
+#
+# Needs cargo-mutants (`cargo install --locked cargo-mutants`, 27.x).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+diff_mode=false
+base=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --diff)
+            diff_mode=true
+            shift
+            if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+                base="$1"
+                shift
+            fi
+            ;;
+        --)
+            shift
+            break
+            ;;
+        *)
+            echo "mutants.sh: unknown argument '$1' (see the header of $0)" >&2
+            exit 1
+            ;;
+    esac
+done
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+    echo "mutants.sh: cargo-mutants is not installed (cargo install --locked cargo-mutants)" >&2
+    exit 1
+fi
+
+out="${MUTANTS_OUT:-$root/target}"
+mkdir -p "$out"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/mutants}"
+export CARGO_PROFILE_RELEASE_INCREMENTAL=true
+
+args=(--output "$out" --jobs 1 --colors never)
+if $diff_mode; then
+    if [ -z "$base" ]; then
+        for candidate in origin/main main; do
+            if base=$(git merge-base HEAD "$candidate" 2>/dev/null); then
+                break
+            fi
+            base=""
+        done
+        if [ -z "$base" ]; then
+            echo "mutants.sh: no origin/main or main to compare with; give a BASE" >&2
+            exit 1
+        fi
+        if [ "$base" = "$(git rev-parse HEAD)" ] && git rev-parse -q --verify HEAD^ >/dev/null; then
+            # On main itself: the last commit's change.
+            base="$(git rev-parse HEAD^)"
+        fi
+    fi
+    diff_file="$out/mutants.diff"
+    git diff "$base" -- >"$diff_file"
+    echo "mutants.sh: mutants on the lines changed since $(git rev-parse --short "$base")"
+    args+=(--in-diff "$diff_file")
+fi
+
+start=$(date +%s)
+status=0
+cargo mutants "${args[@]}" "$@" || status=$?
+elapsed=$(( $(date +%s) - start ))
+
+results="$out/mutants.out"
+count() { if [ -f "$results/$1" ]; then grep -c . "$results/$1" || true; else echo 0; fi; }
+echo
+echo "mutants.sh: $(count caught.txt) caught, $(count timeout.txt) caught by a timeout," \
+    "$(count missed.txt) missed, $(count unviable.txt) unviable, in ${elapsed} s"
+if [ "$(count missed.txt)" -gt 0 ]; then
+    echo "mutants.sh: survivors (no test noticed these changes):"
+    sed 's/^/  /' "$results/missed.txt"
+    exit 1
+fi
+# 0: all caught; 3: some caught only by a timeout (hung tests), which is caught too. Any
+# other status is a failure of the run itself (2, missed, is handled above).
+case "$status" in
+    0 | 3) exit 0 ;;
+    *)
+        echo "mutants.sh: cargo mutants failed (status $status)" >&2
+        exit 1
+        ;;
+esac
