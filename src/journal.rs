@@ -70,15 +70,28 @@
 //! When the shared file must be created, the journal's admissions and the remainders of its
 //! unsettled leases are converted to the file's clock: rows of the same clock (same boot,
 //! same time namespace) keep their timestamp exactly; rows of another boot get
-//! `now - max(0, wall_now - wall_ns)`, at least 1. A wall clock that stepped backwards only
-//! makes them younger (they expire later); one that stepped *forwards* between the two
-//! boots makes them older, which no program can tell from a real gap. Records outside the
-//! longest window are dropped; the rest start the ring in timestamp order. Should more
-//! records remain than the ring can hold (`capacity - 2`, possible only when many crashed
-//! processes left lease remainders), the newest are kept. A restore happens only when the
-//! file is created: a process that opens the limiter *without* the journal after a reboot
-//! creates an empty file, and the journal's history is then not applied. Open every
-//! process with the journal.
+//! `now - max(0, wall_now - wall_ns)`, at least 1 (rows older than this boot's uptime count
+//! as if admitted at the boot, so they expire later than they would have, never earlier). A
+//! wall clock that stepped backwards only makes them younger (they expire later); one that
+//! stepped *forwards* between the two boots makes them older, which no program can tell from
+//! a real gap.
+//!
+//! Rows converted that way can be denser than the rates allow (every row older than the
+//! uptime lands on the same instant), and the ring's size bound holds only for a log that
+//! respects the rates. So the history a new ring starts with is built to respect them: one
+//! rate that bounds the ring keeps its density, and where a row finds no room at its
+//! instant, its weight is carried by a newer record (later, so it stays in every window it
+//! was in) and its request is dropped only where that rate is full anyway. The result counts,
+//! in every window a decision reads, at least what the journal holds (up to each limit),
+//! and the ring always reaches back over the longest window. The argument, and the one
+//! configuration shape where a request-counting rate can count less (a rate that neither
+//! bounds the ring nor is implied by the rate that does, such as `150req/6s` beside
+//! `100req/5s` and `1000req/10s`), are in `journal/restore.rs`. Rows outside the longest
+//! window are dropped.
+//!
+//! A restore happens only when the file is created: a process that opens the limiter
+//! *without* the journal after a reboot creates an empty file, and the journal's history is
+//! then not applied. Open every process with the journal.
 //!
 //! [`reset`](crate::reset) and [`remove`](crate::remove) do not touch journals: a journal
 //! restores its history at the next creation. Delete the journal file too to forget it.

@@ -1,7 +1,10 @@
 //! Unit tests of the journal: clock conversion, history building, the journal's reads of a ring.
 
-use super::restore::{Restored, build_history, to_file_clock, wall_at};
+use proptest::prelude::*;
+
+use super::restore::{Restored, RingBound, build_history, to_file_clock, wall_at};
 use super::schema::rates_text;
+use crate::layout::capacity_for;
 use crate::protocol::{self, Hints, NoHook, Outcome, Record, Rule, Words};
 use crate::sync::{AtomicPair, AtomicU64};
 
@@ -12,6 +15,20 @@ fn rule(limit: u64, window: u64, requests: bool) -> Rule {
         limit,
         window,
         requests,
+    }
+}
+
+/// The history `entries` restore at `now`, in the ring `rules` get.
+fn restore(entries: &[Restored], rules: &[Rule], now: u64) -> Vec<Record> {
+    build_history(entries, rules, capacity_for(rules).unwrap(), now)
+}
+
+/// One admission of `weight` at `ts`.
+fn one(ts: u64, weight: u64) -> Restored {
+    Restored {
+        ts,
+        weight,
+        records: 1,
     }
 }
 
@@ -74,7 +91,7 @@ fn history_keeps_the_window_in_order_with_cumulative_weights() {
             records: 1,
         },
     ];
-    let history = build_history(&entries, &rules, 16, now);
+    let history = restore(&entries, &rules, now);
     assert_eq!(
         history,
         vec![
@@ -100,13 +117,13 @@ fn lease_remainders_become_one_record_per_request() {
         weight: 40,
         records: 3,
     }];
-    let history = build_history(&entries, &rules, 16, 6 * SEC);
+    let history = restore(&entries, &rules, 6 * SEC);
     assert_eq!(history.len(), 3);
     assert_eq!(history[2].cum, 40);
     assert!(history.iter().all(|r| r.ts == 5 * SEC));
     // Without a request rate, a weight-0 record counts nothing and is dropped.
     let weights = [rule(1_000, 10 * SEC, false)];
-    assert_eq!(build_history(&entries, &weights, 16, 6 * SEC).len(), 1);
+    assert_eq!(restore(&entries, &weights, 6 * SEC).len(), 1);
 }
 
 #[test]
@@ -119,15 +136,16 @@ fn history_keeps_the_newest_that_fit_and_caps_weight() {
             records: 1,
         })
         .collect();
-    let history = build_history(&entries, &rules, 16, SEC);
+    let restored = restore(&entries, &rules, SEC);
     // The weight is capped at the limit, newest first: four records (30+30+30+10).
-    assert_eq!(history.len(), 4);
-    assert_eq!(history[0].ts, 1_700);
-    assert_eq!(history[3].cum, 100);
-    let requests = [rule(100, 10 * SEC, true)];
-    let history = build_history(&entries, &requests, 16, SEC);
-    assert_eq!(history.len(), 14);
-    assert_eq!(history[0].ts, 700);
+    assert_eq!(restored.len(), 4);
+    assert_eq!(restored[0].ts, 1_700);
+    assert_eq!(restored[3].cum, 100);
+    // Requests are capped at the request limit, newest first.
+    let requests = [rule(15, 10 * SEC, true)];
+    let restored = restore(&entries, &requests, SEC);
+    assert_eq!(restored.len(), 15);
+    assert_eq!(restored[0].ts, 600);
 }
 
 /// A heap ring that starts as a restored file would.
@@ -182,7 +200,7 @@ fn a_restored_ring_counts_its_history_and_takes_new_records_after_it() {
             records: 1,
         },
     ];
-    let history = build_history(&entries, &rules, 16, 4 * SEC);
+    let history = restore(&entries, &rules, 4 * SEC);
     let heap = Heap::new(16, &history);
     let mut hints = Hints::default();
     let acquire = |now, weight, hints: &mut Hints| {
@@ -249,4 +267,241 @@ fn rates_text_ignores_order() {
     let b = [rule(60, 60 * SEC, true), rule(10, SEC, false)];
     assert_eq!(rates_text(&a), rates_text(&b));
     assert_eq!(rates_text(&a), "10/s, 60req/min");
+}
+
+/// One acquire on a heap ring.
+fn acquire_on(heap: &Heap, rules: &[Rule], now: u64, weight: u64, hints: &mut Hints) -> Outcome {
+    let Ok(outcome) = protocol::acquire(&heap.words(), rules, now, weight, hints, &NoHook);
+    outcome
+}
+
+/// A restored ring, then `calls` acquires of weight 1 every `every` ns from `now`: how many
+/// were admitted before the first call that was not.
+fn admitted_in_a_row(rules: &[Rule], restored: &[Record], now: u64, every: u64, calls: u64) -> u64 {
+    let heap = Heap::new(capacity_for(rules).unwrap() as u32, restored);
+    let mut hints = Hints::default();
+    for call in 0..calls {
+        match acquire_on(&heap, rules, now + call * every, 1, &mut hints) {
+            Outcome::Admitted(_) => {}
+            outcome => {
+                println!("call {call}: {outcome:?}");
+                return call;
+            }
+        }
+    }
+    calls
+}
+
+/// Issue 9, item 2, at the level of the history: 10,000 rows of another boot, all older than
+/// the uptime (timestamp 1), for 10/s and 1,000,000 per 1000 s (16,384 slots).
+#[test]
+fn rows_older_than_the_boot_become_a_few_heavy_records_not_a_burst() {
+    let rules = [rule(10, SEC, false), rule(1_000_000, 1_000 * SEC, false)];
+    let entries = vec![one(1, 1); 10_000];
+    let restored = restore(&entries, &rules, 60 * SEC);
+    // At most 10 records at the boot (10/s), carrying every unit of weight.
+    assert!(restored.len() <= 10, "{} records", restored.len());
+    assert!(restored.iter().all(|r| r.ts == 1));
+    assert_eq!(restored.last().unwrap().cum, 10_000);
+    // 10/s from 60 s on fits both rates for longer than a lap of the ring.
+    assert_eq!(
+        admitted_in_a_row(&rules, &restored, 60 * SEC, SEC / 10, 20_000),
+        20_000
+    );
+    // The same with request-counting rates: the long rate (implied by 10/s) needs no record,
+    // so 10 records stand for the boot's second.
+    let requests = [rule(10, SEC, true), rule(1_000_000, 1_000 * SEC, true)];
+    let restored = restore(&entries, &requests, 60 * SEC);
+    assert_eq!(restored.len(), 10);
+    assert_eq!(
+        admitted_in_a_row(&requests, &restored, 60 * SEC, SEC / 10, 20_000),
+        20_000
+    );
+}
+
+#[test]
+fn a_request_rate_that_bounds_the_ring_keeps_every_record_it_needs() {
+    // 500 per 1000 s bounds the ring (500 slots beat 10/s's 10,000): rows of another boot at
+    // timestamp 1 keep 500 records there, which fill that rate until 1000 s.
+    let rules = [rule(10, SEC, true), rule(500, 1_000 * SEC, true)];
+    assert_eq!(
+        RingBound::choose(&rules, capacity_for(&rules).unwrap()),
+        Some(RingBound {
+            limit: 500,
+            window: 1_000 * SEC
+        })
+    );
+    let restored = restore(&vec![one(1, 1); 10_000], &rules, 60 * SEC);
+    assert_eq!(restored.len(), 500);
+    assert_eq!(admitted_in_a_row(&rules, &restored, 60 * SEC, SEC, 100), 0);
+    assert_eq!(
+        admitted_in_a_row(&rules, &restored, 1_000 * SEC + 1, SEC / 10, 100),
+        100
+    );
+}
+
+#[test]
+fn rows_stacked_at_now_keep_their_weight_in_fewer_records() {
+    // A wall clock that stepped back stacks 50 rows at `now`: 10 records carry all 50.
+    let rules = [rule(10, SEC, false), rule(1_000_000, 1_000 * SEC, false)];
+    let now = 500 * SEC;
+    let restored = restore(&vec![one(now, 1); 50], &rules, now);
+    assert_eq!(restored.len(), 10);
+    assert_eq!(restored.last().unwrap().cum, 50);
+    // The second after `now` is full (50 > 10), as the journal says.
+    assert_eq!(admitted_in_a_row(&rules, &restored, now, SEC / 2, 3), 0);
+    assert_eq!(
+        admitted_in_a_row(&rules, &restored, now + SEC, SEC / 10, 100),
+        100
+    );
+}
+
+/// Is `rules` one of the configurations `build_history` documents as its exception: a
+/// request-counting rate with a longer window than the bounding rate's that the bounding rate
+/// does not imply?
+fn is_the_documented_exception(rules: &[Rule]) -> bool {
+    let Some(bound) = RingBound::choose(rules, capacity_for(rules).unwrap()) else {
+        return true;
+    };
+    rules.iter().any(|r| {
+        r.requests
+            && r.window > bound.window
+            && u128::from(r.limit)
+                < u128::from(bound.limit) * u128::from(r.window.div_ceil(bound.window))
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Reboot {
+    rules: Vec<Rule>,
+    /// Acquires of the real history: (pause before it in ms, weight).
+    before: Vec<(u64, u64)>,
+    /// When the machine booted: this many ms after the start of the history, or (if
+    /// `boot_after_end`) after its last acquire.
+    boot_ms: u64,
+    boot_after_end: bool,
+    /// How long after the boot the journal is restored, in ms.
+    uptime_ms: u64,
+    /// Rows moved later than they were (a wall clock that stepped back): (row, ms later).
+    moved: Vec<(usize, u64)>,
+    /// Rows that were never admissions (lease remainders): (ms after the boot, weight).
+    extra: Vec<(u64, u64)>,
+    /// Acquires after the restore: (pause before it in ms, weight).
+    after: Vec<(u64, u64)>,
+}
+
+fn reboots() -> impl Strategy<Value = Reboot> {
+    let limits = prop_oneof![1u64..=12, 20u64..=150];
+    let any_rule = (limits, 1u64..=10, any::<bool>())
+        .prop_map(|(limit, seconds, requests)| rule(limit, seconds * SEC, requests));
+    // Often the shape a dense history strains most: a short bounding rate and a generous
+    // long one.
+    let short_and_long = (
+        1u64..=5,
+        1u64..=2,
+        any::<bool>(),
+        20u64..=150,
+        5u64..=10,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(small, short, short_requests, large, long, long_requests)| {
+                vec![
+                    rule(small, short * SEC, short_requests),
+                    rule(large, long * SEC, long_requests),
+                ]
+            },
+        );
+    let rules = prop_oneof![prop::collection::vec(any_rule, 1..=3), short_and_long];
+    let acquires = |n| prop::collection::vec((0u64..=1_500, 0u64..=40), 0..=n);
+    (
+        rules,
+        acquires(200),
+        (0u64..=60_000, any::<bool>()),
+        prop_oneof![1u64..=3_000, 1u64..=15_000],
+        prop::collection::vec((0usize..200, 0u64..=15_000), 0..=10),
+        prop::collection::vec((0u64..=15_000, 0u64..=40), 0..=10),
+        acquires(300),
+    )
+        .prop_map(
+            |(rules, before, boot, uptime_ms, moved, extra, after)| Reboot {
+                rules,
+                before,
+                boot_ms: if boot.1 { boot.0 / 10 } else { boot.0 },
+                boot_after_end: boot.1,
+                uptime_ms,
+                moved,
+                extra,
+                after,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    /// A real history (admitted by the protocol) up to a reboot and a little after; its rows
+    /// in the new boot's clock (older than the boot: timestamp 1), some moved later, some
+    /// added; the restored ring then never runs short (no `Corrupt`), and never admits what
+    /// the real history would refuse.
+    #[test]
+    fn a_restored_history_never_runs_the_ring_short_and_never_admits_more(case in reboots()) {
+        let rules = &case.rules;
+        prop_assume!(!is_the_documented_exception(rules));
+        let capacity = capacity_for(rules).unwrap();
+        const MS: u64 = 1_000_000;
+        // The real clock: the history starts at 100,000 s; the boot is at `boot`.
+        let start = 100_000 * SEC;
+        let span: u64 = case.before.iter().map(|a| a.0 * MS).sum();
+        let boot = start + case.boot_ms * MS + if case.boot_after_end { span } else { 0 };
+        let now = case.uptime_ms * MS; // in the new boot's clock
+        let truth = Heap::new(capacity as u32, &[]);
+        let mut hints = Hints::default();
+        let mut t = start;
+        let mut rows: Vec<Restored> = Vec::new();
+        for &(pause, weight) in &case.before {
+            t += pause * MS;
+            if t > boot + now {
+                break;
+            }
+            if let Outcome::Admitted(record) = acquire_on(&truth, rules, t, weight, &mut hints) {
+                let ts = record.ts.saturating_sub(boot).max(1);
+                rows.push(one(ts, weight));
+            }
+        }
+        for &(row, later) in &case.moved {
+            if let Some(entry) = rows.get_mut(row) {
+                entry.ts = (entry.ts + later * MS).min(now.max(1));
+            }
+        }
+        for &(at, weight) in &case.extra {
+            rows.push(Restored { ts: (at * MS).clamp(1, now.max(1)), weight, records: 1 + weight % 3 });
+        }
+        let restored = build_history(&rows, rules, capacity, now);
+        prop_assert!(restored.len() as u64 <= capacity - 2);
+        let mut previous = Record::SENTINEL;
+        for record in &restored {
+            prop_assert_eq!(record.seq, previous.seq + 1);
+            prop_assert!(record.ts >= previous.ts.max(1) && record.ts <= now.max(1));
+            previous = *record;
+        }
+        let ring = Heap::new(capacity as u32, &restored);
+        let mut ring_hints = Hints::default();
+        let mut x = 0;
+        for &(pause, weight) in &case.after {
+            x += pause * MS;
+            match acquire_on(&ring, rules, now + x, weight, &mut ring_hints) {
+                Outcome::Admitted(_) | Outcome::Free => {
+                    let real = acquire_on(&truth, rules, boot + now + x, weight, &mut hints);
+                    prop_assert!(
+                        matches!(real, Outcome::Admitted(_) | Outcome::Free),
+                        "admitted {} at {} ms after the restore, the real history says {:?}",
+                        weight, x / MS, real
+                    );
+                }
+                Outcome::Corrupt(reason) => prop_assert!(false, "{reason}"),
+                Outcome::Denied { .. } | Outcome::NeverFits { .. } | Outcome::Retired => {}
+            }
+        }
+    }
 }
