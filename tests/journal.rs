@@ -948,6 +948,75 @@ fn a_previous_boot_restores_without_overflowing_the_ring_or_forgetting_anything(
     assert!(limiter.usage().unwrap()[1].used >= inside + 8_000 - 10);
 }
 
+/// Takes the write lock of the journal file this process writes to, and releases it after
+/// `length` from another thread, which returns the clock reading just before the release.
+fn hold_the_journal_lock(setup: &Setup, length: Duration) -> std::thread::JoinHandle<u64> {
+    let holder = Connection::open(journal_file_of(&setup.db())).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(length);
+        let at = HostClock.now();
+        holder.execute_batch("COMMIT").unwrap();
+        at
+    })
+}
+
+/// Issue 9, item 4: strict mode stamped an admission with a clock reading taken before its
+/// wait for the journal; with the journal locked for 1.5 s, a 1/s limit admitted two calls
+/// 3.8 ms apart.
+#[test]
+fn strict_mode_reads_the_clock_after_waiting_for_the_journal() {
+    let setup = Setup::new();
+    let limiter = Limiter::builder(&[Rate::new(1, SEC)])
+        .journal(setup.db(), Durability::Strict { lease: HOUR })
+        .journal_busy_timeout(Duration::from_secs(20))
+        .open(setup.path())
+        .unwrap();
+    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
+    let released = release.join().unwrap();
+    assert!(
+        first.timestamp >= released,
+        "stamped {:?} before the journal was free",
+        Duration::from_nanos(released - first.timestamp)
+    );
+    // A second call right away is refused, and told to wait what is left of the second.
+    let denied = limiter.try_acquire(1).unwrap_err();
+    let left =
+        Duration::from_nanos((first.timestamp + 1_000_000_000).saturating_sub(HostClock.now()));
+    let retry = denied.retry_after().expect("a retry time");
+    assert!(
+        retry <= SEC && retry + Duration::from_millis(50) >= left,
+        "{retry:?} vs {left:?}"
+    );
+}
+
+/// Issue 9, item 4, on the re-attach path: a limiter that finds its file deleted journals the
+/// old file's records before restoring them into a new one; when that waits for the journal,
+/// the acquire is decided at the moment after the wait, not at the stale reading before it.
+#[test]
+fn a_reattach_that_waits_for_the_journal_decides_after_the_wait() {
+    let setup = Setup::new();
+    let limiter = Limiter::builder(&[Rate::new(1, SEC)])
+        .journal(setup.db(), Durability::Periodic(HOUR))
+        .journal_busy_timeout(Duration::from_secs(20))
+        .check_interval(Duration::from_millis(10))
+        .open(setup.path())
+        .unwrap();
+    let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
+    setup.reboot();
+    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(20));
+    // The first admission is restored into the new file, and has left the 1 s window by the
+    // time the journal is free.
+    let second = limiter.try_acquire_stamped(1);
+    let released = release.join().unwrap();
+    let second = second.unwrap().unwrap();
+    assert!(second.timestamp >= released && second.timestamp >= first.timestamp + 1_000_000_000);
+    assert_eq!(limiter.usage().unwrap()[0].used, 1);
+    assert!(limiter.try_acquire(1).is_err());
+}
+
 /// Every SQLite file of the journal at `setup.db()`.
 fn journal_files(setup: &Setup) -> Vec<PathBuf> {
     vec![setup.db()]

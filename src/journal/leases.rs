@@ -58,6 +58,8 @@ impl Leases {
 #[derive(Debug, Clone, Copy)]
 #[must_use]
 pub(crate) struct Ticket {
+    /// The clock, read after every wait of the reservation.
+    pub now: Nanos,
     lease: i64,
     until: Nanos,
     weight: u64,
@@ -89,12 +91,15 @@ impl Journal {
             && self.rules.iter().all(|rule| units(rule) <= rule.limit)
     }
 
-    /// Reserves `weight` (and one request) for an acquire at `now` on `region`, taking a new
-    /// lease if the current one cannot cover it. The new lease is committed to the journal
-    /// before any of it is handed out (this call then waits for SQLite), in one transaction
-    /// with the ring's records not yet journaled and the settlement of the old lease, so that
-    /// a crash never finds more than the current lease unsettled.
-    pub fn reserve(&self, region: &Region, now: Nanos, weight: u64) -> Result<Ticket, String> {
+    /// Reserves `weight` (and one request) for an acquire on `region`, taking a new lease if
+    /// the current one cannot cover it. The new lease is committed to the journal before any
+    /// of it is handed out (this call then waits for SQLite), in one transaction with the
+    /// ring's records not yet journaled and the settlement of the old lease, so that a crash
+    /// never finds more than the current lease unsettled.
+    ///
+    /// The clock is read after each wait (for the leases' lock, for the journal): the
+    /// ticket's `now` is the reading the acquire must use.
+    pub fn reserve(&self, region: &Region, weight: u64) -> Result<Ticket, String> {
         let weight_limit = self
             .rules
             .iter()
@@ -110,6 +115,7 @@ impl Journal {
         let need_weight = if weight_limit.is_some() { weight } else { 0 };
         let need_requests = u64::from(request_limit.is_some());
         let mut leases = lock(&self.leases);
+        let mut now = self.clock.now();
         let covers = |lease: &Lease| {
             now < lease.until
                 && lease.left_weight >= need_weight
@@ -131,6 +137,7 @@ impl Journal {
             }
             let updates = lease_updates(&mut leases, FileKey::of(region.header()));
             let written = self.write(region, &updates, Some(&lease));
+            now = self.clock.now();
             *lock(&self.lease_status) = written.as_ref().err().map(ToString::to_string);
             let id = match written {
                 Ok(Some(id)) => id,
@@ -156,6 +163,7 @@ impl Journal {
         lease.left_requests -= need_requests;
         lease.in_flight += 1;
         Ok(Ticket {
+            now,
             lease: lease.id,
             until: lease.until,
             weight: need_weight,
