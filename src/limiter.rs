@@ -26,7 +26,7 @@ use crate::journal::{self, Journal, JournalConfig};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
 use crate::region::SwapCell;
-use crate::sync::StdAtomicU64;
+use crate::sync::{Ordering, StdAtomicU64};
 
 pub use admin::{remove, reset};
 use attached::Attached;
@@ -226,24 +226,30 @@ impl Limiter {
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
     #[inline]
     fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let now = self.clock.now();
         #[cfg(feature = "journal")]
         if let Some(journal) = &self.strict {
-            return self.try_acquire_leased(journal, now, weight);
+            return self.try_acquire_leased(journal, weight);
         }
-        self.acquire_at(now, weight)
+        self.acquire_at(self.clock.now(), weight)
     }
 
-    /// One acquire at `now`, with no journal lease.
+    /// One acquire at `now` (a clock reading just taken), with no journal lease.
+    ///
+    /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
+    /// after it the clock is read again: an admission is never stamped, nor a retry time
+    /// counted, from a reading older than a wait.
     #[inline(always)]
-    fn acquire_at(&self, now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let mut attached = self.current(now)?;
+    fn acquire_at(&self, mut now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
+        let mut attached = self.current_after_wait(&mut now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
         for _ in 0..4 {
             match attached.try_acquire(now, weight) {
                 Some(result) => return result,
-                None => attached = self.reattach(now)?,
+                None => {
+                    attached = self.reattach(now)?;
+                    now = self.clock.now();
+                }
             }
         }
         Err(attached.denied(
@@ -252,6 +258,19 @@ impl Limiter {
                 reason: format!("{} keeps being reset", self.path.display()),
             },
         ))
+    }
+
+    /// [`Limiter::current`], and a fresh clock reading in `now` if it checked the path (which
+    /// may re-attach: a wait).
+    #[inline(always)]
+    fn current_after_wait(&self, now: &mut Nanos) -> Result<&Attached, Denied> {
+        // Relaxed: only a timer; the file itself is published through the SwapCell.
+        let next = self.next_check.load(Ordering::Relaxed);
+        if *now >= next {
+            self.recheck(*now, next)?;
+            *now = self.clock.now();
+        }
+        Ok(self.attached.get())
     }
 
     /// Every rate's use now, read on one consistent state without consuming anything.

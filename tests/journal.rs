@@ -13,17 +13,21 @@
 //! | `sleep MS` | sleep |
 //! | `ready NAME` | create the signal file `NAME` next to the output |
 //! | `hold` | sleep until killed |
+//! | `stoplocked` | take the write lock of the journal file this process writes to, raise `SIGSTOP` on itself, release the lock once continued |
+//!
+//! The rates are [`rates`] unless [`RATES_ENV`] names others (`10/s,60req/min`).
 //!
 //! Output lines, each one `write` (a killed worker leaves whole lines only):
-//! `A <seq> <timestamp> <weight>` (admitted), `D <reason>` (denied), `S <status>` (the
-//! journal status when the script ends), `E <error>` (open failed).
+//! `A <seq> <timestamp> <weight> <done>` (admitted; `done` is the clock when the call
+//! returned), `D <reason>` (denied), `S <status>` (the journal status when the script ends),
+//! `E <error>` (open failed).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hostlimit::{
@@ -38,6 +42,7 @@ const PATH_ENV: &str = "HOSTLIMIT_JOURNAL_PATH";
 const DB_ENV: &str = "HOSTLIMIT_JOURNAL_DB";
 const MODE_ENV: &str = "HOSTLIMIT_JOURNAL_MODE";
 const OUT_ENV: &str = "HOSTLIMIT_JOURNAL_OUT";
+const RATES_ENV: &str = "HOSTLIMIT_JOURNAL_RATES";
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -66,16 +71,29 @@ fn journal_worker() {
             .write_all(format!("{text}\n").as_bytes())
             .expect("write a line");
     };
-    let limiter = match Limiter::builder(&rates()).journal(&db, mode).open(&path) {
+    let rates: Vec<Rate> = match std::env::var(RATES_ENV) {
+        Ok(text) => text
+            .split(',')
+            .map(|r| r.parse().expect("a rate"))
+            .collect(),
+        Err(_) => rates().to_vec(),
+    };
+    let limiter = match Limiter::builder(&rates).journal(&db, mode).open(&path) {
         Ok(limiter) => limiter,
         Err(e) => return line(format!("E {e}")),
     };
-    let acquire =
-        |weight: u64, line: &mut dyn FnMut(String)| match limiter.try_acquire_stamped(weight) {
-            Ok(Some(stamp)) => line(format!("A {} {} {weight}", stamp.sequence, stamp.timestamp)),
-            Ok(None) => line("A - - 0".into()),
+    let acquire = |weight: u64, line: &mut dyn FnMut(String)| {
+        let result = limiter.try_acquire_stamped(weight);
+        let done = HostClock.now();
+        match result {
+            Ok(Some(stamp)) => line(format!(
+                "A {} {} {weight} {done}",
+                stamp.sequence, stamp.timestamp
+            )),
+            Ok(None) => line(format!("A - - 0 {done}")),
             Err(denied) => line(format!("D {denied}")),
-        };
+        }
+    };
     for step in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
         let words: Vec<&str> = step.split_whitespace().collect();
         let number = |i: usize| words[i].parse::<u64>().expect("a number");
@@ -101,6 +119,15 @@ fn journal_worker() {
             "hold" => loop {
                 std::thread::sleep(Duration::from_secs(1));
             },
+            "stoplocked" => {
+                let holder = Connection::open(journal_file_of(&db)).expect("open the journal");
+                holder
+                    .busy_timeout(Duration::from_secs(30))
+                    .expect("busy timeout");
+                holder.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+                nix::sys::signal::raise(Signal::SIGSTOP).expect("SIGSTOP");
+                holder.execute_batch("COMMIT").expect("release the lock");
+            }
             other => panic!("unknown step {other}"),
         }
     }
@@ -149,8 +176,23 @@ impl Setup {
     }
 
     fn spawn(&self, name: &str, mode: &str, script: &str) -> Worker {
+        self.spawn_with_rates(name, mode, script, None)
+    }
+
+    /// Like [`Setup::spawn`], with other rates than [`rates`] (`10/s,60req/min`).
+    fn spawn_with_rates(
+        &self,
+        name: &str,
+        mode: &str,
+        script: &str,
+        rates: Option<&str>,
+    ) -> Worker {
         let out = self.disk.path().join(format!("{name}.out"));
-        let child = Command::new(std::env::current_exe().expect("test binary"))
+        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        if let Some(rates) = rates {
+            command.env(RATES_ENV, rates);
+        }
+        let child = command
             .args([
                 "--exact",
                 "journal::journal_worker",
@@ -270,6 +312,35 @@ impl Drop for Worker {
         if self.child.try_wait().ok().flatten().is_none() {
             self.kill();
         }
+    }
+}
+
+/// The SQLite file this process journals to, for a journal at `db`.
+fn journal_file_of(db: &Path) -> PathBuf {
+    db.to_path_buf()
+}
+
+/// A wall clock that moves only when told to.
+#[derive(Debug)]
+struct ManualWall {
+    now: AtomicU64,
+}
+
+impl ManualWall {
+    fn new(start: u64) -> Arc<ManualWall> {
+        Arc::new(ManualWall {
+            now: AtomicU64::new(start),
+        })
+    }
+
+    fn advance(&self, by: Duration) {
+        self.now.fetch_add(by.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+impl WallClock for ManualWall {
+    fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
     }
 }
 
@@ -809,4 +880,144 @@ fn many_processes_opening_a_new_journal_at_once_all_succeed() {
             .unwrap();
         assert_eq!(rows, 120, "round {round}");
     }
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Issue 9, item 2: rows of another boot older than the uptime were all restored at one
+/// instant, a history denser than the rates allow, which overflowed the ring: with 10/s and
+/// 1,000,000 per 1000 s (16,384 slots) and 10,000 admissions of a previous boot, every call
+/// was "unavailable" after 6,384 new admissions while both rates had room.
+#[test]
+fn a_previous_boot_restores_without_overflowing_the_ring_or_forgetting_anything() {
+    let setup = Setup::new();
+    let long = Duration::from_secs(1_000);
+    let rates = [Rate::new(10, SEC), Rate::new(1_000_000, long)];
+    let tick = Duration::from_millis(100);
+    // The previous boot: 10,000 admissions at 10/s, journaled.
+    let wall = ManualWall::new(1_700_000_000 * 1_000_000_000);
+    let open = |clock: &Arc<ManualClock>| {
+        Limiter::builder(&rates)
+            .clock(clock.clone())
+            .journal(setup.db(), Durability::Periodic(HOUR))
+            .journal_wall_clock(wall.clone())
+            .open(setup.path())
+            .unwrap()
+    };
+    {
+        let clock = Arc::new(ManualClock::new(5_000 * 1_000_000_000));
+        let limiter = open(&clock);
+        for _ in 0..10_000 {
+            limiter.try_acquire(1).unwrap();
+            clock.advance(tick);
+            wall.advance(tick);
+        }
+        limiter.journal_flush().unwrap();
+    }
+    let changed: usize = journal_files(&setup)
+        .iter()
+        .map(|file| {
+            Connection::open(file)
+                .unwrap()
+                .execute("UPDATE admissions SET clock = '7:another-boot:0'", [])
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(changed, 10_000);
+    setup.reboot();
+    // The machine was down for 30 s; the service starts 60 s after boot.
+    wall.advance(Duration::from_secs(90));
+    let clock = Arc::new(ManualClock::new(60 * 1_000_000_000));
+    let limiter = open(&clock);
+    // The admissions of the last 1000 s (the last one 90 s ago, one every 100 ms): 9,099;
+    // those older than the uptime count as if admitted at the boot, so up to all 10,000.
+    let inside = 9_099;
+    let used = limiter.usage().unwrap()[1].used;
+    assert!(
+        (inside..=10_000).contains(&used),
+        "restored {used}, at least {inside} must count"
+    );
+    // 10/s from now on: every call fits both rates, for longer than the ring's slack.
+    for call in 0..8_000 {
+        clock.advance(tick);
+        if let Err(denied) = limiter.try_acquire(1) {
+            panic!("call {call} denied: {denied}");
+        }
+    }
+    // Still nothing forgotten: the restored weight is in the long window until it expires.
+    assert!(limiter.usage().unwrap()[1].used >= inside + 8_000 - 10);
+}
+
+/// Takes the write lock of the journal file this process writes to, and releases it after
+/// `length` from another thread, which returns the clock reading just before the release.
+fn hold_the_journal_lock(setup: &Setup, length: Duration) -> std::thread::JoinHandle<u64> {
+    let holder = Connection::open(journal_file_of(&setup.db())).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(length);
+        let at = HostClock.now();
+        holder.execute_batch("COMMIT").unwrap();
+        at
+    })
+}
+
+/// Issue 9, item 4: strict mode stamped an admission with a clock reading taken before its
+/// wait for the journal; with the journal locked for 1.5 s, a 1/s limit admitted two calls
+/// 3.8 ms apart.
+#[test]
+fn strict_mode_reads_the_clock_after_waiting_for_the_journal() {
+    let setup = Setup::new();
+    let limiter = Limiter::builder(&[Rate::new(1, SEC)])
+        .journal(setup.db(), Durability::Strict { lease: HOUR })
+        .journal_busy_timeout(Duration::from_secs(20))
+        .open(setup.path())
+        .unwrap();
+    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
+    let released = release.join().unwrap();
+    assert!(
+        first.timestamp >= released,
+        "stamped {:?} before the journal was free",
+        Duration::from_nanos(released - first.timestamp)
+    );
+    // A second call right away is refused, and told to wait what is left of the second.
+    let denied = limiter.try_acquire(1).unwrap_err();
+    let left =
+        Duration::from_nanos((first.timestamp + 1_000_000_000).saturating_sub(HostClock.now()));
+    let retry = denied.retry_after().expect("a retry time");
+    assert!(
+        retry <= SEC && retry + Duration::from_millis(50) >= left,
+        "{retry:?} vs {left:?}"
+    );
+}
+
+/// Issue 9, item 4, on the re-attach path: a limiter that finds its file deleted journals the
+/// old file's records before restoring them into a new one; when that waits for the journal,
+/// the acquire is decided at the moment after the wait, not at the stale reading before it.
+#[test]
+fn a_reattach_that_waits_for_the_journal_decides_after_the_wait() {
+    let setup = Setup::new();
+    let limiter = Limiter::builder(&[Rate::new(1, SEC)])
+        .journal(setup.db(), Durability::Periodic(HOUR))
+        .journal_busy_timeout(Duration::from_secs(20))
+        .check_interval(Duration::from_millis(10))
+        .open(setup.path())
+        .unwrap();
+    let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
+    setup.reboot();
+    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    std::thread::sleep(Duration::from_millis(20));
+    // The first admission is restored into the new file, and has left the 1 s window by the
+    // time the journal is free.
+    let second = limiter.try_acquire_stamped(1);
+    let released = release.join().unwrap();
+    let second = second.unwrap().unwrap();
+    assert!(second.timestamp >= released && second.timestamp >= first.timestamp + 1_000_000_000);
+    assert_eq!(limiter.usage().unwrap()[0].used, 1);
+    assert!(limiter.try_acquire(1).is_err());
+}
+
+/// Every SQLite file of the journal at `setup.db()`.
+fn journal_files(setup: &Setup) -> Vec<PathBuf> {
+    vec![setup.db()]
 }

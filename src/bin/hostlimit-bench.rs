@@ -29,6 +29,15 @@
 //! outside at an arbitrary moment (almost always inside `try_acquire`, which is nearly all of
 //! the loop; e.g. between reading the newest record and the compare-exchange). The table
 //! compares the others' calls per second during the stop with their rate before it.
+//!
+//! **The journal designs** (`--designs strict-journal,periodic-journal`, not in the default
+//! set) are hostlimit with a SQLite journal (`Durability::Strict` with 1 s leases, or
+//! `Durability::Periodic` every second) in `--journal-dir` (default `/var/tmp`, a disk). A
+//! strict-mode process commits a lease to the journal every 1/64 of the request limit (15
+//! calls here), so most of its time is spent in SQLite; a periodic-mode process never calls
+//! SQLite from `try_acquire`. In the stop runs their victim stops itself *while holding the
+//! write lock of the journal file it writes to* (it opens that file, `BEGIN IMMEDIATE`,
+//! raises `SIGSTOP`), which is what a process stopped inside a journal write holds.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +45,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
-use hostlimit::{Clock, HostClock, Limiter, Rate};
+use hostlimit::{Clock, Durability, HostClock, Limiter, Rate};
 use nix::sys::signal::{Signal, kill, raise};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -63,6 +72,9 @@ const RATES_TEXT: &str = "1,000 requests per 10 µs and 10^9 weight per 100 µs 
 /// Time-slice length for the per-process timelines of the stop runs.
 const SLICE_NS: u64 = 10_000_000;
 
+/// The journal a journal design's worker opens (set by the parent).
+const JOURNAL_ENV: &str = "HOSTLIMIT_BENCH_JOURNAL";
+
 /// The designs compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Design {
@@ -72,6 +84,10 @@ enum Design {
     RobustMutex,
     /// The same log behind `flock` on the file.
     Flock,
+    /// hostlimit with a strict-mode SQLite journal (1 s leases).
+    StrictJournal,
+    /// hostlimit with a periodic-mode SQLite journal (flushed every second).
+    PeriodicJournal,
 }
 
 impl Design {
@@ -80,13 +96,21 @@ impl Design {
             Design::Hostlimit => "hostlimit",
             Design::RobustMutex => "robust-mutex",
             Design::Flock => "flock",
+            Design::StrictJournal => "strict-journal",
+            Design::PeriodicJournal => "periodic-journal",
         }
     }
 
     fn from_name(name: &str) -> Option<Design> {
-        [Design::Hostlimit, Design::RobustMutex, Design::Flock]
-            .into_iter()
-            .find(|d| d.name() == name)
+        [
+            Design::Hostlimit,
+            Design::RobustMutex,
+            Design::Flock,
+            Design::StrictJournal,
+            Design::PeriodicJournal,
+        ]
+        .into_iter()
+        .find(|d| d.name() == name)
     }
 
     fn label(self) -> &'static str {
@@ -94,14 +118,43 @@ impl Design {
             Design::Hostlimit => "hostlimit (lock-free)",
             Design::RobustMutex => "robust pthread mutex + log",
             Design::Flock => "flock + log",
+            Design::StrictJournal => "hostlimit, strict journal",
+            Design::PeriodicJournal => "hostlimit, periodic journal",
         }
     }
 
     fn lock_kind(self) -> Option<LockKind> {
         match self {
-            Design::Hostlimit => None,
+            Design::Hostlimit | Design::StrictJournal | Design::PeriodicJournal => None,
             Design::RobustMutex => Some(LockKind::RobustMutex),
             Design::Flock => Some(LockKind::Flock),
+        }
+    }
+
+    /// The journal mode of a journal design.
+    fn durability(self) -> Option<Durability> {
+        match self {
+            Design::StrictJournal => Some(Durability::Strict {
+                lease: Duration::from_secs(1),
+            }),
+            Design::PeriodicJournal => Some(Durability::Periodic(Duration::from_secs(1))),
+            _ => None,
+        }
+    }
+
+    /// Does its victim stop itself while holding a lock (rather than from outside)?
+    fn stops_itself(self) -> bool {
+        self.lock_kind().is_some() || self.durability().is_some()
+    }
+
+    /// How its victim is stopped, for the table.
+    fn how_stopped(self) -> &'static str {
+        if self.lock_kind().is_some() {
+            "raised SIGSTOP on itself while holding the lock"
+        } else if self.durability().is_some() {
+            "raised SIGSTOP on itself while holding its journal's write lock"
+        } else {
+            "SIGSTOP from outside, at any instruction"
         }
     }
 }
@@ -135,6 +188,9 @@ struct Args {
     /// Directory for the limiter files (a tmpfs).
     #[arg(long, default_value = "/dev/shm")]
     dir: PathBuf,
+    /// Directory for the journal designs' journals (a disk).
+    #[arg(long, default_value = "/var/tmp")]
+    journal_dir: PathBuf,
     /// Also write the figures as `key value` lines to this file (for benches/report.sh).
     #[arg(long)]
     summary: Option<PathBuf>,
@@ -319,6 +375,7 @@ fn worker(args: &[String]) {
         std::process::exit(2);
     };
     let stats = match design.lock_kind() {
+        None if design.durability().is_some() => journal_worker(design, &path, start, end, stop_at),
         None => {
             let limiter = Limiter::open(&path, &rates()).expect("open the limiter");
             hammer(
@@ -346,6 +403,56 @@ fn worker(args: &[String]) {
         }
     };
     print!("{}", stats.encode());
+}
+
+/// A journal design's worker: hostlimit with the journal the parent named. With STOP_AT > 0,
+/// a second thread takes the write lock of the journal file this process writes to at
+/// STOP_AT (waiting its turn, as a journal write would) and raises `SIGSTOP`, which stops the
+/// whole process holding it; the calling thread may be anywhere, even waiting for SQLite.
+#[cfg(feature = "journal")]
+fn journal_worker(design: Design, path: &Path, start: u64, end: u64, stop_at: u64) -> Stats {
+    let journal = PathBuf::from(std::env::var_os(JOURNAL_ENV).expect(JOURNAL_ENV));
+    let durability = design.durability().expect("a journal design");
+    let limiter = Limiter::builder(&rates())
+        .journal(&journal, durability)
+        .open(path)
+        .expect("open the limiter with its journal");
+    if stop_at > 0 {
+        let file = journal_file(&limiter, &journal);
+        std::thread::spawn(move || {
+            sleep_until(stop_at);
+            let holder = rusqlite::Connection::open(&file).expect("open the journal");
+            holder
+                .busy_timeout(Duration::from_secs(60))
+                .expect("set a busy timeout");
+            holder
+                .execute_batch("BEGIN IMMEDIATE")
+                .expect("the write lock");
+            raise(Signal::SIGSTOP).expect("raise SIGSTOP");
+            holder
+                .execute_batch("COMMIT")
+                .expect("release the write lock");
+        });
+    }
+    hammer(
+        start,
+        end,
+        u64::MAX,
+        || limiter.try_acquire(1).is_ok(),
+        || {},
+    )
+}
+
+/// The SQLite file `limiter` journals to.
+#[cfg(feature = "journal")]
+fn journal_file(_limiter: &Limiter, journal: &Path) -> PathBuf {
+    journal.to_path_buf()
+}
+
+#[cfg(not(feature = "journal"))]
+fn journal_worker(_: Design, _: &Path, _: u64, _: u64, _: u64) -> Stats {
+    eprintln!("hostlimit-bench was built without the journal feature");
+    std::process::exit(2);
 }
 
 /// The measuring loop: `call` until `end`, one clock read per call.
@@ -404,15 +511,22 @@ struct Stop {
     length: u64,
 }
 
+/// Where a case's files go: the limiter files (a tmpfs), the journals (a disk).
+struct Dirs {
+    shm: PathBuf,
+    journal: PathBuf,
+}
+
 fn spawn_worker(
     exe: &Path,
     design: Design,
-    path: &Path,
+    (path, journal): (&Path, &Path),
     start: u64,
     end: u64,
     stop_at: u64,
 ) -> std::io::Result<Child> {
     Command::new(exe)
+        .env(JOURNAL_ENV, journal)
         .arg("worker")
         .arg(design.name())
         .arg(path)
@@ -422,18 +536,20 @@ fn spawn_worker(
 }
 
 fn run_case(
-    dir: &Path,
+    dirs: &Dirs,
     design: Design,
     processes: usize,
     seconds: f64,
     stop: Option<Stop>,
 ) -> Result<Case, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let path = dir.join(format!(
+    let name = format!(
         "{}-{processes}{}",
         design.name(),
         if stop.is_some() { "-stop" } else { "" }
-    ));
+    );
+    let path = dirs.shm.join(&name);
+    let journal = dirs.journal.join(format!("{name}.journal"));
     let _ = std::fs::remove_file(&path);
     match design.lock_kind() {
         None => drop(Limiter::open(&path, &rates()).map_err(|e| e.to_string())?),
@@ -448,10 +564,10 @@ fn run_case(
     let mut children = Vec::with_capacity(processes);
     for index in 0..processes {
         let stop_at = match stop {
-            Some(stop) if index == 0 && design.lock_kind().is_some() => start + stop.after,
+            Some(stop) if index == 0 && design.stops_itself() => start + stop.after,
             _ => 0,
         };
-        let child = spawn_worker(&exe, design, &path, start, end, stop_at)
+        let child = spawn_worker(&exe, design, (&path, &journal), start, end, stop_at)
             .map_err(|e| format!("spawn {}: {e}", exe.display()))?;
         children.push(child);
     }
@@ -459,8 +575,8 @@ fn run_case(
         Some(stop) => Some(stop_victim(
             &children[0],
             design,
-            start + stop.after,
-            stop.length,
+            (start + stop.after, stop.length),
+            end,
         )?),
         None => None,
     };
@@ -478,6 +594,7 @@ fn run_case(
         per_process.push(Stats::decode(&text).ok_or("unreadable worker output")?);
     }
     let _ = std::fs::remove_file(&path);
+    remove_journal(&journal);
     let mut total = Stats::new(1);
     for stats in &per_process {
         total.merge(stats);
@@ -493,11 +610,26 @@ fn run_case(
     })
 }
 
+/// Removes a journal (a file with its `-wal` and `-shm`, or a directory).
+fn remove_journal(journal: &Path) {
+    let _ = std::fs::remove_dir_all(journal);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = journal.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(name));
+    }
+}
+
 /// Stops the victim at `at` for `length` ns; returns when it was stopped and continued.
-fn stop_victim(victim: &Child, design: Design, at: u64, length: u64) -> Result<(u64, u64), String> {
+fn stop_victim(
+    victim: &Child,
+    design: Design,
+    (at, length): (u64, u64),
+    end: u64,
+) -> Result<(u64, u64), String> {
     let pid = Pid::from_raw(victim.id() as i32);
     sleep_until(at);
-    if design.lock_kind().is_none() {
+    if !design.stops_itself() {
         kill(pid, Signal::SIGSTOP).map_err(|e| format!("SIGSTOP: {e}"))?;
     }
     // A lock design's victim stops itself once it holds the lock.
@@ -506,6 +638,16 @@ fn stop_victim(victim: &Child, design: Design, at: u64, length: u64) -> Result<(
         other => return Err(format!("the stopped worker: {other:?}")),
     }
     let t_stop = now();
+    if t_stop + length > end {
+        let _ = kill(pid, Signal::SIGCONT);
+        return Err(format!(
+            "the {} victim stopped {:.2} s late, too late to measure a {:.2} s stop; run again \
+             on a quieter machine",
+            design.name(),
+            t_stop.saturating_sub(at) as f64 / 1e9,
+            length as f64 / 1e9
+        ));
+    }
     sleep_until(t_stop + length);
     let t_cont = now();
     kill(pid, Signal::SIGCONT).map_err(|e| format!("SIGCONT: {e}"))?;
@@ -518,6 +660,7 @@ fn stop_result(per_process: &[Stats], start: u64, t_stop: u64, t_cont: u64) -> S
     // Slices wholly inside [from, to), and their calls per second.
     let rate = |from: u64, to: u64| {
         let first = (from.saturating_sub(start)).div_ceil(SLICE_NS) as usize;
+        let first = first.min(others.iter().map(|s| s.slices.len()).min().unwrap_or(0));
         let last = (to.saturating_sub(start) / SLICE_NS) as usize;
         if last <= first {
             return 0.0;
@@ -581,16 +724,21 @@ fn run(args: &Args) -> Result<(), String> {
     if args.processes.is_empty() || args.processes.contains(&0) || args.duration <= 0.0 {
         return Err("process counts must be positive, and the duration too".into());
     }
-    let dir = args
-        .dir
-        .join(format!("hostlimit-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let result = run_in(args, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    let name = format!("hostlimit-bench-{}", std::process::id());
+    let dirs = Dirs {
+        shm: args.dir.join(&name),
+        journal: args.journal_dir.join(&name),
+    };
+    for dir in [&dirs.shm, &dirs.journal] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let result = run_in(args, &dirs);
+    let _ = std::fs::remove_dir_all(&dirs.shm);
+    let _ = std::fs::remove_dir_all(&dirs.journal);
     result
 }
 
-fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
+fn run_in(args: &Args, dirs: &Dirs) -> Result<(), String> {
     let mut summary = String::new();
     let mut out = String::new();
     eprintln!("machine: {}", machine());
@@ -600,7 +748,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
         for &processes in &args.processes {
             for &design in &args.designs {
                 eprintln!("round {round}: {} × {processes} ...", design.name());
-                let case = run_case(dir, design, processes, args.duration, None)?;
+                let case = run_case(dirs, design, processes, args.duration, None)?;
                 if round == 1 {
                     cases.push(case);
                 } else if case.total.calls > cases[index].total.calls {
@@ -668,7 +816,8 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
             after: 1_000_000_000,
             length: (args.stop * 1e9) as u64,
         };
-        let seconds = 1.0 + args.stop + 1.0;
+        // A second after the stop, and one more for a victim that has to wait for a lock.
+        let seconds = 1.0 + args.stop + 2.0;
         let mut stops = Vec::new();
         for &design in &args.designs {
             eprintln!(
@@ -677,7 +826,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
                 args.stop_processes
             );
             stops.push(run_case(
-                dir,
+                dirs,
                 design,
                 args.stop_processes,
                 seconds,
@@ -700,10 +849,7 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
             } else {
                 0.0
             };
-            let how = match case.design.lock_kind() {
-                None => "SIGSTOP from outside, at any instruction",
-                Some(_) => "raised SIGSTOP on itself while holding the lock",
-            };
+            let how = case.design.how_stopped();
             let _ = writeln!(
                 out,
                 "| {} | {how} | {} | {} | {:.0} % | {} |",
@@ -722,6 +868,17 @@ fn run_in(args: &Args, dir: &Path) -> Result<(), String> {
                 result.during,
                 result.stopped_for
             );
+        }
+        for case in &stops {
+            if case.total.admitted != case.total.calls {
+                let _ = writeln!(
+                    out,
+                    "\n(note: {}: {} of {} calls were denied)",
+                    case.design.label(),
+                    case.total.calls - case.total.admitted,
+                    case.total.calls
+                );
+            }
         }
     }
     print!("{out}");

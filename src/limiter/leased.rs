@@ -1,6 +1,5 @@
 //! Strict journal mode: every admission is covered by a journal lease taken before it.
 
-use crate::clock::Nanos;
 use crate::error::{DenialKind, Denied};
 use crate::journal::{self, Journal};
 use crate::region::{Region, SwapCell};
@@ -11,19 +10,23 @@ use super::{Limiter, Stamp};
 impl Limiter {
     /// An acquire in strict journal mode: reserve out of a lease (taking a new one from the
     /// journal if needed, before anything is admitted), admit, then account for it.
+    ///
+    /// Every step that can wait (the path check, which may re-attach; the lease, which may
+    /// write the journal; a re-attach after a reset) is followed by a fresh clock reading, so
+    /// the admission is stamped, and a denial's retry time counted, from after the wait.
     #[inline(never)]
     pub(super) fn try_acquire_leased(
         &self,
         journal: &Journal,
-        now: Nanos,
         weight: u64,
     ) -> Result<Option<Stamp>, Denied> {
+        let mut now = self.clock.now();
         if !journal.needs_lease(weight) {
             return self.acquire_at(now, weight);
         }
-        let mut attached = self.current(now)?;
+        let mut attached = self.current_after_wait(&mut now)?;
         let ticket = journal
-            .reserve(&attached.region, now, weight)
+            .reserve(&attached.region, weight)
             .map_err(|reason| {
                 attached.denied(
                     usize::MAX,
@@ -32,6 +35,7 @@ impl Limiter {
                     },
                 )
             })?;
+        now = ticket.now;
         let mut result = None;
         for _ in 0..4 {
             match attached.try_acquire(now, weight) {
@@ -40,7 +44,10 @@ impl Limiter {
                     break;
                 }
                 None => match self.reattach(now) {
-                    Ok(fresh) => attached = fresh,
+                    Ok(fresh) => {
+                        attached = fresh;
+                        now = self.clock.now();
+                    }
                     Err(denied) => {
                         let _ = journal.finish(ticket, None);
                         return Err(denied);
