@@ -146,6 +146,18 @@ pub struct PyLimiter {
     shared: Arc<Shared>,
 }
 
+impl Drop for PyLimiter {
+    fn drop(&mut self) {
+        let old = self.shared.current.swap(None);
+        if old.is_some() {
+            // Dropping a core limiter with a journal joins its thread: not while holding the
+            // GIL. (During interpreter shutdown the closure is not called and `old` is simply
+            // dropped with it.)
+            Python::try_attach(move |py| py.detach(move || drop(old)));
+        }
+    }
+}
+
 /// A weight from Python: an int >= 0.
 fn weight_of(weight: i64) -> PyResult<u64> {
     u64::try_from(weight).map_err(|_| value_error(format!("weight must be >= 0, got {weight}")))

@@ -98,6 +98,21 @@ def test_close_and_the_context_manager(limiter_dir: Path) -> None:
     lim.close()  # twice is harmless
 
 
+def test_dropping_a_journaled_limiter_stops_its_thread(limiter_dir: Path) -> None:
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    before = threads()
+    lim = hostlimit.Limiter.open(limiter_dir / "l", "5/s", journal=limiter_dir / "j.sqlite")
+    assert lim.try_acquire() and threads() == before + 1
+    del lim
+    assert threads() == before
+    again = hostlimit.Limiter.open(limiter_dir / "l", "5/s", journal=limiter_dir / "j.sqlite")
+    assert again.usage()[0].used == 1
+    again.close()
+    assert threads() == before
+
+
 def test_the_decorator_computes_the_weight_from_the_call(limiter_dir: Path) -> None:
     lim = hostlimit.Limiter.open(limiter_dir / "l", ["10req/min", "100tok/min"])
 

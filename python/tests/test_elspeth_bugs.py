@@ -21,7 +21,7 @@ def test_per_second_and_per_minute_in_two_processes_leak_nothing(limiter_dir: Pa
     db = str(limiter_dir / "rates.db")
     context = multiprocessing.get_context("spawn")
     with context.Pool(2) as pool:
-        start = now_ns() + int(1.0e9)
+        start = now_ns() + int(2.0e9)
         outputs = pool.starmap(workers.elspeth_hammer, [("svc", db, start, 3.5)] * 2)
     calls = sorted((c for out in outputs for c in out), key=lambda c: c[0])
     admitted = [c for c in calls if c[2]]

@@ -41,7 +41,7 @@ def test_processes_hammering_two_rates_never_exceed_a_window_nor_deny_falsely(
         # The children use the limiter exactly as they inherited it.
         workers.INHERITED = limiter
     with context.Pool(WORKERS) as pool:
-        start = now_ns() + int(1.0e9)
+        start = now_ns() + int(2.0e9)
         if method == "fork":
             jobs = [(start, 2.5, weights, 0.002)] * WORKERS
             outputs = pool.starmap(workers.hammer_inherited, jobs)

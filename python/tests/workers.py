@@ -11,9 +11,12 @@ import hostlimit
 from checks import attempt, now_ns
 
 
-def wait_until(start_ns: int) -> None:
+def wait_until(start_ns: int) -> int:
+    """Waits for ``start_ns``; returns when this worker starts: then, or now if it came late
+    (a slow start on a loaded machine), so that every worker runs for its whole time."""
     while now_ns() < start_ns:
         time.sleep(min(0.01, max(0.0, (start_ns - now_ns()) / 1e9)))
+    return max(start_ns, now_ns())
 
 
 def hammer(
@@ -24,9 +27,9 @@ def hammer(
     pause: float,
 ) -> List[Tuple[bool, Tuple[int, ...]]]:
     """From ``start_ns``, calls try_acquire with the weights in turn for ``seconds``."""
-    wait_until(start_ns)
+    begin = wait_until(start_ns)
     results = []
-    end = start_ns + int(seconds * 1e9)
+    end = begin + int(seconds * 1e9)
     i = 0
     while now_ns() < end:
         results.append(attempt(limiter, weights[i % len(weights)]))
@@ -79,9 +82,9 @@ def elspeth_hammer(
     limiter = RateLimiter(
         name, requests_per_second=5, requests_per_minute=12, persistence_path=persistence_path
     )
-    wait_until(start_ns)
+    begin = wait_until(start_ns)
     calls = []
-    end = start_ns + int(seconds * 1e9)
+    end = begin + int(seconds * 1e9)
     while now_ns() < end:
         before = now_ns()
         ok = limiter.try_acquire()
