@@ -31,7 +31,9 @@ fn bench(c: &mut Criterion) {
     let open = |name: &str, durability: Option<Durability>| {
         let builder = Limiter::builder(&rates());
         let builder = match durability {
-            Some(durability) => builder.journal(disk.path().join(format!("{name}.db")), durability),
+            Some(durability) => {
+                builder.journal(disk.path().join(format!("{name}.journal")), durability)
+            }
             None => builder,
         };
         builder.open(shm.path().join(name)).unwrap()

@@ -81,7 +81,7 @@ pub enum Error {
     /// open the limiter again without `.journal(...)`; to start a new history, move the
     /// journal file away.
     Journal {
-        /// The journal file.
+        /// The journal directory.
         path: PathBuf,
         /// What is wrong.
         reason: String,
@@ -187,7 +187,7 @@ impl fmt::Display for Error {
             Error::Journal { path, reason } => write!(
                 f,
                 "{}: unusable limiter journal: {reason}; open the limiter without a journal to \
-                 go on without it, or move the file away to start a new one",
+                 go on without it, or move the journal away to start a new one",
                 path.display()
             ),
             Error::Io { path, op, source } => write!(f, "{}: {op}: {source}", path.display()),

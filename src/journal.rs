@@ -1,11 +1,11 @@
 //! The SQLite journal: quotas that survive a reboot, kept off the hot path.
 //!
 //! The shared file lives on a tmpfs and is gone after a reboot; a limiter opened with
-//! [`Builder::journal`](crate::Builder::journal) also writes its admissions to a SQLite
-//! database on disk. When a limiter has to *create* the shared file (after a reboot, or after
-//! the file was deleted), it first reads the journal and starts the new file's ring with the
-//! admissions that are still inside the longest window, so what was left before the restart
-//! is what is left after it: nothing more, plus only what expired meanwhile.
+//! [`Builder::journal`](crate::Builder::journal) also writes its admissions to SQLite on disk,
+//! in a journal directory. When a limiter has to *create* the shared file (after a reboot, or
+//! after the file was deleted), it first reads the journal and starts the new file's ring
+//! with the admissions that are still inside the longest window, so what was left before the
+//! restart is what is left after it: nothing more, plus only what expired meanwhile.
 //!
 //! # Durability modes
 //!
@@ -33,7 +33,27 @@
 //! process (once per interval); strict mode's guarantee covers the strict processes' own
 //! admissions.
 //!
-//! # The database (schema version [`SCHEMA_VERSION`])
+//! # One database per process (schema version [`SCHEMA_VERSION`])
+//!
+//! The journal is a directory, and every process (every open journal) writes a SQLite
+//! database of its own in it, `PID-TAG.sqlite`
+//! ([`Limiter::journal_file`](crate::Limiter::journal_file)), holding an
+//! exclusive `flock` on `PID-TAG.lock` while it has it open. No process ever waits for
+//! another's write lock, so one that is stopped (`SIGSTOP`) or killed anywhere, even inside a
+//! journal write, delays nobody's journal writes: in strict mode, nobody's leases, so nobody's
+//! `try_acquire` (behind one shared database's lock, as in schema version 1, the others
+//! waited for it and were then denied).
+//! Readers read every database: opening a journal checks them all, and restoring reads them
+//! all. SQLite's WAL mode lets a reader read what a writer committed without waiting for it,
+//! with one exception: a process stopped in the instant it switches its new database to WAL
+//! mode (when it opens the journal) holds a lock that reading that database waits for, up to
+//! the busy timeout; an open or a restore that meets it then fails with a clear error (a
+//! restore inside `try_acquire`, after the shared file was deleted or replaced, is then an
+//! [`Unavailable`](crate::DenialKind::Unavailable) denial).
+//!
+//! A database whose lock is free has no live writer; the next compaction of any process
+//! copies what it still holds inside the window into its own database and deletes it, so a
+//! directory holds about one database per live process.
 //!
 //! ```sql
 //! meta(key TEXT PRIMARY KEY, value TEXT)      -- schema_version, rates
@@ -41,29 +61,31 @@
 //!            weight INTEGER, PRIMARY KEY(file_id, seq, boot_ns))
 //! leases(id INTEGER PRIMARY KEY AUTOINCREMENT, clock TEXT, until_boot_ns INTEGER,
 //!        until_wall_ns INTEGER, weight INTEGER, requests INTEGER, used_weight INTEGER,
-//!        used_requests INTEGER, settled INTEGER, pid INTEGER)
+//!        used_requests INTEGER, settled INTEGER, pid INTEGER, origin TEXT, origin_id INTEGER,
+//!        UNIQUE(origin, origin_id))
 //! ```
 //!
 //! * `file_id` names the shared file's incarnation (`created_wall_ns-creator_pid-created_clock_ns`
 //!   from its header), `seq` the record's sequence number in it; with `boot_ns` (the recorded
-//!   timestamp) they identify an admission, so rows are written with `INSERT OR IGNORE` and
-//!   no admission is ever journaled twice, however many processes write it.
+//!   timestamp) they identify an admission. A word of the shared file (`journaled`, see
+//!   `layout.rs`) holds the newest record known to be journaled, so that of several processes
+//!   only one writes each record; a race makes two of them write the same row, each in its own
+//!   database, and a restore counts it once.
 //! * `clock` is the clock `boot_ns` comes from: clock id, boot id and time namespace, as
 //!   `7:BOOT-ID:NAMESPACE` for `CLOCK_BOOTTIME`. `wall_ns` is the same instant on the wall
 //!   clock (ns since the Unix epoch), for restoring in another boot.
-//! * A journal belongs to one set of rates (`meta.rates`); opening it with others is an
-//!   [`Error::Journal`] naming both.
+//! * A lease copied out of a dead process's database keeps where it was taken: `origin` (that
+//!   database's `PID-TAG`) and `origin_id` (its id there), empty for a lease of this database;
+//!   a lease copied twice (a crash between the copy and the delete) counts once.
+//! * A journal belongs to one set of rates (`meta.rates` of every database); opening it with
+//!   others is an [`Error::Journal`] naming both.
 //!
-//! # Many processes, one journal
-//!
-//! The database is in WAL mode: readers never wait. Every write is one `BEGIN IMMEDIATE`
-//! transaction, so SQLite's own write lock makes exactly one writer at a time; a busy timeout
-//! (default 5 s) bounds the wait, after which the write fails with a clear error. In
-//! periodic mode only the background thread writes, so `try_acquire` never waits for the
-//! lock. A word of the shared file (`journaled`, see `layout.rs`) holds the newest record
-//! known to be in the journal, so that of several processes only one writes each record; a
-//! race only makes two of them write the same rows, which `INSERT OR IGNORE` drops. Every
-//! process of a limiter that journals must use the same journal file (they share that word).
+//! Every write is one `BEGIN IMMEDIATE` transaction on the process's own database; threads of
+//! one process take turns. A busy timeout (default 5 s) bounds a wait for an outside
+//! connection (a `sqlite3` shell, say), after which the write fails with a clear error. In
+//! periodic mode only the background thread writes, so `try_acquire` never waits for SQLite.
+//! Every process of a limiter that journals must use the same journal directory (they share
+//! the `journaled` word), and be able to read and write every database in it.
 //!
 //! # Restoring
 //!
@@ -94,22 +116,26 @@
 //! then not applied. Open every process with the journal.
 //!
 //! [`reset`](crate::reset) and [`remove`](crate::remove) do not touch journals: a journal
-//! restores its history at the next creation. Delete the journal file too to forget it.
+//! restores its history at the next creation. Delete the journal directory too to forget it.
 //!
 //! # Compaction
 //!
-//! The background thread deletes, once a minute, admissions and leases that have left the
-//! longest window (plus a minute), and settled leases.
+//! The background thread deletes from its own database, once a minute, admissions and leases
+//! that have left the longest window (plus a minute), and settled leases; then it folds in
+//! the databases without a live writer (their rows still inside that window) and deletes
+//! them.
 //!
 //! # Failures
 //!
-//! A journal that cannot be opened (not a database, corrupt, another schema version, other
-//! rates, locked for longer than the busy timeout, not writable) is an [`Error::Journal`]
+//! A journal that cannot be opened (a file where the directory should be, a database in it
+//! that is not one, corrupt, of another schema version or other rates, locked for longer
+//! than the busy timeout, not writable) is an [`Error::Journal`]
 //! when the limiter is opened; nothing falls back silently. A write that fails later is kept:
 //! [`Limiter::journal_status`](crate::Limiter::journal_status) reports it until a write
 //! succeeds again, and in strict mode a lease that cannot be written makes `try_acquire`
 //! return a [`DenialKind::Unavailable`](crate::DenialKind::Unavailable) denial.
 
+mod files;
 mod flusher;
 mod leases;
 mod restore;
@@ -120,7 +146,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 
@@ -131,12 +157,16 @@ use crate::protocol::Rule;
 use crate::region::Region;
 use crate::sync::StdAtomicU64;
 
+use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
-use schema::{clock_text, describe, ensure_schema, rates_text, retry_busy};
+use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
 
 /// The journal schema this library reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 1 was a single database shared by every process; version 2 is a directory of one
+/// database per process, and a version-1 file where the directory should be is refused.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The busy timeout unless [`Builder::journal_busy_timeout`](crate::Builder::journal_busy_timeout)
 /// says otherwise.
@@ -240,8 +270,13 @@ impl FileKey {
 
 /// An open journal: the connection, the leases (strict mode) and the last failure.
 pub(crate) struct Journal {
+    /// The journal directory.
     path: PathBuf,
+    /// This journal's own database (declared before `dir`: closed before its lock is let go).
     conn: Mutex<Connection>,
+    dir: Directory,
+    /// The text of the rates, as every database of the directory records it.
+    rates_text: String,
     durability: Durability,
     wall: Arc<dyn WallClock>,
     clock: Arc<dyn Clock>,
@@ -268,7 +303,15 @@ impl fmt::Debug for Journal {
     }
 }
 
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// A database's file name, for messages.
+fn name(database: &Path) -> String {
+    database.file_name().map_or_else(
+        || database.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -283,8 +326,9 @@ pub(super) fn unsql(value: i64) -> u64 {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal for `rules`, and checks it: a SQLite database,
-    /// in WAL mode, with our schema version and these rates, passing `PRAGMA quick_check`.
+    /// Opens (creating if needed) the journal directory for `rules`, checks every database in
+    /// it (a journal of our schema version and these rates, passing `PRAGMA quick_check`), and
+    /// creates this journal's own database (WAL mode).
     pub fn open(
         path: &Path,
         durability: Durability,
@@ -302,44 +346,32 @@ impl Journal {
                 "the lease or flush interval must be at least 1 ms".into(),
             ));
         }
-        let failed = |step: &'static str| {
-            move |e: rusqlite::Error| {
-                journal_error(format!("{step}: {}", describe(&e, config.busy_timeout)))
-            }
-        };
-        let mut conn = Connection::open(path).map_err(failed("open"))?;
-        conn.busy_timeout(config.busy_timeout)
-            .map_err(failed("open"))?;
-        // Switching a new database to WAL needs an exclusive lock; of several processes doing
-        // it at once, SQLite answers some "busy" at once, without waiting (it would be a
-        // deadlock): those try again, until the busy timeout.
-        let deadline = Instant::now() + config.busy_timeout;
-        let mode: String = retry_busy(deadline, || {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        })
-        .map_err(failed("switch to WAL mode"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(journal_error(format!(
-                "cannot use WAL mode on this file system (journal mode stays {mode:?})"
-            )));
-        }
-        // FULL in both modes: a commit survives a power cut, so "at most the last interval"
-        // holds across a reboot too. Periodic mode commits once per interval.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(failed("set synchronous=FULL"))?;
+        let dir = Directory::open(path).map_err(journal_error)?;
         let ours = rates_text(rules);
-        retry_busy(deadline, || ensure_schema(&mut conn, &ours))
-            .map_err(failed("read or create the schema"))?
-            .map_err(journal_error)?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |row| row.get(0))
-            .map_err(failed("check the database"))?;
-        if check != "ok" {
-            return Err(journal_error(format!("corrupt database: {check}")));
+        // Every restore reads every database of the directory: each must be a journal of
+        // ours (or still empty), and readable.
+        let databases = dir
+            .databases()
+            .map_err(|e| journal_error(format!("cannot list the directory: {e}")))?;
+        for database in databases {
+            let named = |reason: String| journal_error(format!("{}: {reason}", name(&database)));
+            match open_other(&database, config.busy_timeout)
+                .and_then(|conn| check(&conn, &ours, true))
+            {
+                Ok(Kind::Ours | Kind::Empty) => {}
+                Ok(Kind::Foreign(reason)) => return Err(named(reason)),
+                // Merged into another database and removed meanwhile.
+                Err(_) if !database.exists() => {}
+                Err(e) => return Err(named(describe(&e, config.busy_timeout))),
+            }
         }
+        let conn = create_own(dir.own(), config.busy_timeout, &ours)
+            .map_err(|reason| journal_error(format!("{}: {reason}", name(dir.own()))))?;
         Ok(Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            dir,
+            rates_text: ours,
             durability,
             wall: config.wall.clone(),
             clock,
@@ -361,6 +393,11 @@ impl Journal {
             path: self.path.clone(),
             reason: describe(e, self.busy_timeout),
         }
+    }
+
+    /// This journal's own database, the only one it writes.
+    pub fn file(&self) -> &Path {
+        self.dir.own()
     }
 
     /// True in strict mode: `try_acquire` goes through [`Journal::reserve`].

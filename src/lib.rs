@@ -4,7 +4,8 @@
 //! server: "10 per second AND 600 per minute", or "60 requests AND 90,000 tokens per minute".
 //! An acquire checks every rate and commits to all of them or to none, in one atomic step
 //! (a 128-bit compare-exchange in the shared mapping). A process killed or stopped at any
-//! instruction never blocks the others and never leaks or invents capacity.
+//! instruction never blocks the others and never leaks or invents capacity (with a
+//! [`journal`] too; what a crash costs or forgets across a restart is said there).
 //!
 //! ```
 //! use std::time::Duration;
@@ -28,10 +29,14 @@
 //!
 //! * **Exact sliding windows.** Each admission is recorded with a timestamp; for every rate
 //!   and every instant `t`, the weight recorded in `(t - window, t]` never exceeds the limit.
-//!   No buckets, no background cleaner, no pre-check apart from the commit.
+//!   No buckets, no background cleaner, no pre-check apart from the commit. (A ring restored
+//!   from a [`journal`] can hold more than a limit in windows before the restore, never less
+//!   than the journal.)
 //! * **All or nothing.** An acquire commits to every rate or to none; a denial changes nothing.
 //! * **No false denial.** A request is denied only if, at the moment it took effect, some
-//!   rate could not take it.
+//!   rate could not take it, or the limiter is unavailable
+//!   ([`DenialKind::Unavailable`]: a garbage file, or in strict [`journal`] mode a lease that
+//!   cannot be written).
 //! * **Recorded timestamps.** A process can be preempted between reading the clock and
 //!   committing. An admission is recorded with `max(its clock reading, the previous
 //!   admission's timestamp)`: timestamps never decrease along the log, and each lies between

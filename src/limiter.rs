@@ -341,6 +341,14 @@ impl Limiter {
             .map_or(Ok(()), |handle| handle.journal().status())
     }
 
+    /// The SQLite database this limiter journals to: its own, in the journal directory given
+    /// to [`Builder::journal`] (every process, every open journal, writes one of its own;
+    /// see [`journal`](crate::journal)). `None` without a journal.
+    #[cfg(feature = "journal")]
+    pub fn journal_file(&self) -> Option<&Path> {
+        self.journal.as_ref().map(|handle| handle.journal().file())
+    }
+
     /// Journals now, synchronously, every admission the shared ring holds that the journal
     /// does not, and the use of this process's leases; settles the leases that are done.
     /// The background thread does the same once per interval. Without a journal, does

@@ -22,6 +22,7 @@
 //! returned), `D <reason>` (denied), `S <status>` (the journal status when the script ends),
 //! `E <error>` (open failed).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,7 +121,8 @@ fn journal_worker() {
                 std::thread::sleep(Duration::from_secs(1));
             },
             "stoplocked" => {
-                let holder = Connection::open(journal_file_of(&db)).expect("open the journal");
+                let file = limiter.journal_file().expect("a journal");
+                let holder = Connection::open(file).expect("open the journal");
                 holder
                     .busy_timeout(Duration::from_secs(30))
                     .expect("busy timeout");
@@ -251,8 +253,81 @@ impl Setup {
             .expect("reopen with the journal")
     }
 
-    fn sql(&self) -> Connection {
-        Connection::open(self.db()).expect("open the journal")
+    /// Every database of the journal directory, opened.
+    fn databases(&self) -> Vec<Connection> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.db())
+            .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "sqlite"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| Connection::open(p).expect("open a journal database"))
+            .collect()
+    }
+
+    /// Runs `sql` on every database of the journal; the rows it changed, in all.
+    fn execute_everywhere(&self, sql: &str) -> usize {
+        self.databases()
+            .iter()
+            .map(|db| db.execute(sql, []).unwrap())
+            .sum()
+    }
+
+    /// Every admission journaled, in any database, each once: (file_id, seq, boot_ns, weight).
+    fn journaled(&self) -> BTreeSet<(String, u32, u64, u64)> {
+        let mut rows = BTreeSet::new();
+        for db in self.databases() {
+            let mut query = db
+                .prepare("SELECT file_id, seq, boot_ns, weight FROM admissions")
+                .unwrap();
+            let found = query
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)? as u32,
+                        r.get::<_, i64>(2)? as u64,
+                        r.get::<_, i64>(3)? as u64,
+                    ))
+                })
+                .unwrap();
+            rows.extend(found.map(Result::unwrap));
+        }
+        rows
+    }
+
+    /// Unsettled leases' remainders, each lease once (wherever it was copied): (weight,
+    /// requests) each.
+    fn unsettled(&self) -> Vec<(u64, u64)> {
+        let mut leases = BTreeMap::new();
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(self.db())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sqlite"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let db = Connection::open(&path).unwrap();
+            let mut query = db
+                .prepare(
+                    "SELECT CASE WHEN origin = '' THEN ?1 ELSE origin END, \
+                     CASE WHEN origin = '' THEN id ELSE origin_id END, \
+                     weight - used_weight, requests - used_requests FROM leases \
+                     WHERE settled = 0",
+                )
+                .unwrap();
+            let found = query
+                .query_map([&stem], |r| {
+                    Ok((
+                        (r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
+                        (r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64),
+                    ))
+                })
+                .unwrap();
+            leases.extend(found.map(Result::unwrap));
+        }
+        leases.into_values().collect()
     }
 }
 
@@ -297,6 +372,28 @@ impl Worker {
             .collect()
     }
 
+    /// When each call that was admitted returned (clock ns), in order.
+    fn done_times(&self) -> Vec<u64> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("A "))
+            .map(|rest| rest.split(' ').nth(3).unwrap().parse().unwrap())
+            .collect()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Is it stopped (by SIGSTOP)? Reads `/proc/PID/stat`.
+    fn is_stopped(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state == 'T' || state == 't')
+    }
+
     fn assert_no_denial(&self) {
         let bad: Vec<String> = self
             .lines()
@@ -313,11 +410,6 @@ impl Drop for Worker {
             self.kill();
         }
     }
-}
-
-/// The SQLite file this process journals to, for a journal at `db`.
-fn journal_file_of(db: &Path) -> PathBuf {
-    db.to_path_buf()
 }
 
 /// A wall clock that moves only when told to.
@@ -342,21 +434,6 @@ impl WallClock for ManualWall {
     fn now(&self) -> u64 {
         self.now.load(Ordering::Relaxed)
     }
-}
-
-/// Unsettled leases' remainders: (weight, requests) each.
-fn unsettled(db: &Connection) -> Vec<(u64, u64)> {
-    let mut rows = db
-        .prepare(
-            "SELECT weight - used_weight, requests - used_requests FROM leases WHERE settled = 0",
-        )
-        .unwrap();
-    rows.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
 }
 
 /// Counts how many more acquires of `weight` are admitted, until the first denial.
@@ -396,7 +473,7 @@ fn strict_restart_after_sigkill_restores_exactly_what_was_admitted_plus_held_lea
     setup.reboot();
     // Each worker still held its current lease when it was killed: counted whole (less what
     // the journal holds for it), as if used up.
-    let leases = unsettled(&setup.sql());
+    let leases = setup.unsettled();
     assert_eq!(
         leases.len(),
         4,
@@ -521,33 +598,16 @@ fn concurrent_journaling_writes_every_admission_exactly_once() {
     let mut admitted: Vec<(u32, u64, u64)> = workers.iter().flat_map(|w| w.admissions()).collect();
     admitted.sort_unstable();
     assert_eq!(admitted.len(), 320);
-    let db = setup.sql();
-    let mut journaled: Vec<(u32, u64, u64)> = db
-        .prepare("SELECT seq, boot_ns, weight FROM admissions ORDER BY seq, boot_ns")
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u32,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    journaled.sort_unstable();
-    assert_eq!(journaled, admitted, "every admission, each once");
-    let twice: i64 = db
-        .query_row(
-            "SELECT count(*) FROM (SELECT file_id, seq FROM admissions GROUP BY file_id, seq \
-             HAVING count(*) > 1)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(twice, 0);
+    // Every admission, each once: a row two processes both wrote (each in its own database)
+    // is the same row, and no admission has two.
+    let journaled = setup.journaled();
+    let mut rows: Vec<(u32, u64, u64)> = journaled.iter().map(|r| (r.1, r.2, r.3)).collect();
+    rows.sort_unstable();
+    assert_eq!(rows, admitted, "every admission, each once");
+    let files: BTreeSet<&String> = journaled.iter().map(|r| &r.0).collect();
+    assert_eq!(files.len(), 1, "one shared file");
     // Clean exits settle every lease: a restart is then exact in strict mode too.
-    assert!(unsettled(&db).is_empty(), "{:?}", unsettled(&db));
+    assert!(setup.unsettled().is_empty(), "{:?}", setup.unsettled());
     let before = setup.usage_of_the_file();
     setup.reboot();
     let after = setup.reopen().usage().unwrap();
@@ -615,10 +675,7 @@ fn another_boot_restores_through_the_wall_clock() {
     let first = journal_some(&setup, &rates, 10);
     std::thread::sleep(Duration::from_millis(300));
     // Simulate another boot: the rows' clock is not this boot's.
-    let changed = setup
-        .sql()
-        .execute("UPDATE admissions SET clock = '7:another-boot:0'", [])
-        .unwrap();
+    let changed = setup.execute_everywhere("UPDATE admissions SET clock = '7:another-boot:0'");
     assert_eq!(changed, 10);
     let usage = restore_with_wall(&setup, &rates, SteppedWall::new(0));
     assert_eq!(usage[0].used, 10);
@@ -637,10 +694,7 @@ fn a_wall_clock_stepped_back_never_makes_restored_entries_expire_early() {
     let rates = [Rate::new(100, TEN_MINUTES)];
     let first = journal_some(&setup, &rates, 10);
     std::thread::sleep(Duration::from_millis(300));
-    setup
-        .sql()
-        .execute("UPDATE admissions SET clock = '7:another-boot:0'", [])
-        .unwrap();
+    setup.execute_everywhere("UPDATE admissions SET clock = '7:another-boot:0'");
     // The wall clock went back an hour between the two boots.
     let back = SteppedWall::new(-3_600_000_000_000);
     let usage = restore_with_wall(&setup, &rates, back.clone());
@@ -676,13 +730,27 @@ fn journal_error(result: Result<Limiter, Error>) -> String {
 #[test]
 fn a_garbage_journal_is_an_error_and_the_limiter_opens_without_it() {
     let setup = Setup::new();
-    std::fs::write(setup.db(), vec![0x5a; 8192]).unwrap();
+    // A journal is a directory: a file where it should be is refused, in those words.
+    std::fs::write(setup.db(), b"not a directory").unwrap();
+    let reason = journal_error(
+        Limiter::builder(&rates())
+            .journal(setup.db(), Durability::Periodic(HOUR))
+            .open(setup.path()),
+    );
+    assert!(reason.contains("not a journal directory"), "{reason}");
+    std::fs::remove_file(setup.db()).unwrap();
+    // A garbage database in the directory: restores would have to read it.
+    std::fs::create_dir(setup.db()).unwrap();
+    std::fs::write(setup.db().join("1-garbage.sqlite"), vec![0x5a; 8192]).unwrap();
     let result = Limiter::builder(&rates())
         .journal(setup.db(), Durability::Periodic(HOUR))
         .open(setup.path());
     let error = result.as_ref().err().map(ToString::to_string);
     let reason = journal_error(result);
-    assert!(reason.contains("not a SQLite database"), "{reason}");
+    assert!(
+        reason.contains("1-garbage.sqlite: not a SQLite database"),
+        "{reason}"
+    );
     assert!(error.unwrap().contains("without a journal"));
     // The documented way on: open without `.journal(...)`.
     Limiter::open(setup.path(), &rates())
@@ -704,13 +772,7 @@ fn a_journal_of_another_schema_version_or_other_rates_is_an_error() {
         reason.contains("[400req/h, 5000/h]") && reason.contains("[7/h]"),
         "{reason}"
     );
-    setup
-        .sql()
-        .execute(
-            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-            [],
-        )
-        .unwrap();
+    setup.execute_everywhere("UPDATE meta SET value = '99' WHERE key = 'schema_version'");
     let reason = journal_error(
         Limiter::builder(&rates())
             .journal(setup.db(), Durability::Periodic(HOUR))
@@ -722,9 +784,10 @@ fn a_journal_of_another_schema_version_or_other_rates_is_an_error() {
 #[test]
 fn a_journal_locked_for_too_long_is_an_error() {
     let setup = Setup::new();
-    // A fresh database in rollback mode, held by an exclusive lock: switching it to WAL
+    // A database of the directory in rollback mode, held by an exclusive lock: reading it
     // needs that lock.
-    let holder = setup.sql();
+    std::fs::create_dir(setup.db()).unwrap();
+    let holder = Connection::open(setup.db().join("1-locked.sqlite")).unwrap();
     holder
         .execute_batch("BEGIN EXCLUSIVE; CREATE TABLE t (x);")
         .unwrap();
@@ -748,7 +811,7 @@ fn a_strict_lease_that_cannot_be_written_is_an_unavailable_denial() {
         .journal_busy_timeout(Duration::from_millis(100))
         .open(setup.path())
         .unwrap();
-    let holder = setup.sql();
+    let holder = Connection::open(limiter.journal_file().unwrap()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let denied = limiter.try_acquire(1).unwrap_err();
     assert!(
@@ -779,12 +842,7 @@ fn compaction_deletes_what_left_the_longest_window() {
         limiter.try_acquire(1).unwrap();
     }
     limiter.journal_flush().unwrap();
-    let rows = |setup: &Setup| -> i64 {
-        setup
-            .sql()
-            .query_row("SELECT count(*) FROM admissions", [], |r| r.get(0))
-            .unwrap()
-    };
+    let rows = |setup: &Setup| setup.journaled().len();
     assert_eq!(rows(&setup), 5);
     // The window (10 s) and the margin (60 s) pass on both clocks.
     let step = Duration::from_secs(71);
@@ -830,7 +888,7 @@ fn a_failed_background_flush_is_reported_and_retried() {
         .journal_busy_timeout(Duration::from_millis(20))
         .open(setup.path())
         .unwrap();
-    let holder = setup.sql();
+    let holder = Connection::open(limiter.journal_file().unwrap()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     for _ in 0..7 {
         limiter.try_acquire(1).unwrap();
@@ -849,11 +907,7 @@ fn a_failed_background_flush_is_reported_and_retried() {
     holder.execute_batch("COMMIT").unwrap();
     // The next round writes what the failed ones could not.
     wait(&|| limiter.journal_status().is_ok());
-    let rows: i64 = setup
-        .sql()
-        .query_row("SELECT count(*) FROM admissions", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(rows, 7);
+    assert_eq!(setup.journaled().len(), 7);
 }
 
 #[test]
@@ -874,11 +928,7 @@ fn many_processes_opening_a_new_journal_at_once_all_succeed() {
             worker.wait();
             worker.assert_no_denial();
         }
-        let rows: i64 = setup
-            .sql()
-            .query_row("SELECT count(*) FROM admissions", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(rows, 120, "round {round}");
+        assert_eq!(setup.journaled().len(), 120, "round {round}");
     }
 }
 
@@ -914,15 +964,7 @@ fn a_previous_boot_restores_without_overflowing_the_ring_or_forgetting_anything(
         }
         limiter.journal_flush().unwrap();
     }
-    let changed: usize = journal_files(&setup)
-        .iter()
-        .map(|file| {
-            Connection::open(file)
-                .unwrap()
-                .execute("UPDATE admissions SET clock = '7:another-boot:0'", [])
-                .unwrap()
-        })
-        .sum();
+    let changed = setup.execute_everywhere("UPDATE admissions SET clock = '7:another-boot:0'");
     assert_eq!(changed, 10_000);
     setup.reboot();
     // The machine was down for 30 s; the service starts 60 s after boot.
@@ -948,10 +990,10 @@ fn a_previous_boot_restores_without_overflowing_the_ring_or_forgetting_anything(
     assert!(limiter.usage().unwrap()[1].used >= inside + 8_000 - 10);
 }
 
-/// Takes the write lock of the journal file this process writes to, and releases it after
+/// Takes the write lock of the journal database `limiter` writes to, and releases it after
 /// `length` from another thread, which returns the clock reading just before the release.
-fn hold_the_journal_lock(setup: &Setup, length: Duration) -> std::thread::JoinHandle<u64> {
-    let holder = Connection::open(journal_file_of(&setup.db())).unwrap();
+fn hold_the_journal_lock(limiter: &Limiter, length: Duration) -> std::thread::JoinHandle<u64> {
+    let holder = Connection::open(limiter.journal_file().unwrap()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     std::thread::spawn(move || {
         std::thread::sleep(length);
@@ -972,7 +1014,7 @@ fn strict_mode_reads_the_clock_after_waiting_for_the_journal() {
         .journal_busy_timeout(Duration::from_secs(20))
         .open(setup.path())
         .unwrap();
-    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    let release = hold_the_journal_lock(&limiter, Duration::from_millis(1_500));
     let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
     let released = release.join().unwrap();
     assert!(
@@ -1005,7 +1047,7 @@ fn a_reattach_that_waits_for_the_journal_decides_after_the_wait() {
         .unwrap();
     let first = limiter.try_acquire_stamped(1).unwrap().unwrap();
     setup.reboot();
-    let release = hold_the_journal_lock(&setup, Duration::from_millis(1_500));
+    let release = hold_the_journal_lock(&limiter, Duration::from_millis(1_500));
     std::thread::sleep(Duration::from_millis(20));
     // The first admission is restored into the new file, and has left the 1 s window by the
     // time the journal is free.
@@ -1017,7 +1059,141 @@ fn a_reattach_that_waits_for_the_journal_decides_after_the_wait() {
     assert!(limiter.try_acquire(1).is_err());
 }
 
-/// Every SQLite file of the journal at `setup.db()`.
-fn journal_files(setup: &Setup) -> Vec<PathBuf> {
-    vec![setup.db()]
+/// Issue 9, item 5: a strict-mode process stopped while it holds its journal's write lock
+/// must not hold up anybody else's admissions.
+#[test]
+fn a_strict_process_stopped_holding_its_journal_lock_blocks_nobody() {
+    let setup = Setup::new();
+    let rates = Some("1000000req/h,1000000000/h");
+    // Leases of 20 ms: the others need a new lease every 20 ms while the victim is stopped.
+    let mut victim = setup.spawn_with_rates(
+        "victim",
+        "strict:20",
+        "acquire 5 1; ready victim-ready; stoplocked; hold",
+        rates,
+    );
+    let names: Vec<String> = (0..3).map(|i| format!("other{i}")).collect();
+    let mut others: Vec<Worker> = names
+        .iter()
+        .map(|name| {
+            setup.spawn_with_rates(name, "strict:20", &format!("ready {name}; hammer 1"), rates)
+        })
+        .collect();
+    setup.wait_for(std::slice::from_mut(&mut victim), &["victim-ready".into()]);
+    setup.wait_for(&mut others, &names);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !victim.is_stopped() {
+        assert!(Instant::now() < deadline, "the victim never stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stopped = HostClock.now();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let resumed = HostClock.now();
+    kill(victim.pid(), Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for other in &mut others {
+        other.kill();
+    }
+    for (name, other) in names.iter().zip(&others) {
+        other.assert_no_denial();
+        let during: Vec<u64> = other
+            .done_times()
+            .into_iter()
+            .filter(|&t| t >= stopped && t <= resumed)
+            .collect();
+        let mut longest = during.first().map_or(resumed - stopped, |t| t - stopped);
+        for pair in during.windows(2) {
+            longest = longest.max(pair[1] - pair[0]);
+        }
+        println!(
+            "{name}: {} admissions during the 1.5 s stop, longest wait {:?}",
+            during.len(),
+            Duration::from_nanos(longest)
+        );
+        // Every 20 ms a lease, each an fsync of its own database: on a loaded machine some
+        // take a while, never the whole stop (on one shared journal: all of it, and nothing
+        // admitted).
+        assert!(during.len() >= 20, "{name}: {} admissions", during.len());
+        assert!(
+            longest < 1_000_000_000,
+            "{name} waited {:?} while the victim was stopped",
+            Duration::from_nanos(longest)
+        );
+    }
+}
+
+/// The files of a journal database: the database, its `-wal` and its `-shm`.
+fn database_files(database: &Path) -> Vec<PathBuf> {
+    ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// A process that died leaves its database; a live process's compaction folds it into its
+/// own and deletes it, and a lease copied twice (a crash between the copy and the delete)
+/// still counts once.
+#[test]
+fn a_dead_processs_database_is_folded_into_a_live_one_and_counted_once() {
+    let setup = Setup::new();
+    let mut dead = setup.spawn(
+        "dead",
+        "strict:3600000",
+        "acquire 10 3; flush; ready dead; hold",
+    );
+    setup.wait_for(std::slice::from_mut(&mut dead), &["dead".into()]);
+    dead.kill();
+    let database = std::fs::read_dir(setup.db())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "sqlite"))
+        .expect("the dead process's database");
+    let backup = setup.disk.path().join("backup");
+    std::fs::create_dir(&backup).unwrap();
+    for file in database_files(&database) {
+        std::fs::copy(&file, backup.join(file.file_name().unwrap())).unwrap();
+    }
+    let leases = setup.unsettled();
+    let admissions = setup.journaled();
+    assert_eq!((leases.len(), admissions.len()), (1, 10));
+    // A live process compacts at its first round, at once: the dead database is folded in.
+    let live = Limiter::builder(&rates())
+        .journal(setup.db(), Durability::Periodic(Duration::from_millis(5)))
+        .open(setup.path())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while database.exists() {
+        assert!(Instant::now() < deadline, "never folded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(live.journal_status(), Ok(()));
+    assert_eq!(setup.databases().len(), 1);
+    assert_eq!(
+        (setup.unsettled(), setup.journaled()),
+        (leases.clone(), admissions.clone())
+    );
+    drop(live);
+    // As if the fold had crashed before deleting it: both databases hold the lease.
+    for file in std::fs::read_dir(&backup).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, setup.db().join(file.file_name().unwrap())).unwrap();
+    }
+    assert_eq!(setup.databases().len(), 2);
+    assert_eq!(
+        (setup.unsettled(), setup.journaled()),
+        (leases.clone(), admissions)
+    );
+    // A restore counts the lease once: 30 weight and 10 requests admitted, plus the lease.
+    setup.reboot();
+    let usage = setup.reopen().usage().unwrap();
+    let (weight, requests) = leases[0];
+    assert_eq!(
+        (usage[0].used, usage[1].used),
+        (30 + weight, 10 + requests.max(u64::from(weight > 0)))
+    );
 }

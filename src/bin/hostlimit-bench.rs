@@ -418,7 +418,7 @@ fn journal_worker(design: Design, path: &Path, start: u64, end: u64, stop_at: u6
         .open(path)
         .expect("open the limiter with its journal");
     if stop_at > 0 {
-        let file = journal_file(&limiter, &journal);
+        let file = limiter.journal_file().expect("a journal").to_path_buf();
         std::thread::spawn(move || {
             sleep_until(stop_at);
             let holder = rusqlite::Connection::open(&file).expect("open the journal");
@@ -441,12 +441,6 @@ fn journal_worker(design: Design, path: &Path, start: u64, end: u64, stop_at: u6
         || limiter.try_acquire(1).is_ok(),
         || {},
     )
-}
-
-/// The SQLite file `limiter` journals to.
-#[cfg(feature = "journal")]
-fn journal_file(_limiter: &Limiter, journal: &Path) -> PathBuf {
-    journal.to_path_buf()
 }
 
 #[cfg(not(feature = "journal"))]

@@ -13,9 +13,11 @@ use crate::protocol::{self, NoHook};
 use crate::region::Region;
 use crate::sync::Ordering;
 
+use super::files::Claim;
 use super::leases::{LeaseUpdate, NewLease, forget_settled, lease_updates};
 use super::restore::wall_at;
-use super::{FileKey, Journal, Source, lock, sql};
+use super::schema::{Kind, check, describe, open_other};
+use super::{FileKey, Journal, Source, lock, name, sql};
 
 /// Rows older than the longest window by more than this are deleted.
 const COMPACTION_MARGIN: u64 = 60_000_000_000;
@@ -129,8 +131,9 @@ impl Journal {
         Ok(id)
     }
 
-    /// Deletes what has left the longest window (plus a margin), and settled leases; at most
-    /// once per [`COMPACTION_EVERY`].
+    /// Deletes from this journal's own database what has left the longest window (plus a
+    /// margin), and settled leases; then folds the databases that no live process writes any
+    /// more into it. At most once per [`COMPACTION_EVERY`].
     pub(super) fn compact(&self) -> Result<(), Error> {
         let now = self.clock.now();
         // Relaxed: only the background thread compacts; this is a timer.
@@ -140,24 +143,93 @@ impl Journal {
         self.next_compaction
             .store(now.saturating_add(COMPACTION_EVERY), Ordering::Relaxed);
         let age = self.longest.saturating_add(COMPACTION_MARGIN);
-        let boot_cut = sql(now.saturating_sub(age));
-        let wall_cut = sql(self.wall.now().saturating_sub(age));
+        let cut = Cut {
+            boot: sql(now.saturating_sub(age)),
+            wall: sql(self.wall.now().saturating_sub(age)),
+        };
         let mut conn = lock(&self.conn);
         let write = |conn: &mut Connection| -> rusqlite::Result<()> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM admissions WHERE (clock = ?1 AND boot_ns <= ?2) \
                  OR (clock <> ?1 AND wall_ns <= ?3)",
-                params![self.clock_text, boot_cut, wall_cut],
+                params![self.clock_text, cut.boot, cut.wall],
             )?;
             tx.execute(
                 "DELETE FROM leases WHERE settled = 1 OR (clock = ?1 AND until_boot_ns <= ?2) \
                  OR (clock <> ?1 AND until_wall_ns <= ?3)",
-                params![self.clock_text, boot_cut, wall_cut],
+                params![self.clock_text, cut.boot, cut.wall],
             )?;
             tx.commit()
         };
-        write(&mut conn).map_err(|e| self.error(&e))
+        write(&mut conn).map_err(|e| self.error(&e))?;
+        self.fold_dead(&mut conn, cut)
+    }
+
+    /// Moves what each database without a live writer still holds inside the window (its
+    /// admissions, its unsettled leases) into this journal's own database `conn`, in one
+    /// transaction, and then deletes it. A lease keeps where it was taken (`origin`), so that
+    /// one copied twice (a crash between the copy and the delete) counts once.
+    fn fold_dead(&self, conn: &mut Connection, cut: Cut) -> Result<(), Error> {
+        let databases = self.dir.databases().map_err(|e| Error::Journal {
+            path: self.path.clone(),
+            reason: format!("cannot list the directory: {e}"),
+        })?;
+        for database in databases {
+            let Some(claim) = self.dir.claim(&database) else {
+                continue;
+            };
+            let failed = |reason: String| Error::Journal {
+                path: self.path.clone(),
+                reason: format!("{}: {reason}", name(&database)),
+            };
+            let kind = open_other(claim.database(), self.busy_timeout)
+                .and_then(|other| check(&other, &self.rates_text, false))
+                .map_err(|e| failed(describe(&e, self.busy_timeout)))?;
+            match kind {
+                Kind::Ours => self
+                    .fold(conn, &claim, cut)
+                    .map_err(|e| failed(describe(&e, self.busy_timeout)))?,
+                Kind::Empty => {}
+                // Left where it is: every restore reports it too.
+                Kind::Foreign(reason) => return Err(failed(reason)),
+            }
+            claim
+                .remove()
+                .map_err(|e| failed(format!("cannot delete it: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Copies the rows of `claim`'s database still inside `cut` into `conn`.
+    fn fold(&self, conn: &mut Connection, claim: &Claim, cut: Cut) -> rusqlite::Result<()> {
+        conn.execute(
+            "ATTACH DATABASE ?1 AS dead",
+            [claim.database().to_string_lossy()],
+        )?;
+        let copied = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO main.admissions \
+                 (file_id, seq, clock, boot_ns, wall_ns, weight) \
+                 SELECT file_id, seq, clock, boot_ns, wall_ns, weight FROM dead.admissions \
+                 WHERE (clock = ?1 AND boot_ns > ?2) OR (clock <> ?1 AND wall_ns > ?3)",
+                params![self.clock_text, cut.boot, cut.wall],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO main.leases (clock, until_boot_ns, until_wall_ns, \
+                 weight, requests, used_weight, used_requests, settled, pid, origin, origin_id) \
+                 SELECT clock, until_boot_ns, until_wall_ns, weight, requests, used_weight, \
+                 used_requests, settled, pid, CASE WHEN origin = '' THEN ?4 ELSE origin END, \
+                 CASE WHEN origin = '' THEN id ELSE origin_id END FROM dead.leases \
+                 WHERE settled = 0 AND ((clock = ?1 AND until_boot_ns > ?2) \
+                 OR (clock <> ?1 AND until_wall_ns > ?3))",
+                params![self.clock_text, cut.boot, cut.wall, claim.stem()],
+            )?;
+            tx.commit()
+        })();
+        let detached = conn.execute("DETACH DATABASE dead", []);
+        copied.and(detached.map(drop))
     }
 
     /// Asks the background thread to stop (after a last flush).
@@ -175,6 +247,14 @@ impl Journal {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *stop
     }
+}
+
+/// What compaction keeps: rows of this clock with a timestamp after `boot`, rows of another
+/// clock with a wall-clock time after `wall`.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    boot: i64,
+    wall: i64,
 }
 
 /// Raises the journaled word to `head` (sequence numbers compare modulo 2^32).

@@ -1,13 +1,18 @@
 //! Restoring: the journal's admissions and lease remainders, converted to the file's clock,
 //! become the history a new file's ring starts with.
 
+use std::collections::HashSet;
+use std::path::Path;
+
 use rusqlite::Connection;
 
 use crate::clock::Nanos;
 use crate::error::Error;
 use crate::protocol::{Record, Rule};
 
-use super::{Journal, lock, unsql};
+use super::files::stem;
+use super::schema::{Kind, check, describe, open_other};
+use super::{Journal, lock, name, unsql};
 
 /// The wall-clock instant of file-clock instant `ts`, given one reading of both clocks.
 pub(super) fn wall_at(ts: Nanos, now: Nanos, now_wall: u64) -> u64 {
@@ -218,13 +223,89 @@ impl RingBound {
     }
 }
 
+/// What a restore collected from the journal's databases, each row once.
+#[derive(Default)]
+struct Collected {
+    entries: Vec<Restored>,
+    /// Admissions seen: `(file_id, seq, boot_ns)`.
+    admissions: HashSet<(String, i64, i64)>,
+    /// Leases seen: the database they were taken in, and their id there.
+    leases: HashSet<(String, i64)>,
+}
+
 impl Journal {
-    /// The ring history a file created now starts with: every journaled admission and every
-    /// unsettled lease remainder still inside the longest window, in this file's clock.
+    /// The ring history a file created now starts with: every admission and every unsettled
+    /// lease remainder still inside the longest window, in this file's clock, from every
+    /// database of the journal directory (each row once, wherever it was copied).
     pub fn restore(&self, capacity: u64) -> Result<Vec<Record>, Error> {
-        let conn = lock(&self.conn);
+        let own = lock(&self.conn);
         let now = self.clock.now();
         let now_wall = self.wall.now();
+        let failed = |database: &Path, reason: String| Error::Journal {
+            path: self.path.clone(),
+            reason: format!("{}: {reason}", name(database)),
+        };
+        // A database folded into another and removed between the listing and its reading
+        // would be missed: list and read again then (its rows are in the other one by then).
+        for _ in 0..8 {
+            let mut collected = Collected::default();
+            let mut vanished = false;
+            let databases = self.dir.databases().map_err(|e| Error::Journal {
+                path: self.path.clone(),
+                reason: format!("cannot list the directory: {e}"),
+            })?;
+            for database in &databases {
+                let stem = stem(database);
+                let result = if database == self.dir.own() {
+                    self.read(&own, &stem, (now, now_wall), &mut collected)
+                } else {
+                    let read =
+                        open_other(database, self.busy_timeout).and_then(|conn| {
+                            match check(&conn, &self.rates_text, false)? {
+                                Kind::Ours => {
+                                    self.read(&conn, &stem, (now, now_wall), &mut collected)?;
+                                    Ok(None)
+                                }
+                                Kind::Empty => Ok(None),
+                                Kind::Foreign(reason) => Ok(Some(reason)),
+                            }
+                        });
+                    match read {
+                        Ok(None) => Ok(()),
+                        Ok(Some(reason)) => return Err(failed(database, reason)),
+                        Err(_) if !database.exists() => {
+                            vanished = true;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                };
+                result.map_err(|e| failed(database, describe(&e, self.busy_timeout)))?;
+            }
+            if !vanished {
+                return Ok(build_history(
+                    &collected.entries,
+                    &self.rules,
+                    capacity,
+                    now,
+                ));
+            }
+        }
+        Err(Error::Journal {
+            path: self.path.clone(),
+            reason: "its databases keep being merged away while being read".into(),
+        })
+    }
+
+    /// Adds the rows of one database (`stem` names it) not seen yet to `collected`, converted
+    /// to the file's clock at `now` (file clock, wall clock).
+    fn read(
+        &self,
+        conn: &Connection,
+        stem: &str,
+        (now, now_wall): (Nanos, u64),
+        collected: &mut Collected,
+    ) -> rusqlite::Result<()> {
         let counts_requests = self.rules.iter().any(|r| r.requests);
         // Columns `first..first + 3` of `row`: clock, boot_ns, wall_ns.
         let instant = |row: &rusqlite::Row<'_>, first: usize| -> rusqlite::Result<Nanos> {
@@ -237,47 +318,42 @@ impl Journal {
                 now_wall,
             ))
         };
-        let read = |conn: &Connection| -> rusqlite::Result<Vec<Restored>> {
-            let mut entries = Vec::new();
-            let mut rows =
-                conn.prepare("SELECT clock, boot_ns, wall_ns, weight FROM admissions")?;
-            let admissions = rows.query_map([], |row| {
-                Ok(Restored {
+        let mut rows =
+            conn.prepare("SELECT clock, boot_ns, wall_ns, weight, file_id, seq FROM admissions")?;
+        let mut admissions = rows.query([])?;
+        while let Some(row) = admissions.next()? {
+            let key = (row.get(4)?, row.get(5)?, row.get(1)?);
+            if collected.admissions.insert(key) {
+                collected.entries.push(Restored {
                     ts: instant(row, 0)?,
                     weight: unsql(row.get(3)?),
                     records: 1,
-                })
-            })?;
-            for entry in admissions {
-                entries.push(entry?);
+                });
             }
-            let mut rows = conn.prepare(
-                "SELECT clock, until_boot_ns, until_wall_ns, weight - used_weight, \
-                 requests - used_requests FROM leases WHERE settled = 0",
-            )?;
-            let leases = rows.query_map([], |row| {
-                let weight = unsql(row.get(3)?);
-                let requests = unsql(row.get(4)?);
-                Ok(Restored {
+        }
+        let mut rows = conn.prepare(
+            "SELECT clock, until_boot_ns, until_wall_ns, weight - used_weight, \
+             requests - used_requests, CASE WHEN origin = '' THEN ?1 ELSE origin END, \
+             CASE WHEN origin = '' THEN id ELSE origin_id END FROM leases WHERE settled = 0",
+        )?;
+        let mut leases = rows.query([stem])?;
+        while let Some(row) = leases.next()? {
+            let weight = unsql(row.get(3)?);
+            let requests = unsql(row.get(4)?);
+            // Requests need one record each; left-over weight needs a record too.
+            let records = if counts_requests {
+                requests.max(u64::from(weight > 0))
+            } else {
+                u64::from(weight > 0)
+            };
+            if records > 0 && collected.leases.insert((row.get(5)?, row.get(6)?)) {
+                collected.entries.push(Restored {
                     ts: instant(row, 0)?,
                     weight,
-                    // Requests need one record each; left-over weight needs a record too.
-                    records: if counts_requests {
-                        requests.max(u64::from(weight > 0))
-                    } else {
-                        u64::from(weight > 0)
-                    },
-                })
-            })?;
-            for entry in leases {
-                let entry = entry?;
-                if entry.records > 0 {
-                    entries.push(entry);
-                }
+                    records,
+                });
             }
-            Ok(entries)
-        };
-        let entries = read(&conn).map_err(|e| self.error(&e))?;
-        Ok(build_history(&entries, &self.rules, capacity, now))
+        }
+        Ok(())
     }
 }

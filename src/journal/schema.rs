@@ -1,8 +1,9 @@
 //! The journal's SQLite side: the schema, opening checks, and SQLite failures in words.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::clock::ClockIdentity;
 use crate::protocol::Rule;
@@ -51,66 +52,108 @@ pub(super) fn retry_busy<T>(
     }
 }
 
-/// Creates the schema in an empty database, or checks the one there: version and rates.
-/// The outer error is SQLite's, the inner one says what is wrong with the journal.
-pub(super) fn ensure_schema(
-    conn: &mut Connection,
-    ours: &str,
-) -> rusqlite::Result<Result<(), String>> {
-    let tables = |conn: &Connection| -> rusqlite::Result<(i64, i64)> {
-        conn.query_row(
-            "SELECT count(*), coalesce(sum(name = 'meta'), 0) FROM sqlite_master \
-             WHERE type = 'table'",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-    };
-    let (count, meta) = tables(conn)?;
-    if meta == 0 {
-        if count > 0 {
-            return Ok(Err(
-                "not a hostlimit journal (a SQLite database with other tables)".into(),
-            ));
-        }
+/// The tables of a journal database, schema version [`SCHEMA_VERSION`].
+const TABLES: &str = "
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE admissions (
+        file_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        clock TEXT NOT NULL,
+        boot_ns INTEGER NOT NULL,
+        wall_ns INTEGER NOT NULL,
+        weight INTEGER NOT NULL,
+        PRIMARY KEY (file_id, seq, boot_ns)
+    ) WITHOUT ROWID;
+    CREATE INDEX admissions_by_wall ON admissions (wall_ns);
+    CREATE TABLE leases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        clock TEXT NOT NULL,
+        until_boot_ns INTEGER NOT NULL,
+        until_wall_ns INTEGER NOT NULL,
+        weight INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        used_weight INTEGER NOT NULL,
+        used_requests INTEGER NOT NULL,
+        settled INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        origin TEXT NOT NULL DEFAULT '',
+        origin_id INTEGER,
+        UNIQUE (origin, origin_id)
+    );";
+
+/// Creates this journal's own database at `path` (WAL mode, `synchronous=FULL`) with the
+/// schema and `rates` (the text of [`rates_text`]); the error says at which step, in words.
+pub(super) fn create_own(path: &Path, busy: Duration, rates: &str) -> Result<Connection, String> {
+    let step =
+        |step: &'static str| move |e: rusqlite::Error| format!("{step}: {}", describe(&e, busy));
+    let mut conn = Connection::open(path).map_err(step("open"))?;
+    conn.busy_timeout(busy).map_err(step("open"))?;
+    // Nobody else writes this database; an outside connection may still hold it for a while.
+    let deadline = Instant::now() + busy;
+    let mode: String = retry_busy(deadline, || {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+    })
+    .map_err(step("switch to WAL mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "cannot use WAL mode on this file system (journal mode stays {mode:?})"
+        ));
+    }
+    // FULL in both modes: a commit survives a power cut, so "at most the last interval"
+    // holds across a reboot too. Periodic mode commits once per interval.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(step("set synchronous=FULL"))?;
+    retry_busy(deadline, || {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Another process may have created it meanwhile.
-        let (count, meta) = tables(&tx)?;
-        if meta == 0 && count == 0 {
-            tx.execute_batch(
-                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 CREATE TABLE admissions (
-                     file_id TEXT NOT NULL,
-                     seq INTEGER NOT NULL,
-                     clock TEXT NOT NULL,
-                     boot_ns INTEGER NOT NULL,
-                     wall_ns INTEGER NOT NULL,
-                     weight INTEGER NOT NULL,
-                     PRIMARY KEY (file_id, seq, boot_ns)
-                 ) WITHOUT ROWID;
-                 CREATE INDEX admissions_by_wall ON admissions (wall_ns);
-                 CREATE TABLE leases (
-                     id INTEGER PRIMARY KEY AUTOINCREMENT,
-                     clock TEXT NOT NULL,
-                     until_boot_ns INTEGER NOT NULL,
-                     until_wall_ns INTEGER NOT NULL,
-                     weight INTEGER NOT NULL,
-                     requests INTEGER NOT NULL,
-                     used_weight INTEGER NOT NULL,
-                     used_requests INTEGER NOT NULL,
-                     settled INTEGER NOT NULL,
-                     pid INTEGER NOT NULL
-                 );",
-            )?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('rates', ?2)",
-                params![SCHEMA_VERSION.to_string(), ours],
-            )?;
-        } else if meta == 0 {
-            return Ok(Err(
-                "not a hostlimit journal (a SQLite database with other tables)".into(),
-            ));
-        }
-        tx.commit()?;
+        tx.execute_batch(TABLES)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1), ('rates', ?2)",
+            params![SCHEMA_VERSION.to_string(), rates],
+        )?;
+        tx.commit()
+    })
+    .map_err(step("create the schema"))?;
+    Ok(conn)
+}
+
+/// Opens another process's database at `path` to read it (never creating it).
+pub(super) fn open_other(path: &Path, busy: Duration) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(busy)?;
+    Ok(conn)
+}
+
+/// What a database of the directory is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A journal of this schema version and these rates.
+    Ours,
+    /// No tables yet: its writer died before it made the schema.
+    Empty,
+    /// Not one we can use: why.
+    Foreign(String),
+}
+
+/// Checks a database of the directory against our schema version and `ours` (the rates'
+/// text), and, if `thorough` (a scan of the whole database, done when a journal is opened),
+/// that it is sound (`PRAGMA quick_check`).
+pub(super) fn check(conn: &Connection, ours: &str, thorough: bool) -> rusqlite::Result<Kind> {
+    let (count, meta): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(name = 'meta'), 0) FROM sqlite_master \
+         WHERE type = 'table'",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if count == 0 {
+        return Ok(Kind::Empty);
+    }
+    if meta == 0 {
+        return Ok(Kind::Foreign(
+            "not a hostlimit journal (a SQLite database with other tables)".into(),
+        ));
     }
     let value = |key: &str| -> rusqlite::Result<Option<String>> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
@@ -120,19 +163,25 @@ pub(super) fn ensure_schema(
     };
     let version = value("schema_version")?;
     if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
-        return Ok(Err(format!(
+        return Ok(Kind::Foreign(format!(
             "schema version {}, this library reads version {SCHEMA_VERSION}",
             version.as_deref().unwrap_or("(none)")
         )));
     }
     let theirs = value("rates")?.unwrap_or_default();
     if theirs != ours {
-        return Ok(Err(format!(
+        return Ok(Kind::Foreign(format!(
             "the journal was made for rates [{theirs}] but [{ours}] were asked for; use another \
-             journal file for these rates"
+             journal for these rates"
         )));
     }
-    Ok(Ok(()))
+    if thorough {
+        let sound: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if sound != "ok" {
+            return Ok(Kind::Foreign(format!("corrupt database: {sound}")));
+        }
+    }
+    Ok(Kind::Ours)
 }
 
 /// A SQLite failure in words a user can act on.

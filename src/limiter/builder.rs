@@ -59,20 +59,21 @@ impl Builder {
         self
     }
 
-    /// Also journals admissions to the SQLite database at `journal` (created if missing), so
-    /// that the limits survive a reboot: when this limiter has to create the shared file
-    /// (after a reboot, or after the file was deleted), the new file starts with every
-    /// admission of the journal that is still inside a window. See [`Durability`] for what
-    /// a crash may forget, and [`journal`](crate::journal) for the details.
+    /// Also journals admissions to SQLite in the journal directory `journal` (created if
+    /// missing; each process writes a database of its own in it), so that the limits survive
+    /// a reboot: when this limiter has to create the shared file (after a reboot, or after the
+    /// file was deleted), the new file starts with every admission of the journal that is
+    /// still inside a window. See [`Durability`] for what a crash may forget, and
+    /// [`journal`](crate::journal) for the details.
     ///
-    /// Every process of the limiter should open it with the same journal: the first one to
-    /// create the shared file restores the history, and a process that creates it without
-    /// the journal starts it empty.
+    /// Every process of the limiter should open it with the same journal directory: the
+    /// first one to create the shared file restores the history, and a process that creates
+    /// it without the journal starts it empty.
     ///
     /// A journal that cannot be used makes [`Builder::open`] fail with [`Error::Journal`];
     /// nothing falls back silently. To go on without the journal (and without its
     /// history), open the limiter again with a builder that has no `.journal(...)`; to start a
-    /// new history, move the journal file away first.
+    /// new history, move the journal directory away first.
     ///
     /// # Examples
     ///
@@ -81,7 +82,7 @@ impl Builder {
     /// use hostlimit::{Durability, Limiter, Rate};
     ///
     /// # let dir = tempfile::tempdir().unwrap();
-    /// # let (path, journal_path) = (dir.path().join("api"), dir.path().join("api.sqlite"));
+    /// # let (path, journal_path) = (dir.path().join("api"), dir.path().join("api.journal"));
     /// let rates = [Rate::new(10_000, Duration::from_secs(86_400))];
     /// let limiter = match Limiter::builder(&rates)
     ///     .journal(&journal_path, Durability::Periodic(Duration::from_secs(1)))
@@ -109,8 +110,10 @@ impl Builder {
         self
     }
 
-    /// How long a journal write waits for another process's write lock before it fails
-    /// (default 5 s). Has an effect only with [`Builder::journal`].
+    /// How long a journal read or write waits for a lock held by another connection before it
+    /// fails (default 5 s): an outside connection to this process's database, or a process
+    /// that is creating its database while this one reads it. Has an effect only with
+    /// [`Builder::journal`].
     #[cfg(feature = "journal")]
     pub fn journal_busy_timeout(mut self, timeout: Duration) -> Self {
         self.journal.busy_timeout = timeout;
