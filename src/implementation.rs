@@ -76,8 +76,12 @@
 //! The newest record `n` is the one whose slot holds `n` while the next slot still holds
 //! its previous lap, record `n + 1 - capacity`. An acquire:
 //!
-//! 1. finds `n`, starting from the hint and walking forward;
-//! 2. takes `t = max(now, timestamp of n)`, the timestamp it will record;
+//! 1. finds `n`, starting from the hint and walking forward (a walk overtaken by a lap of
+//!    commits goes on from the later record it found; on a ring that no process writes
+//!    meanwhile, a walk reads each slot at most once, so garbage costs at most one lap);
+//! 2. takes `t = max(now, timestamp of n)`, the timestamp it will record (with `now` kept
+//!    within `1..=2^64 - 2`: time 0 belongs to the sentinel and the fake records of a new
+//!    ring, before every admission, and `2^64 - 1` to the tombstone of a closed log);
 //! 3. for every rate, finds the newest record at or before `t - window` (a galloping search
 //!    from where the previous call found it), hence the weight inside `(t - window, t]`;
 //! 4. if a rate is full, re-reads the next slot: unchanged means no commit happened meanwhile,
@@ -95,7 +99,7 @@
 //! ## What is guaranteed, in recorded timestamps
 //!
 //! A record's timestamp is `max(the caller's clock reading, the previous record's
-//! timestamp)`: timestamps never decrease along the log, and each lies between the moment the
+//! timestamp)` (a reading of 0 is recorded as 1 ns): timestamps never decrease along the log, and each lies between the moment the
 //! caller read the clock and the moment of its commit. For every rate and every instant `t`,
 //! the weight of the records with timestamps in `(t - window, t]` never exceeds the limit.
 //! Because a process can be preempted between reading the clock and committing, an admission

@@ -576,6 +576,8 @@ fn a_ring_too_small_for_the_window_is_reported_not_guessed() {
     ));
 }
 
+/// Random rings, hints and clocks: every entry point returns, without a panic, within a bound
+/// of steps.
 #[test]
 fn garbage_in_the_words_never_panics() {
     let rules = [rule(10, SEC), requests(3, 60 * SEC)];
@@ -604,9 +606,15 @@ fn garbage_in_the_words_never_panics() {
             };
             slot.compare_exchange(slot.load(), record.pack()).unwrap();
         }
+        // Every call returns within a bound: a lap for the walk, a few searches per rate.
+        let bound = 2 * heap.ring.len() + 64;
         let now = next();
-        let _ = heap.acquire(&rules, now, next() % 12);
-        let Ok(_) = usage(&heap.words(), &rules, now, &NoHook);
+        let _ = heap.acquire_with(&rules, now, next() % 12, &counting(bound));
+        let Ok(_) = usage(&heap.words(), &rules, now, &counting(bound));
+        let _ = heap.since(next() as u32, &counting(bound));
+        if round % 16 == 0 {
+            let Ok(_) = retire(&heap.words(), &counting(bound));
+        }
     }
 }
 
