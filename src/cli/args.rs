@@ -81,6 +81,17 @@ pub enum Command {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// A full-screen live view: per rate a bar of used against the limit and a minute of
+    /// admissions and denials; q quits, p pauses, s sorts, / filters
+    #[command(after_help = EXIT_CODES_HELP)]
+    Top {
+        /// Limiters to show [default: every limiter in the directory]
+        #[arg(value_name = "LIMITER")]
+        names: Vec<String>,
+        /// Time between readings (at least 100ms, at most 1h)
+        #[arg(long, short = 'n', default_value = "1s", value_parser = time::parse_duration)]
+        interval: Duration,
+    },
     /// List the limiters in the directory, one per line, with their rates
     #[command(after_help = EXIT_CODES_HELP)]
     List,

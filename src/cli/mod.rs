@@ -20,6 +20,7 @@ mod report;
 mod target;
 mod terminal;
 mod time;
+mod top;
 
 use std::io::Write;
 use std::path::Path;
@@ -105,6 +106,7 @@ fn dispatch(
             count,
             view,
         } => report::watch(dir, &names, interval, count, view.output(json)),
+        Command::Top { names, interval } => top::top(dir, &names, interval, json),
         Command::List => list::list(dir, json),
         Command::Acquire { admit } => {
             let target = target::resolve(dir, &admit.limiter)?;

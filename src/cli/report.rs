@@ -115,15 +115,9 @@ pub const WATCH_INTERVALS: (Duration, Duration) =
 /// Terminals at least this wide get the wide view in `watch`.
 const WIDE_COLUMNS: usize = 120;
 
-/// `hostlimit watch`: `status` again every `interval`. On a terminal it clears the screen,
-/// fits the view to the terminal's size (wide when there is room) and follows its resizing.
-pub fn watch(
-    dir: &Path,
-    names: &[String],
-    interval: Duration,
-    count: Option<u64>,
-    output: Output,
-) -> Result<Exit, Failure> {
+/// `interval` kept within [`WATCH_INTERVALS`], with a note on stderr when it was not (for
+/// `watch` and `top`).
+pub fn clamp_interval(interval: Duration) -> Duration {
     let (shortest, longest) = WATCH_INTERVALS;
     let clamped = interval.clamp(shortest, longest);
     if clamped != interval {
@@ -134,6 +128,19 @@ pub fn watch(
             format_duration(longest)
         ));
     }
+    clamped
+}
+
+/// `hostlimit watch`: `status` again every `interval`. On a terminal it clears the screen,
+/// fits the view to the terminal's size (wide when there is room) and follows its resizing.
+pub fn watch(
+    dir: &Path,
+    names: &[String],
+    interval: Duration,
+    count: Option<u64>,
+    output: Output,
+) -> Result<Exit, Failure> {
+    let clamped = clamp_interval(interval);
     let mut refreshes = 0u64;
     loop {
         let snapshots = read_all(dir, names)?;
