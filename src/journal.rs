@@ -197,8 +197,8 @@ impl Default for JournalConfig {
 
 /// Where the background thread finds the shared file the limiter is attached to now.
 pub(crate) trait Source: Send + Sync {
-    /// The region currently attached.
-    fn region(&self) -> &Region;
+    /// The region currently attached, held (not freed by a re-attach) while the guard lives.
+    fn region(&self) -> crate::region::Pinned<'_, Region>;
 }
 
 /// The identity of one incarnation of a shared file, from its header.
@@ -1070,7 +1070,7 @@ impl Handle {
                     let stopping = background.wait();
                     let region = source.region();
                     // A failure is kept in the status; the next round tries again.
-                    if background.flush(region, stopping).is_ok() && !stopping {
+                    if background.flush(&region, stopping).is_ok() && !stopping {
                         let compacted = background.compact();
                         if let Err(e) = compacted {
                             *lock(&background.flush_status) = Some(e.to_string());

@@ -76,8 +76,8 @@ pub use error::{DenialKind, Denied, Error};
 pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
 #[cfg(not(loom))]
 pub use limiter::{
-    Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, RateUsage, Stamp, default_dir, path_for,
-    remove, reset,
+    Builder, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, RateUsage, Stamp, default_dir,
+    path_for, remove, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate};
 

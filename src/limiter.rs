@@ -23,10 +23,10 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::journal::{self, Journal, JournalConfig};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
-use crate::region::SwapCell;
+use crate::region::{Pinned, SwapCell};
 use crate::sync::StdAtomicU64;
 
-pub use admin::{remove, reset};
+pub use admin::{OldFile, remove, reset};
 use attached::Attached;
 pub use builder::Builder;
 
@@ -279,7 +279,7 @@ impl Limiter {
         &self,
         now: Nanos,
         with_rates: bool,
-    ) -> Result<(&Attached, protocol::Usage), Error> {
+    ) -> Result<(Pinned<'_, Attached>, protocol::Usage), Error> {
         let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
         let mut attached = self.current(now).map_err(unusable)?;
         for _ in 0..4 {

@@ -6,6 +6,7 @@
 mod cli;
 #[cfg(feature = "journal")]
 mod journal;
+mod lifecycle;
 mod multiprocess;
 mod open;
 mod support;

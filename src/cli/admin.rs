@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::{Limiter, Rate};
+use hostlimit::{Error, Limiter, OldFile, Rate};
 
 use crate::cli::exit::{Exit, Failure, io_exit};
 use crate::cli::mappers;
@@ -34,7 +34,12 @@ pub fn reset(target: &Target, force: bool) -> Result<Exit, Failure> {
         "reset",
         "each of them moves to the fresh file at its next call",
     )?;
-    hostlimit::reset(&target.path)?;
+    if let old @ OldFile::Damaged(_) = hostlimit::reset(&target.path)? {
+        print_err(&format!(
+            "{}: was {old}; it is a fresh limiter with the same rates now",
+            target.path.display()
+        ));
+    }
     Ok(Exit::Success)
 }
 
@@ -46,7 +51,24 @@ pub fn remove(target: &Target, force: bool) -> Result<Exit, Failure> {
         "remove",
         "each of them re-creates the file with its own rates at its next call",
     )?;
-    hostlimit::remove(&target.path)?;
+    match hostlimit::remove(&target.path) {
+        Ok(OldFile::Limiter) => {}
+        Ok(old) => print_err(&format!("removed {}, {old}", target.path.display())),
+        // The library removes only hostlimit files; the user may insist.
+        Err(Error::Corrupt { reason, .. }) if reason.starts_with("not a ") => {
+            let path = target.path.display();
+            if !force {
+                return Err(Failure::new(
+                    Exit::Data,
+                    format!("{path}: {reason}; remove it anyway with --force"),
+                ));
+            }
+            std::fs::remove_file(&target.path)
+                .map_err(|e| Failure::new(io_exit(&e), format!("{path}: {e}")))?;
+            print_err(&format!("removed {path}, which was {reason}"));
+        }
+        Err(error) => return Err(error.into()),
+    }
     Ok(Exit::Success)
 }
 
