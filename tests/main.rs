@@ -4,6 +4,7 @@
 
 #[cfg(feature = "cli")]
 mod cli;
+mod hostile;
 #[cfg(feature = "journal")]
 mod journal;
 mod lifecycle;

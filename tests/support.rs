@@ -23,6 +23,7 @@
 //! | `churn N` | `N` rounds of a reset (every third round a remove) followed by `acquire 1` |
 //! | `admin reset\|remove N` | `N` tries of a race: wait (spinning) for `go.K`, reset or remove, touch `NAME.K` |
 //! | `follow N RATES` | `N` tries of the same race as the user: open, touch `ready.K`, spin on `go.K`, call `usage()` until `r0.K` and `r1.K` exist, `acquire 1`, touch `done.K` |
+//! | `chaos ..` / `scribble ..` / `cli-status ..` | the hostile-file test's callers (`hostile.rs`) |
 //!
 //! Each result is one line, written with a single `write` as it happens, so that a worker
 //! killed at any moment leaves every line but possibly a torn last one:
@@ -36,6 +37,7 @@
 //! U <used>:<remaining>:<next_free_ns|->:<denied> ...    usage, one field per rate
 //! M <op> ok | M <op> error <error>                      reset or remove, and how it went
 //! R <descriptors> <mappings>                            resources in use
+//! L <what> <calls> <worst_wall_ns> <worst_cpu_ns> <worst_call>   call latencies (hostile.rs)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -856,6 +858,12 @@ impl WorkerProcess {
                     }
                 }
                 "follow" => self.follow(arg(1), words[2]),
+                "chaos" | "scribble" | "cli-status" => {
+                    let out = &mut self.out;
+                    crate::hostile::step(&words, &self.path, &mut |text: &str| {
+                        write_line(out, text);
+                    });
+                }
                 other => panic!("unknown worker step {other:?}"),
             }
         }
@@ -963,6 +971,19 @@ impl WorkerProcess {
             Err(error) => panic!("usage failed: {error}"),
         };
         self.line(&format!("U {}", fields.join(" ")));
+    }
+}
+
+/// A small random generator (xorshift64*).
+pub struct Random(pub u64);
+
+impl Random {
+    /// A number in `0..bound` (0 for a bound of 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound.max(1)
     }
 }
 
