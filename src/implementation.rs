@@ -53,6 +53,9 @@
 //! so two groups of processes never run two independent limiters under one name for more
 //! than that interval. [`reset`](crate::reset) and [`remove`](crate::remove) go further: they
 //! close the old log with a tombstone record, which every process sees at its very next call.
+//! A reset exchanges the names of a fresh file and the old one (`renameat2` with
+//! `RENAME_EXCHANGE`), a remove renames the file away, so that each closes exactly the file
+//! it displaced, even when several race.
 //!
 //! ## The ring and its records
 //!

@@ -240,7 +240,8 @@ impl Default for JournalConfig {
 /// Where the background thread finds the shared file the limiter is attached to now.
 pub(crate) trait Source: Send + Sync {
     /// The region currently attached.
-    fn region(&self) -> &Region;
+    /// (Held, not freed by a re-attach, while the guard lives.)
+    fn region(&self) -> crate::region::Pinned<'_, Region>;
 }
 
 /// The identity of one incarnation of a shared file, from its header.

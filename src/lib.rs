@@ -81,7 +81,7 @@ pub use error::{DenialKind, Denied, Error};
 pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
 #[cfg(not(loom))]
 pub use limiter::{
-    Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, Pacing, RateUsage, Stamp,
+    Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage, Stamp,
     default_dir, path_for, remove, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate, WeightUnit};

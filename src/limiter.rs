@@ -25,10 +25,10 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::journal::{self, Journal, JournalConfig};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
-use crate::region::SwapCell;
+use crate::region::{Pinned, SwapCell};
 use crate::sync::{Ordering, StdAtomicU64};
 
-pub use admin::{remove, reset};
+pub use admin::{OldFile, remove, reset};
 use attached::Attached;
 pub use builder::Builder;
 pub use counters::Counters;
@@ -263,7 +263,7 @@ impl Limiter {
     /// [`Limiter::current`], and a fresh clock reading in `now` if it checked the path (which
     /// may re-attach: a wait).
     #[inline(always)]
-    fn current_after_wait(&self, now: &mut Nanos) -> Result<&Attached, Denied> {
+    fn current_after_wait(&self, now: &mut Nanos) -> Result<Pinned<'_, Attached>, Denied> {
         // Relaxed: only a timer; the file itself is published through the SwapCell.
         let next = self.next_check.load(Ordering::Relaxed);
         if *now >= next {
@@ -314,7 +314,7 @@ impl Limiter {
         &self,
         now: Nanos,
         with_rates: bool,
-    ) -> Result<(&Attached, protocol::Usage), Error> {
+    ) -> Result<(Pinned<'_, Attached>, protocol::Usage), Error> {
         let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
         let mut attached = self.current(now).map_err(unusable)?;
         for _ in 0..4 {

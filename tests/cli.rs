@@ -445,10 +445,12 @@ fn rm_removes_and_refuses_while_the_file_is_mapped() {
     assert!(!fx.path("api").exists());
     fx.expect(NO_INPUT, &["rm", "api"]);
 
-    // A file that is not a limiter is not removed by hostlimit.
+    // A file that is not a limiter is removed only with --force.
     std::fs::write(fx.path("junk"), b"not a limiter").unwrap();
-    fx.expect(DATA, &["rm", "--force", "junk"]);
+    fx.expect(DATA, &["rm", "junk"]);
     assert!(fx.path("junk").exists());
+    fx.expect(0, &["rm", "--force", "junk"]);
+    assert!(!fx.path("junk").exists());
 }
 
 /// The samples of one metric: label text -> value.

@@ -4,8 +4,10 @@
 
 #[cfg(feature = "cli")]
 mod cli;
+mod hostile;
 #[cfg(feature = "journal")]
 mod journal;
+mod lifecycle;
 mod multiprocess;
 mod open;
 mod protocol;

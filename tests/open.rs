@@ -218,15 +218,20 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The bytes of a valid limiter file at `path` with one admission of weight 2.
+fn valid_file(path: &Path) -> Vec<u8> {
+    Limiter::open(path, &rates())
+        .unwrap()
+        .try_acquire(2)
+        .unwrap();
+    fs::read(path).unwrap()
+}
+
 #[test]
 fn damaged_and_foreign_files_are_refused_with_the_right_error() {
     let dir = support::temp_dir();
     let path = dir.path().join("lim");
-    Limiter::open(&path, &rates())
-        .unwrap()
-        .try_acquire(2)
-        .unwrap();
-    let valid = fs::read(&path).unwrap();
+    let valid = valid_file(&path);
     assert_eq!(
         word(&valid, 2),
         checksum(&valid),
@@ -320,6 +325,99 @@ fn damaged_and_foreign_files_are_refused_with_the_right_error() {
             hostlimit::reset(&path).unwrap_err(),
             Error::Corrupt { .. } | Error::Version { .. }
         ));
+    }
+}
+
+/// A damaged limiter file can be cleaned up by its owner: removed whatever the damage (a ring
+/// of garbage, a truncated file, a damaged header, another layout version, an empty file),
+/// and reset wherever its rates can still be read (so that the fresh file has them). A file
+/// that is not a hostlimit file at all is neither removed nor overwritten.
+#[test]
+fn damaged_limiters_can_be_removed_and_reset_where_their_rates_are_readable() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("lim");
+    let valid = valid_file(&path);
+    let ring = RING_OFFSET as usize;
+    let mut garbage_ring = valid.clone();
+    garbage_ring[ring..].copy_from_slice(&random_bytes(valid.len() - ring, 3));
+    let mut checksum = valid.clone();
+    checksum[2 * 8] ^= 0x10;
+    let mut version = valid.clone();
+    set_word(&mut version, 1, 7);
+    // (what, bytes, the words its description must contain, whether a reset can make it new)
+    let cases: Vec<(&str, Vec<u8>, &str, bool)> = vec![
+        ("a ring of garbage", garbage_ring, "corrupt ring", true),
+        (
+            "a truncated ring",
+            valid[..valid.len() - 16].to_vec(),
+            "truncated",
+            true,
+        ),
+        (
+            "only the header page",
+            valid[..ring].to_vec(),
+            "truncated",
+            true,
+        ),
+        (
+            "half a header page",
+            valid[..2000].to_vec(),
+            "truncated",
+            true,
+        ),
+        ("a damaged header", checksum, "checksum", false),
+        ("another version", version, "version 7", false),
+        ("an empty file", Vec::new(), "empty", false),
+    ];
+    for (what, bytes, reason, resettable) in cases {
+        fs::write(&path, &bytes).unwrap();
+        let removed = hostlimit::remove(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(removed.to_string().contains(reason), "{what}: {removed}");
+        assert!(!path.exists(), "{what}: not removed");
+
+        fs::write(&path, &bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        match hostlimit::reset(&path) {
+            Ok(found) if resettable => {
+                assert!(found.to_string().contains(reason), "{what}: {found}");
+                let fresh = Limiter::open(&path, &rates()).unwrap();
+                assert_eq!(fresh.usage().unwrap()[0].used, 0, "{what}");
+                assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
+                fs::remove_file(&path).unwrap();
+            }
+            Ok(found) => panic!("{what}: reset without its rates ({found})"),
+            Err(error) if resettable => panic!("{what}: {error}"),
+            Err(error) => {
+                let text = error.to_string();
+                assert!(
+                    text.contains(reason) && text.contains("remove"),
+                    "{what}: {text}"
+                );
+                assert_eq!(
+                    fs::read(&path).unwrap(),
+                    bytes,
+                    "{what}: a refused reset changed it"
+                );
+                fs::remove_file(&path).unwrap();
+            }
+        }
+    }
+    // Not a hostlimit file: left alone, and said so.
+    for (what, bytes) in [
+        ("random bytes", random_bytes(valid.len(), 9)),
+        ("text", b"precious data\n".repeat(100)),
+    ] {
+        fs::write(&path, &bytes).unwrap();
+        for error in [
+            hostlimit::remove(&path).unwrap_err(),
+            hostlimit::reset(&path).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&error, Error::Corrupt { reason, .. } if reason.contains("not a hostlimit file")),
+                "{what}: {error:?}"
+            );
+        }
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{what}: changed");
     }
 }
 

@@ -17,6 +17,13 @@
 //! | `fill W MAX` | `try_acquire_stamped(W)` until the first denial (at most `MAX` calls) |
 //! | `hammer MS W1,W2,.. PAUSE_US [quiet]` | for `MS` ms: acquire a random weight, then sleep a random pause in `[0, PAUSE_US]` µs (at most the retry-after after a denial); `quiet` records admissions only |
 //! | `usage` | record `usage()` |
+//! | `reset` / `remove` | `hostlimit::reset(path)` / `hostlimit::remove(path)`, recorded as an `M` line |
+//! | `nofile N` | lower this process's descriptor limit (`RLIMIT_NOFILE`) to `N` |
+//! | `resources` | record the open descriptors and the mappings of files in the worker's directory |
+//! | `churn N` | `N` rounds of a reset (every third round a remove) followed by `acquire 1` |
+//! | `admin reset\|remove N` | `N` tries of a race: wait (spinning) for `go.K`, reset or remove, touch `NAME.K` |
+//! | `follow N RATES` | `N` tries of the same race as the user: open, touch `ready.K`, spin on `go.K`, call `usage()` until `r0.K` and `r1.K` exist, `acquire 1`, touch `done.K` |
+//! | `chaos ..` / `scribble ..` / `cli-status ..` | the hostile-file test's callers (`hostile.rs`) |
 //!
 //! Each result is one line, written with a single `write` as it happens, so that a worker
 //! killed at any moment leaves every line but possibly a torn last one:
@@ -28,6 +35,9 @@
 //! D <before> <after> <weight> <rate> <retry_ns|-> <X|N|U>   denied: exhausted, never fits, unavailable
 //! F <before> <after> <weight>                           admitted without a record (weight 0)
 //! U <used>:<remaining>:<next_free_ns|->:<denied> ...    usage, one field per rate
+//! M <op> ok | M <op> error <error>                      reset or remove, and how it went
+//! R <descriptors> <mappings>                            resources in use
+//! L <what> <calls> <worst_wall_ns> <worst_cpu_ns> <worst_call>   call latencies (hostile.rs)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -328,6 +338,27 @@ pub struct Output {
     /// Every call in order: `true` for an admission (index into `admissions`), `false` for
     /// a denial (index into `denials`).
     pub order: Vec<(bool, usize)>,
+    /// Resets and removes: `reset ok`, `remove error <error>`.
+    pub admin: Vec<String>,
+    /// Resources in use: open descriptors, mappings of files in the worker's directory.
+    pub resources: Vec<(usize, usize)>,
+    /// Call latencies, per kind of call.
+    pub latencies: Vec<Latency>,
+}
+
+/// The latencies of one kind of call, as a worker of `hostile.rs` measured them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Latency {
+    /// The kind of call (`try_acquire`, `usage`, ...).
+    pub what: String,
+    /// How many calls were made.
+    pub calls: u64,
+    /// The longest wall-clock time of one call, in ns.
+    pub worst_wall: u64,
+    /// The most CPU time (of the calling thread) one call used, in ns.
+    pub worst_cpu: u64,
+    /// What the slowest call (by CPU time) returned.
+    pub worst_call: String,
 }
 
 fn field<T: std::str::FromStr>(fields: &[&str], index: usize, line: &str) -> T {
@@ -392,6 +423,17 @@ impl Output {
                         })
                         .collect(),
                 ),
+                "M" => output.admin.push(line[2..].to_string()),
+                "R" => output
+                    .resources
+                    .push((field(&fields, 1, line), field(&fields, 2, line))),
+                "L" => output.latencies.push(Latency {
+                    what: fields[1].to_string(),
+                    calls: field(&fields, 2, line),
+                    worst_wall: field(&fields, 3, line),
+                    worst_cpu: field(&fields, 4, line),
+                    worst_call: fields[5..].join(" "),
+                }),
                 _ => panic!("unknown worker line {line:?}"),
             }
         }
@@ -694,6 +736,8 @@ fn checks_detect_violations() {
 struct WorkerProcess {
     path: PathBuf,
     dir: PathBuf,
+    /// The worker's name (its output file's stem).
+    name: String,
     out: File,
     limiter: Option<Limiter>,
     random: u64,
@@ -715,6 +759,10 @@ impl WorkerProcess {
                 .parent()
                 .expect("the output has a directory")
                 .to_path_buf(),
+            name: out_path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             out,
             limiter: None,
             random: (u64::from(std::process::id()) << 32 ^ now()) | 1,
@@ -724,9 +772,7 @@ impl WorkerProcess {
 
     /// Writes one line with a single `write`, so that a kill leaves whole lines.
     fn line(&mut self, text: &str) {
-        self.out
-            .write_all(format!("{text}\n").as_bytes())
-            .expect("write the worker's output");
+        write_line(&mut self.out, text);
     }
 
     /// A random number in `0..bound` (xorshift64*).
@@ -792,6 +838,32 @@ impl WorkerProcess {
                     self.quiet = false;
                 }
                 "usage" => self.usage(),
+                "reset" | "remove" => self.admin(words[0]),
+                "nofile" => {
+                    use nix::sys::resource::{Resource, setrlimit};
+                    setrlimit(Resource::RLIMIT_NOFILE, arg(1), arg(1)).expect("setrlimit");
+                }
+                "resources" => self.resources(),
+                "churn" => {
+                    for round in 0..arg(1) {
+                        self.admin(if round % 3 == 2 { "remove" } else { "reset" });
+                        self.acquire(1);
+                    }
+                }
+                "admin" => {
+                    for index in 0..arg(2) {
+                        spin_for_file(&self.dir.join(format!("go.{index}")));
+                        self.admin(words[1]);
+                        touch(&self.dir.join(format!("{}.{index}", self.name)));
+                    }
+                }
+                "follow" => self.follow(arg(1), words[2]),
+                "chaos" | "scribble" | "cli-status" => {
+                    let out = &mut self.out;
+                    crate::hostile::step(&words, &self.path, &mut |text: &str| {
+                        write_line(out, text);
+                    });
+                }
                 other => panic!("unknown worker step {other:?}"),
             }
         }
@@ -899,5 +971,99 @@ impl WorkerProcess {
             Err(error) => panic!("usage failed: {error}"),
         };
         self.line(&format!("U {}", fields.join(" ")));
+    }
+}
+
+/// A small random generator (xorshift64*).
+pub struct Random(pub u64);
+
+impl Random {
+    /// A number in `0..bound` (0 for a bound of 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound.max(1)
+    }
+}
+
+/// Writes one line with a single `write`, so that a kill leaves whole lines.
+fn write_line(out: &mut File, text: &str) {
+    out.write_all(format!("{text}\n").as_bytes())
+        .expect("write the worker's output");
+}
+
+/// Waits until `path` exists without sleeping, so that the processes of a race start within
+/// microseconds of each other (at most a minute).
+fn spin_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Open descriptors of this process, and mappings of files in `dir` (by the path the kernel
+/// shows, which ends in ` (deleted)` for an unlinked file).
+pub fn resources_in_use(dir: &Path) -> (usize, usize) {
+    let descriptors = fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count();
+    let dir = dir.display().to_string();
+    let mappings = fs::read_to_string("/proc/self/maps")
+        .expect("read /proc/self/maps")
+        .lines()
+        .filter(|line| line.contains(dir.as_str()))
+        .count();
+    (descriptors, mappings)
+}
+
+impl WorkerProcess {
+    /// `reset` or `remove`, recorded.
+    fn admin(&mut self, op: &str) {
+        let result = if op == "reset" {
+            hostlimit::reset(&self.path).map(drop)
+        } else {
+            hostlimit::remove(&self.path).map(drop)
+        };
+        match result {
+            Ok(()) => self.line(&format!("M {op} ok")),
+            Err(error) => self.line(&format!("M {op} error {error}")),
+        }
+    }
+
+    fn resources(&mut self) {
+        let (descriptors, mappings) = resources_in_use(&self.dir);
+        self.line(&format!("R {descriptors} {mappings}"));
+    }
+
+    /// The user's side of the reset race (see the `follow` step).
+    fn follow(&mut self, tries: u64, rates: &str) {
+        let rates: Vec<Rate> = rates
+            .split(',')
+            .map(|r| r.parse().expect("a rate"))
+            .collect();
+        for index in 0..tries {
+            // A fresh handle per try, which only `reset`/`remove` can move (the path check
+            // waits an hour).
+            self.limiter = Some(
+                Limiter::builder(&rates)
+                    .check_interval(Duration::from_secs(3600))
+                    .open(&self.path)
+                    .expect("open for the race"),
+            );
+            touch(&self.dir.join(format!("ready.{index}")));
+            spin_for_file(&self.dir.join(format!("go.{index}")));
+            let done = |r: usize| self.dir.join(format!("r{r}.{index}")).exists();
+            while !(done(0) && done(1)) {
+                let _ = self.limiter().usage();
+            }
+            self.acquire(1);
+            touch(&self.dir.join(format!("done.{index}")));
+        }
     }
 }

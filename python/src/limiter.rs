@@ -545,6 +545,7 @@ impl PyLimiter {
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
         let path = self.shared.spec.path.clone();
         py.detach(move || hostlimit::reset(&path))
+            .map(|_| ())
             .map_err(|e| setup_error(py, e))
     }
 
@@ -661,6 +662,7 @@ pub fn _restore(
 #[pyfunction]
 pub fn reset(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(move || hostlimit::reset(&path))
+        .map(|_| ())
         .map_err(|e| setup_error(py, e))
 }
 
@@ -669,6 +671,7 @@ pub fn reset(py: Python<'_>, path: PathBuf) -> PyResult<()> {
 #[pyfunction]
 pub fn remove(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(move || hostlimit::remove(&path))
+        .map(|_| ())
         .map_err(|e| setup_error(py, e))
 }
 

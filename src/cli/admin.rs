@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::Limiter;
+use hostlimit::{Error, Limiter, OldFile};
 use serde::Serialize;
 
 use crate::cli::args::RateArgs;
@@ -85,7 +85,13 @@ pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> 
         "reset",
         "each of them moves to the fresh file at its next call",
     )?;
-    hostlimit::reset(&target.path).map_err(|e| Failure::about(target, e))?;
+    let old = hostlimit::reset(&target.path).map_err(|e| Failure::about(target, e))?;
+    if let OldFile::Damaged(_) = &old {
+        print_err(&format!(
+            "{}: was {old}; it is a fresh limiter with the same rates now",
+            target.path.display()
+        ));
+    }
     finish(target, "reset", &scan, json)
 }
 
@@ -97,7 +103,24 @@ pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure>
         "remove",
         "each of them re-creates the file with its own rates at its next call",
     )?;
-    hostlimit::remove(&target.path).map_err(|e| Failure::about(target, e))?;
+    match hostlimit::remove(&target.path) {
+        Ok(OldFile::Limiter) => {}
+        Ok(old) => print_err(&format!("removed {}, {old}", target.path.display())),
+        // The library removes only hostlimit files; the user may insist.
+        Err(Error::Corrupt { reason, .. }) if reason.starts_with("not a ") => {
+            let path = target.path.display();
+            if !force {
+                return Err(Failure::new(
+                    Exit::Data,
+                    format!("{path}: {reason}; remove it anyway with --force"),
+                ));
+            }
+            std::fs::remove_file(&target.path)
+                .map_err(|e| Failure::new(io_exit(&e), format!("{path}: {e}")))?;
+            print_err(&format!("removed {path}, which was {reason}"));
+        }
+        Err(error) => return Err(Failure::about(target, error)),
+    }
     finish(target, "removed", &scan, json)
 }
 

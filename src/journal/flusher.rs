@@ -298,7 +298,7 @@ impl Handle {
                     let stopping = background.wait();
                     let region = source.region();
                     // A failure is kept in the status; the next round tries again.
-                    if background.flush(region, stopping).is_ok() && !stopping {
+                    if background.flush(&region, stopping).is_ok() && !stopping {
                         let compacted = background.compact();
                         if let Err(e) = compacted {
                             *lock(&background.flush_status) = Some(e.to_string());

@@ -1,61 +1,144 @@
 //! Operator actions on a limiter file: reset and remove.
+//!
+//! Both displace the file at the path in one atomic step that tells them exactly which file
+//! they displaced (an exchange of names for `reset`, a rename for `remove`; see
+//! `region/files.rs`), and only then close that file's log. So two of them racing never
+//! leave a process on a file nobody else sees (each retires what it replaced, even a file
+//! the other had just installed), and one that fails changes nothing.
 
+use std::fmt;
 use std::path::Path;
 
 use crate::clock::{Clock, HostClock};
 use crate::error::Error;
 use crate::protocol::{self, NoHook};
-use crate::region::Region;
+use crate::region::{self, Displaced, Kind, Region};
 
 use super::builder::new_header;
 
+/// What [`reset`] or [`remove`] found at the path, and replaced or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OldFile {
+    /// A limiter in working order. Every process still using it moves on at its next call.
+    Limiter,
+    /// A hostlimit file that could not be used, and what was wrong with it: `corrupt ring:
+    /// ...`, `truncated: ...`, `damaged header: ...`, `layout version ...`, `empty file`.
+    /// Its log could not be closed; a process still mapping it notices that the path names
+    /// another file within its check interval (one second by default).
+    Damaged(String),
+}
+
+impl fmt::Display for OldFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OldFile::Limiter => f.write_str("a limiter"),
+            OldFile::Damaged(reason) => write!(f, "a damaged limiter file ({reason})"),
+        }
+    }
+}
+
 /// Resets the limiter at `path`: every window becomes empty, for every process using it.
 ///
-/// A fresh file with the same rates, permissions and clock atomically replaces the old one,
-/// and the old one's log is closed, so each process still using it moves to the new file at
-/// its next call. Counters start again from zero.
+/// A fresh file with the same rates, owner, group, permissions and clock atomically replaces
+/// the old one, and the log of the file it replaced is closed, so each process still using
+/// that file moves to the new one at its next call. Counters start again from zero. A
+/// damaged file is replaced too, as long as its header (and so its rates) can be read: a
+/// ring of garbage, a truncated file. Returns what the old file was.
 ///
 /// # Errors
 ///
-/// The file cannot be opened or validated (see [`Builder::open`](super::Builder::open)), or the directory is not
-/// writable.
-pub fn reset(path: impl AsRef<Path>) -> Result<(), Error> {
+/// Nothing is changed on error. The file is missing, is not a hostlimit file
+/// ([`Error::Corrupt`], "not a hostlimit file"), or its rates cannot be read (a damaged
+/// header, another layout version: remove it and create it again); it was made with another
+/// clock ([`Error::ClockMismatch`]); the directory is not writable; or this process cannot
+/// give the new file the old one's owner and group (only they or root may reset it).
+pub fn reset(path: impl AsRef<Path>) -> Result<OldFile, Error> {
     let path = path.as_ref();
-    let old = Region::existing(path)?;
+    region::check_machine()?;
+    let examined = Region::examine(path)?;
+    let header = match examined.kind {
+        Kind::Limiter(header) => header,
+        Kind::Foreign(reason) => return Err(Error::corrupt(path, reason)),
+        Kind::Damaged(reason) => {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "{reason}; its rates cannot be read, so it cannot be reset: remove it and \
+                     create it again"
+                ),
+            ));
+        }
+    };
     let identity = HostClock
         .identity()
         .map_err(|e| Error::io(path, "read clock identity", e))?;
-    if let Some(reason) = old.header().clock.mismatch(&identity) {
+    if let Some(reason) = header.clock.mismatch(&identity) {
         return Err(Error::ClockMismatch {
             path: path.to_path_buf(),
             reason,
         });
     }
-    let header = crate::layout::Header {
-        labels: old.header().labels,
-        ..new_header(&old.header().rules, identity, &HostClock)?
+    let fresh = crate::layout::Header {
+        labels: header.labels,
+        ..new_header(&header.rules, identity, &HostClock)?
     };
-    Region::replace(path, &header, old.mode()?)?;
-    retire(&old)
+    let displaced = Region::replace(path, &fresh, &examined.owner)?;
+    retire_and_delete(displaced)
 }
 
-/// Removes the limiter file at `path`, closing its log first so that processes still using
-/// it notice at their next call. Such a process re-creates the file with its own rates (as
-/// it does after any deletion), so stop the users first if the limiter should stay gone.
+/// Removes the limiter file at `path`, closing its log so that processes still using it
+/// notice at their next call. Such a process re-creates the file with its own rates (as it
+/// does after any deletion), so stop the users first if the limiter should stay gone. A
+/// damaged limiter file (a ring of garbage, a truncated file, a damaged header, another
+/// layout version) is removed too. Returns what the file was.
 ///
 /// # Errors
 ///
-/// The file cannot be opened or validated, or cannot be unlinked.
-pub fn remove(path: impl AsRef<Path>) -> Result<(), Error> {
+/// Nothing is changed on error. The file is missing or is not a hostlimit file
+/// ([`Error::Corrupt`], "not a hostlimit file"), or cannot be removed (the directory is not
+/// writable).
+pub fn remove(path: impl AsRef<Path>) -> Result<OldFile, Error> {
     let path = path.as_ref();
-    let old = Region::existing(path)?;
-    retire(&old)?;
-    std::fs::remove_file(path).map_err(|e| Error::io(path, "remove", e))
+    region::check_machine()?;
+    if let Kind::Foreign(reason) = Region::examine(path)?.kind {
+        return Err(Error::corrupt(path, reason));
+    }
+    retire_and_delete(Region::take_away(path)?)
 }
 
-fn retire(region: &Region) -> Result<(), Error> {
-    let Ok(result) = protocol::retire(&region.words(), &NoHook);
-    result
-        .map(|_| ())
-        .map_err(|reason| Error::corrupt(region.path(), reason))
+/// Closes the displaced file's log (if it is a usable limiter), then deletes it. What was
+/// displaced is not necessarily what the caller examined (another reset or remove, or a
+/// process re-creating the file, may have come in between): it is what the path named, and
+/// so what must be retired.
+fn retire_and_delete(displaced: Displaced) -> Result<OldFile, Error> {
+    let path = displaced.path().to_path_buf();
+    let kind = match displaced.fd() {
+        Some(fd) => region::examine_file(&path, fd)?.kind,
+        None => Kind::Foreign("not a regular file".into()),
+    };
+    let old = match kind {
+        Kind::Foreign(reason) => {
+            // Something else took the limiter's place meanwhile: give it back.
+            let error = Error::corrupt(&path, format!("{reason}; it is left as it was"));
+            displaced.put_back()?;
+            return Err(error);
+        }
+        Kind::Damaged(reason) => OldFile::Damaged(reason),
+        Kind::Limiter(_) => match Region::displaced(&displaced) {
+            Ok(old) => {
+                let Ok(retired) = protocol::retire(&old.words(), &NoHook);
+                match retired {
+                    Ok(_) => OldFile::Limiter,
+                    Err(reason) => OldFile::Damaged(format!("corrupt ring: {reason}")),
+                }
+            }
+            Err(Error::Truncated { size, expected, .. }) => {
+                OldFile::Damaged(format!("truncated: {size} bytes, expected {expected}"))
+            }
+            Err(error) => OldFile::Damaged(error.to_string()),
+        },
+    };
+    displaced.delete()?;
+    Ok(old)
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{DenialKind, Denied};
 use crate::journal::{self, Journal};
-use crate::region::{Region, SwapCell};
+use crate::region::{Pinned, Region, SwapCell};
 
 use super::attached::Attached;
 use super::{Limiter, Stamp};
@@ -86,7 +86,7 @@ impl Limiter {
 }
 
 impl journal::Source for SwapCell<Attached> {
-    fn region(&self) -> &Region {
-        &self.get().region
+    fn region(&self) -> Pinned<'_, Region> {
+        Pinned::map(self.get(), |attached| &attached.region)
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::clock::Nanos;
 use crate::error::{DenialKind, Denied, Error};
-use crate::region::{OpenSpec, Region};
+use crate::region::{OpenSpec, Pinned, Region};
 use crate::sync::Ordering;
 
 use super::Limiter;
@@ -11,9 +11,10 @@ use super::builder::new_header;
 
 impl Limiter {
     /// The attached file, re-attaching first if the check interval has passed and the path
-    /// now names another file (or none).
+    /// now names another file (or none). The guard keeps it mapped, however often the
+    /// limiter re-attaches meanwhile.
     #[inline]
-    pub(super) fn current(&self, now: Nanos) -> Result<&Attached, Denied> {
+    pub(super) fn current(&self, now: Nanos) -> Result<Pinned<'_, Attached>, Denied> {
         // Relaxed: only a timer; the file itself is published through the SwapCell.
         let next = self.next_check.load(Ordering::Relaxed);
         if now >= next {
@@ -33,6 +34,8 @@ impl Limiter {
         {
             return Ok(());
         }
+        // Frees the files replaced at earlier re-attaches that no call still holds.
+        self.attached.reclaim();
         if matches!(self.attached.get().region.still_linked(), Ok(true)) {
             return Ok(());
         }
@@ -42,9 +45,9 @@ impl Limiter {
     /// Attaches to whatever file the path names now, creating it with our rates if it is
     /// gone, and makes it current.
     #[cold]
-    pub(super) fn reattach(&self, now: Nanos) -> Result<&Attached, Denied> {
+    pub(super) fn reattach(&self, now: Nanos) -> Result<Pinned<'_, Attached>, Denied> {
         let old = self.attached.get();
-        match self.reopen(old) {
+        match self.reopen(&old) {
             Ok(fresh) => {
                 self.attached.replace(fresh);
                 Ok(self.attached.get())
