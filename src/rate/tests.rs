@@ -135,6 +135,10 @@ fn rejects_bad_text_with_a_reason_and_a_suggestion() {
         ("10b/s", "bits or bytes"),
         ("10Kb/s", "bits or bytes"),
         ("10kfoo/s", "unknown word \"foo\""),
+        // A word that only starts like a multiplier is just an unknown word.
+        ("10mfoo/s", "unknown word \"mfoo\""),
+        ("10Tfoo/s", "unknown word \"Tfoo\""),
+        ("10kmreq/s", "unknown word \"mreq\""),
         ("5000000000/s", "at most 4294967295"),
         ("99999999999999999999999/s", "too large"),
         ("1/400d", "at most 366 days"),
@@ -255,6 +259,8 @@ fn unit_codes_round_trip() {
 fn suggestions_need_a_close_word() {
     assert_eq!(distance("kitten", "sitting"), 3);
     assert_eq!(distance("", "abc"), 3);
+    assert_eq!(distance("abc", ""), 3);
+    assert_eq!(distance("xab", "ab"), 1);
     assert_eq!(distance("req", "req"), 0);
     assert_eq!(distance("rq", "req"), 1);
     assert_eq!(
