@@ -69,7 +69,10 @@ impl Limiter {
                 return Err(denied);
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            if wait > left {
+            // `left` zero: the deadline has passed. Only garbage in the file gives a zero
+            // `wait` (a real denial frees at least a nanosecond later), and without this
+            // check such a denial would spin past the deadline.
+            if wait > left || left.is_zero() {
                 self.count_refusal(&denied, Refusal::Wait);
                 return Err(denied);
             }
