@@ -11,3 +11,5 @@ mod open;
 mod protocol;
 mod readme;
 mod support;
+#[cfg(feature = "cli")]
+mod top;

@@ -254,8 +254,7 @@ fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
         row.push(&numbers, Style::new());
         if spark_cells > 6 {
             let series = entry.denied_per_s.get(index);
-            let now = series.and_then(|s| s.back().copied()).unwrap_or(0);
-            let text = format!(" den {now}/s ");
+            let text = format!(" den {}/s ", entry.rate_denials_now(index));
             let cells = spark_cells.saturating_sub(text.chars().count()).min(points);
             row.push(&text, dim());
             if let Some(series) = series {
