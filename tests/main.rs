@@ -3,6 +3,8 @@
 //! limiter file in a temporary directory.
 
 #[cfg(feature = "cli")]
+mod chart;
+#[cfg(feature = "cli")]
 mod cli;
 #[cfg(feature = "journal")]
 mod journal;
