@@ -64,10 +64,26 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let socket_path = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "#{socket_path}",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .stderr(Stdio::null())
             .status();
+        // The server leaves its socket behind.
+        if let Ok(path) = socket_path
+            && !path.is_empty()
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -179,7 +195,8 @@ fn top_under_tmux_shows_the_demo_moving_and_gives_the_terminal_back() {
     tmux.run(&["send-keys", "-t", "top", "q"]);
     let screen = tmux.wait_for(Duration::from_secs(10), |s| s.contains("TOP-EXIT-0"));
     assert!(
-        screen.contains("top -n 200ms"),
+        // The command line as typed (wrapped at the pane's width).
+        screen.replace('\n', "").contains("top -n 200ms; echo TOP-EXIT-$?"),
         "the shell's screen is back: {screen}"
     );
     assert!(!screen.contains("q quit"), "{screen}");

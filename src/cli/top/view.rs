@@ -66,10 +66,19 @@ fn screen(model: &Model, ui: &Ui, area: Rect) -> Vec<Line<'static>> {
         };
         lines.push(Line::from(fit(&text, width)));
     }
+    // One width for every rate's label, so that the bars line up from limiter to limiter.
+    let label_width = shown
+        .iter()
+        .filter_map(|e| e.snapshot.state.as_ref().ok())
+        .flat_map(|state| &state.usage)
+        .map(|u| u.rate.to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let mut used = 0;
     let mut drawn = 0;
     for entry in &shown[offset.min(shown.len())..] {
-        let block = limiter(entry, model, width);
+        let block = limiter(entry, model, width, label_width);
         let left = shown.len() - offset - drawn;
         // Keep a row to say how many did not fit, unless this is the last one.
         let room = body - used;
@@ -138,7 +147,7 @@ fn keys(ui: &Ui, width: usize) -> Line<'static> {
 }
 
 /// The rows of one limiter.
-fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
+fn limiter(entry: &Entry, model: &Model, width: usize, label_width: usize) -> Vec<Line<'static>> {
     let name = entry.snapshot.target.name.clone();
     let state = match &entry.snapshot.state {
         Ok(state) => state,
@@ -201,13 +210,6 @@ fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
     let mut lines = vec![title.line()];
 
     let binding = entry.binding_rate();
-    let label_width = state
-        .usage
-        .iter()
-        .map(|u| u.rate.to_string().chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(6);
     for (index, usage) in state.usage.iter().enumerate() {
         let mut row = Row::new(width);
         let fullness = fullness(state, index);
