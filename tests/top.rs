@@ -196,7 +196,9 @@ fn top_under_tmux_shows_the_demo_moving_and_gives_the_terminal_back() {
     let screen = tmux.wait_for(Duration::from_secs(10), |s| s.contains("TOP-EXIT-0"));
     assert!(
         // The command line as typed (wrapped at the pane's width).
-        screen.replace('\n', "").contains("top -n 200ms; echo TOP-EXIT-$?"),
+        screen
+            .replace('\n', "")
+            .contains("top -n 200ms; echo TOP-EXIT-$?"),
         "the shell's screen is back: {screen}"
     );
     assert!(!screen.contains("q quit"), "{screen}");

@@ -247,7 +247,9 @@ fn limiter(entry: &Entry, model: &Model, width: usize, label_width: usize) -> Ve
         // The bar takes most of what is left; the denial sparkline, with its label, the rest
         // once the bar has 10 cells.
         let (bar_cells, spark_cells) = if room >= 24 {
-            let bar_cells = (room / 2).max(10);
+            // Half each, but a sparkline of a dozen points (and its label) before the bar
+            // grows past 10 cells.
+            let bar_cells = (room / 2).min(room.saturating_sub(21)).max(10);
             (bar_cells, room - bar_cells)
         } else {
             (room, 0)
