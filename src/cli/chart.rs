@@ -127,6 +127,8 @@ impl Chart {
                         n => EIGHTHS[n as usize - 1],
                     });
                 }
+                let kept = out.trim_end_matches(' ').len();
+                out.truncate(kept);
                 out.push('\n');
             }
             let width = series.peaks.len();
