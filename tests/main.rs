@@ -3,6 +3,8 @@
 //! limiter file in a temporary directory.
 
 #[cfg(feature = "cli")]
+mod chart;
+#[cfg(feature = "cli")]
 mod cli;
 mod hostile;
 #[cfg(feature = "journal")]
@@ -13,3 +15,5 @@ mod open;
 mod protocol;
 mod readme;
 mod support;
+#[cfg(feature = "cli")]
+mod top;

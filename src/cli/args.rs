@@ -186,6 +186,9 @@ pub enum Command {
         /// The limiter's rates [default: 50/s and 200/10s]
         #[arg(long = "rate", short, value_name = "RATE", value_parser = parse_rate)]
         rates: Vec<Rate>,
+        /// Also write the run's chart (admissions per window against each limit) as an SVG
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
     /// Print a shell completion script: hostlimit completions bash > /etc/bash_completion.d/hostlimit
     #[command(after_help = EXIT_CODES_HELP)]

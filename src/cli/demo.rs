@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use hostlimit::{Clock, HostClock, Limiter, Nanos, Rate, Stamp};
 use serde::Serialize;
 
+use crate::cli::chart;
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::mappers;
 use crate::cli::report::{count_text, table};
@@ -41,6 +42,8 @@ pub struct Options {
     pub may_fall_back: bool,
     /// One JSON document at the end instead of the text report.
     pub json: bool,
+    /// Where to write the run's chart as an SVG (`--plot`).
+    pub plot: Option<PathBuf>,
 }
 
 /// Removes the demo's limiter file when the demo ends, however it ends (short of a signal),
@@ -126,6 +129,18 @@ pub fn demo(dir: &Path, options: &Options) -> Result<Exit, Failure> {
     let counted = limiter.admitted()?;
     drop(limiter);
     let (verdict, document) = report(&rates, &reports, counted, elapsed, &out)?;
+    let stamps: Vec<Nanos> = reports
+        .iter()
+        .flat_map(|r| r.stamps.iter().map(|s| s.timestamp))
+        .collect();
+    chart::show(
+        &rates,
+        &stamps,
+        until - time_nanos(options.duration),
+        until,
+        options.plot.as_deref(),
+        &out,
+    )?;
     drop(cleanup);
     let removed = !target.path.exists();
     out(&format!(

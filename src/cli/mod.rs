@@ -9,6 +9,7 @@
 mod acquire;
 mod admin;
 mod args;
+mod chart;
 mod demo;
 mod docs;
 mod exit;
@@ -130,6 +131,7 @@ fn dispatch(
             workers,
             seconds,
             rates,
+            plot,
         } => {
             let rates = if rates.is_empty() {
                 demo::DEFAULT_RATES
@@ -148,6 +150,7 @@ fn dispatch(
                     may_fall_back: explicit_dir.is_none()
                         && std::env::var_os(hostlimit::DIR_ENV).is_none_or(|v| v.is_empty()),
                     json,
+                    plot,
                 },
             )
         }

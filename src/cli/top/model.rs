@@ -86,10 +86,12 @@ pub struct Entry {
     pub closeness: f64,
     identity: Option<Identity>,
     last: Option<(Instant, u64, Vec<Option<u64>>)>,
+    /// Readings per second (at least 1), for the figures "in the last second".
+    points_per_second: usize,
 }
 
 impl Entry {
-    fn new(snapshot: Snapshot) -> Entry {
+    fn new(snapshot: Snapshot, interval: Duration) -> Entry {
         Entry {
             snapshot,
             admitted_per_s: VecDeque::new(),
@@ -99,6 +101,7 @@ impl Entry {
             closeness: 0.0,
             identity: None,
             last: None,
+            points_per_second: ((1.0 / interval.as_secs_f64().max(1e-3)).round() as usize).max(1),
         }
     }
 
@@ -114,14 +117,21 @@ impl Entry {
         })
     }
 
-    /// The latest denials per second over all rates.
+    /// Denials per second over all rates, in the last second.
     pub fn denials_now(&self) -> u64 {
-        self.denied_total_per_s.back().copied().unwrap_or(0)
+        last_second(&self.denied_total_per_s, self.points_per_second)
     }
 
-    /// The latest admissions per second.
+    /// Admissions per second, in the last second.
     pub fn admissions_now(&self) -> u64 {
-        self.admitted_per_s.back().copied().unwrap_or(0)
+        last_second(&self.admitted_per_s, self.points_per_second)
+    }
+
+    /// Denials per second of one rate, in the last second.
+    pub fn rate_denials_now(&self, index: usize) -> u64 {
+        self.denied_per_s
+            .get(index)
+            .map_or(0, |series| last_second(series, self.points_per_second))
     }
 
     /// Takes a new reading into the history.
@@ -178,6 +188,16 @@ pub fn fullness(state: &State, index: usize) -> f64 {
     usage.used as f64 / usage.rate.limit().max(1) as f64
 }
 
+/// The mean of the last `points` points (a second's worth of readings).
+fn last_second(series: &VecDeque<u64>, points: usize) -> u64 {
+    let taken = series.len().min(points);
+    if taken == 0 {
+        return 0;
+    }
+    let sum: u64 = series.iter().rev().take(taken).sum();
+    sum / taken as u64
+}
+
 fn push(series: &mut VecDeque<u64>, value: u64) {
     if series.len() == MAX_POINTS {
         series.pop_front();
@@ -217,7 +237,7 @@ impl Model {
             let mut entry = self
                 .entries
                 .remove(&path)
-                .unwrap_or_else(|| Entry::new(snapshot_placeholder(&snapshot)));
+                .unwrap_or_else(|| Entry::new(snapshot_placeholder(&snapshot), self.interval));
             entry.update(snapshot, at);
             seen.insert(path, entry);
         }

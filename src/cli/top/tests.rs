@@ -310,3 +310,37 @@ fn history_holds_a_minute_at_the_interval() {
     assert_eq!(Model::new(Duration::from_millis(100)).history_points(), 600);
     assert_eq!(Model::new(Duration::from_secs(120)).history_points(), 1);
 }
+
+#[test]
+fn rates_per_second_come_from_the_counters_between_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = limiter(dir.path(), "busy", &["4/min"], 0, 0);
+    // Four readings 250 ms apart (as the model is told): 1 admission before the second,
+    // 3 more and 2 denials before the third, 4 denials before the fourth.
+    let mut model = Model::new(Duration::from_millis(250));
+    let start = Instant::now();
+    let quarter = Duration::from_millis(250);
+    let mut read = |n: u32| model.sample(read_all(dir.path(), &[]).unwrap(), start + quarter * n);
+    read(0);
+    busy.try_acquire(1).unwrap();
+    read(1);
+    for _ in 0..3 {
+        busy.try_acquire(1).unwrap();
+    }
+    for _ in 0..2 {
+        assert!(busy.try_acquire(1).is_err());
+    }
+    read(2);
+    for _ in 0..4 {
+        assert!(busy.try_acquire(1).is_err());
+    }
+    read(3);
+    let entry = &model.shown()[0];
+    assert_eq!(entry.admitted_per_s, [4, 12, 0]);
+    assert_eq!(entry.denied_total_per_s, [0, 8, 16]);
+    assert_eq!(entry.denied_per_s[0], [0, 8, 16]);
+    // The figures shown are the mean of the last second (4 readings at 250 ms).
+    assert_eq!(entry.admissions_now(), 16 / 3);
+    assert_eq!(entry.denials_now(), 24 / 3);
+    assert_eq!(entry.rate_denials_now(0), 8);
+}

@@ -66,10 +66,19 @@ fn screen(model: &Model, ui: &Ui, area: Rect) -> Vec<Line<'static>> {
         };
         lines.push(Line::from(fit(&text, width)));
     }
+    // One width for every rate's label, so that the bars line up from limiter to limiter.
+    let label_width = shown
+        .iter()
+        .filter_map(|e| e.snapshot.state.as_ref().ok())
+        .flat_map(|state| &state.usage)
+        .map(|u| u.rate.to_string().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     let mut used = 0;
     let mut drawn = 0;
     for entry in &shown[offset.min(shown.len())..] {
-        let block = limiter(entry, model, width);
+        let block = limiter(entry, model, width, label_width);
         let left = shown.len() - offset - drawn;
         // Keep a row to say how many did not fit, unless this is the last one.
         let room = body - used;
@@ -138,7 +147,7 @@ fn keys(ui: &Ui, width: usize) -> Line<'static> {
 }
 
 /// The rows of one limiter.
-fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
+fn limiter(entry: &Entry, model: &Model, width: usize, label_width: usize) -> Vec<Line<'static>> {
     let name = entry.snapshot.target.name.clone();
     let state = match &entry.snapshot.state {
         Ok(state) => state,
@@ -201,13 +210,6 @@ fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
     let mut lines = vec![title.line()];
 
     let binding = entry.binding_rate();
-    let label_width = state
-        .usage
-        .iter()
-        .map(|u| u.rate.to_string().chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(6);
     for (index, usage) in state.usage.iter().enumerate() {
         let mut row = Row::new(width);
         let fullness = fullness(state, index);
@@ -245,7 +247,9 @@ fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
         // The bar takes most of what is left; the denial sparkline, with its label, the rest
         // once the bar has 10 cells.
         let (bar_cells, spark_cells) = if room >= 24 {
-            let bar_cells = (room / 2).max(10);
+            // Half each, but a sparkline of a dozen points (and its label) before the bar
+            // grows past 10 cells.
+            let bar_cells = (room / 2).min(room.saturating_sub(21)).max(10);
             (bar_cells, room - bar_cells)
         } else {
             (room, 0)
@@ -254,8 +258,7 @@ fn limiter(entry: &Entry, model: &Model, width: usize) -> Vec<Line<'static>> {
         row.push(&numbers, Style::new());
         if spark_cells > 6 {
             let series = entry.denied_per_s.get(index);
-            let now = series.and_then(|s| s.back().copied()).unwrap_or(0);
-            let text = format!(" den {now}/s ");
+            let text = format!(" den {}/s ", entry.rate_denials_now(index));
             let cells = spark_cells.saturating_sub(text.chars().count()).min(points);
             row.push(&text, dim());
             if let Some(series) = series {
