@@ -15,8 +15,10 @@ use crate::cli::time;
 const LIMITER_HELP: &str =
     "Limiter name (a file in the limiter directory) or path (anything containing '/')";
 
-const RATE_HELP: &str = "LIMIT[WORD]/[N]UNIT: 10/s, 600/min, 5/2s, 10k/day, 90000tok/min \
-    (weight, in tokens), 60req/min (requests, whatever their weight)";
+const RATE_HELP: &str = "A rate, repeated for several: the limiter is created with these \
+    if it does not exist, and an existing one must have exactly these. LIMIT[WORD]/[N]UNIT: \
+    10/s, 600/min, 5/2s, 10k/day, 90000tok/min (weight, in tokens), 60req/min (requests, \
+    whatever their weight)";
 
 /// Host-wide rate limits shared by every process through a memory-mapped file.
 ///
@@ -239,7 +241,6 @@ impl ViewArgs {
 /// The rates a limiter is created with, and how they are shaped for the downstream's view.
 #[derive(Debug, Args)]
 pub struct RateArgs {
-    /// A rate (repeat for several)
     #[arg(long = "rate", short, value_name = "RATE", help = RATE_HELP, value_parser = parse_rate)]
     pub rates: Vec<Rate>,
     /// Permission bits of a file created here, in octal (0660 to share with the group)
@@ -285,8 +286,6 @@ pub struct AdmitArgs {
     /// Wait at most this long (60s, 500ms, 2min, inf; a bare number is seconds) [default: inf]
     #[arg(long, short, value_parser = time::parse_timeout, value_name = "DURATION")]
     pub timeout: Option<Duration>,
-    /// Create the limiter with this rate if it does not exist (repeat for several); an
-    /// existing one must have exactly these rates
     #[command(flatten)]
     pub rates: RateArgs,
 }
