@@ -27,9 +27,12 @@ echo "--- clippy (the native module's crate)"
 cargo clippy -p hostlimit-python --all-targets --locked -- -D warnings
 
 echo "--- pytest"
-cd "$root/python"
+# From the tests' own directory: a child interpreter started by a test puts its working
+# directory first on sys.path, and python/ would shadow the installed package with the
+# source tree (which has no compiled _native module).
+cd "$root/python/tests"
 status=0
-"$venv/bin/pytest" -q -p no:cacheprovider || status=$?
+"$venv/bin/pytest" -q -p no:cacheprovider -c "$root/python/pyproject.toml" --rootdir "$root/python" . || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no test: that is a failure" >&2
     exit 1

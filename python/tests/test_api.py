@@ -19,7 +19,10 @@ from hostlimit import Rate
 def test_rates_from_text_and_objects() -> None:
     assert Rate.parse("10/s") == Rate(10, 1)
     assert Rate.parse("60req/min") == Rate.requests(60, 60) == Rate(60, 60, counts="requests")
-    assert Rate.parse("90000tok/min") == Rate(90_000, datetime.timedelta(minutes=1))
+    tokens = Rate.parse("90000tok/min")
+    assert (tokens.limit, tokens.window_ns, tokens.counts) == (90_000, 60 * 10**9, "weight")
+    assert str(tokens) == "90000tok/min", "the unit word is kept"
+    assert Rate(90_000, datetime.timedelta(minutes=1)) == Rate.parse("90000/min")
     assert Rate(5, 0.25).window_ns == 250_000_000
     assert str(Rate.parse("5/2s")) == "5/2s" and repr(Rate(1, 1)) == "Rate.parse('1/s')"
     assert Rate.parse("60req/min").counts == "requests" and Rate(1, 1).counts == "weight"
@@ -46,9 +49,9 @@ def test_a_decision_is_truthy_iff_admitted_and_says_why_not(limiter_dir: Path) -
     assert lim.try_acquire(88_800)
     full = lim.try_acquire(1)
     assert not full and full.kind == "exhausted" and not full.is_final
-    assert full.rate == Rate.parse("90000/min") and full.rate_index == 1
+    assert full.rate == Rate.parse("90000tok/min") and full.rate_index == 1
     assert full.retry_after is not None and 59 < full.retry_after <= 60
-    assert "90000/min is full" in str(full.reason)
+    assert "90000tok/min is full" in str(full.reason)
     never = lim.try_acquire(90_001)
     assert not never and never.kind == "never_fits" and never.retry_after is None and never.is_final
     assert lim.try_acquire(0), "weight 0 is admitted: one request, no tokens"
@@ -57,10 +60,11 @@ def test_a_decision_is_truthy_iff_admitted_and_says_why_not(limiter_dir: Path) -
 
     requests, tokens = lim.usage()
     assert (requests.rate, requests.used, requests.remaining, requests.denied) == (Rate.requests(60, 60), 3, 57, 0)
-    assert (tokens.used, tokens.remaining, tokens.denied) == (90_000, 0, 1)
+    # Refused twice by the token rate: once full, once a weight that can never fit.
+    assert (tokens.used, tokens.remaining, tokens.denied) == (90_000, 0, 2)
     assert tokens.next_free is not None and 59 < tokens.next_free <= 60
     assert lim.admitted() == 3
-    assert lim.rates == [Rate.requests(60, 60), Rate(90_000, 60)]
+    assert lim.rates == [Rate.requests(60, 60), Rate.parse("90000tok/min")]
     info = lim.info()
     assert info.path == lim.path == str(limiter_dir / "openai")
     assert info.creator_pid == os.getpid() and info.capacity >= 60 and info.size > 0
