@@ -21,7 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +32,8 @@ use hostlimit::{
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::Connection;
+
+use crate::support;
 
 const SCRIPT_ENV: &str = "HOSTLIMIT_JOURNAL_SCRIPT";
 const PATH_ENV: &str = "HOSTLIMIT_JOURNAL_PATH";
@@ -150,7 +152,7 @@ impl Setup {
 
     fn spawn(&self, name: &str, mode: &str, script: &str) -> Worker {
         let out = self.disk.path().join(format!("{name}.out"));
-        let child = Command::new(std::env::current_exe().expect("test binary"))
+        let child = support::command(std::env::current_exe().expect("test binary"))
             .args([
                 "--exact",
                 "journal::journal_worker",

@@ -9,13 +9,16 @@
 
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use memmap2::MmapRaw;
 
 use super::{AtomicPair, check_machine, primitives};
+
+#[path = "../../../tests/runner.rs"]
+mod runner;
 
 /// Checks one compare-exchange and load implementation on a local word: matches and
 /// mismatches in either half, the extremes, and that a failed exchange changes nothing.
@@ -306,21 +309,6 @@ fn cross_process_worker() {
     println!("RESULT {} {} {}", counts[0], counts[1], counts[2]);
 }
 
-/// A command that runs `program`, a binary of this build: through the program in
-/// `HOSTLIMIT_TEST_RUNNER` (e.g. an emulator) when it is set.
-fn command(program: &Path) -> Command {
-    let runner = std::env::var("HOSTLIMIT_TEST_RUNNER").unwrap_or_default();
-    let mut words = runner.split_whitespace();
-    match words.next() {
-        Some(first) => {
-            let mut command = Command::new(first);
-            command.args(words).arg(program);
-            command
-        }
-        None => Command::new(program),
-    }
-}
-
 /// Runs one worker per `(job, environment)` on a fresh shared file, all started together;
 /// writers are stopped once the others have finished. Returns the file and each worker's
 /// three numbers.
@@ -334,7 +322,7 @@ fn run_workers(jobs: &[(Job, &[(&str, &str)])]) -> (Shared, Vec<[u64; 3]>) {
     let mut children: Vec<Child> = jobs
         .iter()
         .map(|(job, env)| {
-            command(&exe)
+            runner::command(&exe)
                 .args(["--exact", &test, "--nocapture", "--test-threads=1"])
                 .env(WORKER_ENV, job.name())
                 .env(FILE_ENV, &shared.path)
@@ -342,12 +330,7 @@ fn run_workers(jobs: &[(Job, &[(&str, &str)])]) -> (Shared, Vec<[u64; 3]>) {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "start a worker ({e}); under an emulator without binfmt_misc, set \
-                         HOSTLIMIT_TEST_RUNNER (e.g. \"qemu-aarch64 -L /usr/aarch64-linux-gnu\")"
-                    )
-                })
+                .unwrap_or_else(|e| panic!("start a worker: {e}{}", runner::hint()))
         })
         .collect();
     let relaxed = std::sync::atomic::Ordering::Relaxed;
