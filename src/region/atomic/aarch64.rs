@@ -5,21 +5,22 @@
 //!   `stlxp` of the new value, retried until the store-exclusive succeeds. On a mismatch the
 //!   loop stores the value it read back (`stlxp` of the old pair): ARMv8.0 makes `ldxp` single-
 //!   copy atomic only when the `stxp` after it succeeds, so a read without that store could
-//!   be torn (Arm ARM B2.2.1; LLVM and GCC generate the same loop for a 128-bit `cmpxchg`).
+//!   be torn (Arm Architecture Reference Manual, "Single-copy atomicity"; LLVM and GCC
+//!   generate the same loop for a 128-bit `cmpxchg`).
 //! - Load: `ldp` followed by `dmb ishld` where the CPU has LSE2 (FEAT_LSE2, ARMv8.4 and later:
 //!   Graviton3 and later, Neoverse V1/N2, Apple M1 and later), which makes a 16-byte aligned
-//!   `ldp` of two 64-bit registers single-copy atomic on normal cacheable memory (Arm ARM
-//!   B2.2.1.1); the barrier gives it acquire ordering. Elsewhere a load is the compare-exchange
+//!   `ldp` of two 64-bit registers single-copy atomic on normal cacheable memory (same
+//!   section); the barrier gives it acquire ordering. Elsewhere a load is the compare-exchange
 //!   of 0 with 0 (`caspal` or the exclusive pair), which stores the value it read back.
 //!
-//! The choice is made once by [`select`] from the kernel's hardware capabilities
+//! The choice is made by [`select`] (at every open) from the kernel's hardware capabilities
 //! (`is_aarch64_feature_detected!`, from `AT_HWCAP`: `HWCAP_ATOMICS`, `HWCAP_USCAT`). Until
 //! then, and with `HOSTLIMIT_NO_LSE` in the environment, every access uses the exclusive pair,
 //! which every AArch64 CPU has: the flags only ever choose between correct primitives, so a
 //! stale flag costs speed, never atomicity. `casp`, `ldaxp`/`stlxp` and an LSE2 `ldp` are all
 //! single-copy atomic over the same 16 bytes, so processes that chose differently still
-//! agree: a store-exclusive fails whenever another access wrote the word after its
-//! load-exclusive.
+//! agree: any other write to the word between a load-exclusive and its store-exclusive
+//! clears the exclusive monitor, and the store-exclusive fails.
 //!
 //! Little-endian only: the first register of each pair is the lower-addressed half, the low
 //! 64 bits of the `u128`.
