@@ -30,6 +30,7 @@
 #
 # Usage: .ci/aarch64.sh [CPU...]     (default: max cortex-a72 neoverse-n1)
 set -euo pipefail
+script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 
 target=aarch64-unknown-linux-gnu
@@ -126,8 +127,8 @@ phase "cross build"
 # its own mount namespace for binfmt_misc. The maps are written from here, as root (newuidmap
 # would refuse ranges that /etc/subuid does not grant); the child waits for them.
 unshare --user --mount -- bash -c \
-    'until [ -n "$(cat /proc/self/uid_map)" ]; do sleep 0.05; done; exec "$0" --inside "$@"' \
-    "$0" "$@" &
+    'until [ -n "$(cat /proc/self/uid_map)" ]; do sleep 0.05; done; exec bash "$0" --inside "$@"' \
+    "$script" "$@" &
 child=$!
 until [ "$(readlink "/proc/$child/ns/user")" != "$(readlink /proc/self/ns/user)" ]; do
     kill -0 "$child"
