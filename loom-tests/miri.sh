@@ -6,7 +6,7 @@
 # under `cfg!(miri)`. Skipped, with a message, where `cargo +nightly miri` is not installed.
 #
 # Target: aarch64-unknown-linux-gnu, interpreted on this host. `AtomicPair`'s Miri path is
-# std's `AtomicU128` (src/region.rs), which exists only on targets with 128-bit atomics:
+# std's `AtomicU128` (src/region/atomic/miri.rs), which exists only on targets with 128-bit atomics:
 # x86_64-unknown-linux-gnu has none in Rust (not even with +cmpxchg16b), aarch64 has them.
 # Miri interprets and never runs native code, so no aarch64 machine or toolchain is needed;
 # the C compiler variables only let dev-dependency build scripts (criterion's `alloca`)

@@ -1,8 +1,9 @@
 //! The shared file: create it race-free, attach to it, validate it, and hand out its words.
 //!
-//! This module and its submodules are the only ones with `unsafe` code: the 128-bit
-//! compare-exchange, the casts from the mapping's bytes to atomics, and (in `swap`) the cell
-//! that swaps a re-attached region in and frees the old one once no reader holds it.
+//! This module and its submodules are the only ones with `unsafe` code: the 128-bit atomics
+//! (in `atomic`, one file per architecture), the casts from the mapping's bytes to atomics,
+//! and (in `swap`) the cell that swaps a re-attached region in and frees the old one once no
+//! reader holds it.
 //!
 //! Making, replacing and taking away files by name (so that nobody sees a half-made file, and
 //! a reset or remove learns exactly which file it displaced) is in `files`.
@@ -11,10 +12,10 @@
 //! checksum, rates, clock. The file is never shrunk by hostlimit; a file truncated by someone
 //! else after it was validated would raise SIGBUS, which no mapping can prevent.
 
+mod atomic;
 mod files;
 mod swap;
 
-use std::cell::UnsafeCell;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -34,189 +35,8 @@ pub use files::{Displaced, Owner};
 use files::{Fresh, errno_io};
 pub use swap::{Pinned, SwapCell};
 
-#[cfg(not(any(target_arch = "x86_64", miri)))]
-compile_error!(
-    "hostlimit needs a lock-free 128-bit compare-exchange; it supports x86_64 (cmpxchg16b)"
-);
-
-/// The 128-bit head word, as it lives in the mapping.
-///
-/// Every access is one `lock cmpxchg16b` (a load is a compare-exchange of 0 with 0), which is
-/// atomic and sequentially consistent across processes. Under Miri it is nightly's
-/// `AtomicU128` over the same bytes, so that the protocol tests can run there.
-#[repr(C, align(16))]
-#[derive(Debug)]
-pub struct AtomicPair {
-    value: UnsafeCell<u128>,
-}
-
-// SAFETY: the value is only ever accessed through atomic instructions (`cmpxchg16b`, or
-// `AtomicU128` under Miri), so sharing references between threads cannot race.
-unsafe impl Sync for AtomicPair {}
-
-const _: () =
-    assert!(std::mem::size_of::<AtomicPair>() == 16 && std::mem::align_of::<AtomicPair>() == 16);
-
-impl AtomicPair {
-    /// A word holding `value` (for heap-backed tests; files start zeroed).
-    pub fn new(value: u128) -> Self {
-        AtomicPair {
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// Reads the word, atomically and with at least acquire ordering.
-    ///
-    /// On Intel and AMD CPUs with AVX an aligned 16-byte `vmovdqa` load is atomic (Intel SDM
-    /// vol. 3A §9.1.1; AMD APM vol. 2 §7.3.2) and, unlike a `cmpxchg16b` used as a load, does
-    /// not take the cache line exclusive: denials and peeks then never write shared memory.
-    /// Elsewhere the load is a `cmpxchg16b` of 0 with 0.
-    #[inline]
-    pub fn load(&self) -> u128 {
-        #[cfg(not(miri))]
-        if ATOMIC_VMOVDQA.load(std::sync::atomic::Ordering::Relaxed) {
-            // SAFETY: `value` is 16-byte aligned and valid for reads for the life of `self`;
-            // the flag is set only on CPUs that guarantee the load is atomic (see above).
-            return unsafe { vmovdqa(self.value.get()) };
-        }
-        #[cfg(miri)]
-        {
-            // SAFETY: the pointer comes from a live `UnsafeCell<u128>` aligned to 16, and all
-            // concurrent accesses to it are atomic.
-            unsafe { std::sync::atomic::AtomicU128::from_ptr(self.value.get()) }
-                .load(Ordering::SeqCst)
-        }
-        #[cfg(not(miri))]
-        {
-            // SAFETY: `value` is 16-byte aligned, valid for reads and writes for the life of
-            // `self`, only accessed atomically, and `cmpxchg16b_available` was checked before
-            // any `AtomicPair` became reachable (`check_machine`).
-            unsafe { cmpxchg16b(self.value.get(), 0, 0).0 }
-        }
-    }
-
-    /// Replaces `current` by `new` if the word holds `current`. Sequentially consistent.
-    #[inline]
-    pub fn compare_exchange(&self, current: u128, new: u128) -> Result<u128, u128> {
-        #[cfg(miri)]
-        {
-            // SAFETY: as in `load`.
-            unsafe { std::sync::atomic::AtomicU128::from_ptr(self.value.get()) }.compare_exchange(
-                current,
-                new,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-        }
-        #[cfg(not(miri))]
-        {
-            // SAFETY: as in `load`.
-            let (previous, swapped) = unsafe { cmpxchg16b(self.value.get(), current, new) };
-            if swapped { Ok(previous) } else { Err(previous) }
-        }
-    }
-}
-
-/// `lock cmpxchg16b`: if `*dst == old`, store `new`; returns the previous value and whether
-/// the store happened.
-///
-/// # Safety
-///
-/// - `dst` is aligned to 16 bytes and valid for reads and writes;
-/// - every concurrent access to `*dst` is atomic;
-/// - the CPU supports `cmpxchg16b` (see [`check_machine`]).
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[inline]
-unsafe fn cmpxchg16b(dst: *mut u128, old: u128, new: u128) -> (u128, bool) {
-    let (low, high): (u64, u64);
-    let swapped: u8;
-    // SAFETY: the caller guarantees alignment, validity and CPU support. rbx cannot be named
-    // as an operand, so the new value's low half is swapped into it and rbx restored
-    // afterwards. The register allocator may still hand rbx to a `reg` operand (it did, in
-    // release builds, for the address): the address is pinned to rdi, and `sete` comes after
-    // the restore (`mov` leaves the flags alone), so neither can be overwritten by the swap.
-    unsafe {
-        std::arch::asm!(
-            "xchg {saved}, rbx",
-            "lock cmpxchg16b xmmword ptr [rdi]",
-            "mov rbx, {saved}",
-            "sete {swapped}",
-            in("rdi") dst,
-            saved = inout(reg) new as u64 => _,
-            swapped = out(reg_byte) swapped,
-            inout("rax") old as u64 => low,
-            inout("rdx") (old >> 64) as u64 => high,
-            in("rcx") (new >> 64) as u64,
-            options(nostack),
-        );
-    }
-    ((u128::from(high) << 64) | u128::from(low), swapped != 0)
-}
-
-/// An aligned 16-byte AVX load.
-///
-/// # Safety
-///
-/// - `src` is aligned to 16 bytes and valid for reads;
-/// - the CPU supports AVX and guarantees atomicity of aligned 16-byte `vmovdqa` loads (Intel or
-///   AMD with AVX: [`ATOMIC_VMOVDQA`]).
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[inline]
-unsafe fn vmovdqa(src: *const u128) -> u128 {
-    let (low, high): (u64, u64);
-    // SAFETY: the caller guarantees alignment, validity and CPU support. No `readonly`/`nomem`
-    // option: the block is a compiler barrier, so later accesses are not hoisted above the
-    // load (the hardware already orders loads, x86-TSO), which gives the load acquire ordering.
-    unsafe {
-        std::arch::asm!(
-            "vmovdqa {x}, xmmword ptr [{src}]",
-            "vmovq {low}, {x}",
-            "vpextrq {high}, {x}, 1",
-            src = in(reg) src,
-            x = out(xmm_reg) _,
-            low = out(reg) low,
-            high = out(reg) high,
-            options(nostack, preserves_flags),
-        );
-    }
-    (u128::from(high) << 64) | u128::from(low)
-}
-
-/// Set by [`check_machine`] on Intel and AMD CPUs with AVX, whose aligned 16-byte loads are
-/// atomic. Setting `HOSTLIMIT_NO_VMOVDQA` in the environment keeps `cmpxchg16b` loads.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-static ATOMIC_VMOVDQA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-fn vendor_guarantees_vmovdqa() -> bool {
-    let leaf = std::arch::x86_64::__cpuid(0);
-    let mut vendor = [0u8; 12];
-    vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
-    vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
-    vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
-    (&vendor == b"GenuineIntel" || &vendor == b"AuthenticAMD")
-        && std::arch::is_x86_feature_detected!("avx")
-}
-
-/// Checks that this machine has the lock-free atomics the file needs.
-pub fn check_machine() -> Result<(), Error> {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    {
-        if !std::arch::is_x86_feature_detected!("cmpxchg16b") {
-            return Err(Error::Unsupported(
-                "this x86_64 CPU has no cmpxchg16b".into(),
-            ));
-        }
-        if std::env::var_os("HOSTLIMIT_NO_VMOVDQA").is_none() && vendor_guarantees_vmovdqa() {
-            ATOMIC_VMOVDQA.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-    // 64-bit atomics must be native too: nothing may fall back to a process-local lock.
-    #[cfg(not(target_has_atomic = "64"))]
-    return Err(Error::Unsupported("no native 64-bit atomics".into()));
-    #[allow(unreachable_code)]
-    Ok(())
-}
+pub use atomic::AtomicPair;
+pub use atomic::check_machine;
 
 /// A mapped, validated limiter file. The mapping keeps the file alive; no descriptor is kept.
 #[derive(Debug)]
@@ -638,48 +458,4 @@ fn libc_s_ifmt() -> u32 {
 
 fn libc_s_ifreg() -> u32 {
     nix::libc::S_IFREG
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pair_compare_exchange_and_load() {
-        let pair = AtomicPair::new(5);
-        assert_eq!(pair.load(), 5);
-        assert_eq!(pair.compare_exchange(4, 9), Err(5));
-        assert_eq!(pair.compare_exchange(5, u128::MAX - 1), Ok(5));
-        assert_eq!(pair.load(), u128::MAX - 1);
-    }
-
-    #[test]
-    fn pair_is_atomic_across_threads() {
-        let pair = std::sync::Arc::new(AtomicPair::new(0));
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let pair = pair.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..if cfg!(miri) { 20 } else { 100_000 } {
-                        let mut cur = pair.load();
-                        // Both halves move together: low counts, high mirrors it.
-                        loop {
-                            let low = cur as u64 + 1;
-                            let next = u128::from(low) | (u128::from(low) << 64);
-                            match pair.compare_exchange(cur, next) {
-                                Ok(_) => break,
-                                Err(actual) => cur = actual,
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let end = pair.load();
-        let n = if cfg!(miri) { 40 } else { 200_000 };
-        assert_eq!(end, u128::from(n as u64) | (u128::from(n as u64) << 64));
-    }
 }

@@ -6,9 +6,10 @@
 //! the shared mapping.
 //!
 //! [`AtomicPair`] is the 128-bit word that holds the newest committed record. In production it
-//! is a `lock cmpxchg16b` over 16 aligned bytes of the mapping (see `region.rs`, the only module
-//! with `unsafe`); under Miri it is nightly's `AtomicU128` over the same bytes; under loom it is
-//! a value behind loom's mutex, which gives the model the same single-step atomicity.
+//! is the machine's lock-free 128-bit atomics over 16 aligned bytes of the mapping (`cmpxchg16b`
+//! on x86_64, `casp` or `ldxp/stxp` on aarch64: see `region/atomic.rs`, which with `region.rs`
+//! holds all the `unsafe`); under Miri it is nightly's `AtomicU128` over the same bytes; under
+//! loom it is a value behind loom's mutex, which gives the model the same single-step atomicity.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,7 @@ pub(crate) use std::sync::atomic::{AtomicU32 as StdAtomicU32, AtomicU64 as StdAt
 /// The loom stand-in for the 128-bit word: one value behind loom's mutex.
 ///
 /// Every operation takes the lock once, so a load or a compare-exchange is one indivisible
-/// step in the model, as `lock cmpxchg16b` is on the machine.
+/// step in the model, as the machine's 128-bit compare-exchange is.
 #[cfg(loom)]
 #[derive(Debug)]
 pub struct AtomicPair {

@@ -9,6 +9,8 @@ use hostlimit::Limiter;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hostlimit");
 
 /// The documented exit codes (`hostlimit --help`).
@@ -56,7 +58,7 @@ impl Fixture {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = support::command(BIN);
         command
             .args(args)
             .env("HOSTLIMIT_DIR", self.limiters())

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +37,8 @@ use hostlimit::{
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::Connection;
+
+use crate::support;
 
 const SCRIPT_ENV: &str = "HOSTLIMIT_JOURNAL_SCRIPT";
 const PATH_ENV: &str = "HOSTLIMIT_JOURNAL_PATH";
@@ -190,7 +192,7 @@ impl Setup {
         rates: Option<&str>,
     ) -> Worker {
         let out = self.disk.path().join(format!("{name}.out"));
-        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        let mut command = support::command(std::env::current_exe().expect("test binary"));
         if let Some(rates) = rates {
             command.env(RATES_ENV, rates);
         }

@@ -44,7 +44,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,10 @@ use hostlimit::{Clock, Counts, DenialKind, HostClock, Limiter, ManualClock, Nano
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+
+#[path = "runner.rs"]
+mod runner;
+pub use runner::command;
 
 /// The script a worker runs; unset in the test process itself.
 const WORKER_ENV: &str = "HOSTLIMIT_TEST_WORKER";
@@ -168,7 +172,7 @@ pub fn spawn(dir: &Path, path: &Path, name: &str, script: &str, env: &[(&str, &s
     let out = dir.join(format!("{name}.out"));
     let stderr = dir.join(format!("{name}.err"));
     let exe = std::env::current_exe().expect("the test binary's path");
-    let mut command = Command::new(exe);
+    let mut command = command(exe);
     command
         .args([
             "--exact",
@@ -187,7 +191,7 @@ pub fn spawn(dir: &Path, path: &Path, name: &str, script: &str, env: &[(&str, &s
     }
     let child = command
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn worker {name}: {e}"));
+        .unwrap_or_else(|e| panic!("spawn worker {name}: {e}{}", runner::hint()));
     Worker {
         child,
         name: name.to_string(),
