@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: the Rust tests (unit, property, multi-process,
+# journal and command-line tests), then the Python package's (a fresh venv, `pip install
+# ./python`, pytest, the stubs). Installs what it needs (python3-venv where it is missing, the
+# Python packages from PyPI). This is the README's test command, and `.ci/run` calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+printf '=== Rust: cargo test --locked --features cli\n'
+cargo test --locked --features cli
+
+printf '\n=== Python: python/ci.sh\n'
+python/ci.sh
