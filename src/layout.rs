@@ -578,7 +578,11 @@ mod tests {
     /// takes the ceiling of the ratio.
     #[test]
     fn the_bound_rounds_windows_up() {
-        assert!(capacity_for(&[]).is_err());
+        assert_eq!(
+            capacity_for(&[]),
+            Err(u128::MAX),
+            "nothing bounds the records"
+        );
         // 3 per second over 2.5 s: at most 3 * 3 = 9 records, + 2 = 11, so 16 slots.
         assert_eq!(
             capacity_for(&[rule(3, SEC, false), rule(1000, 5 * SEC / 2, false)]),

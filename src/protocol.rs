@@ -373,7 +373,7 @@ impl Seen {
 fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
     hook.step()?;
     // Acquire: the hint names a record committed before it was stored; pairs with the
-    // Release store in `acquire`.
+    // Release store in `raise_hint`.
     let hint = words.hint.load(Ordering::Acquire) as u32;
     hook.step()?;
     let mut head = Record::unpack(words.slot(hint).load());
