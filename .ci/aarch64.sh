@@ -84,8 +84,8 @@ if [ "${1:-}" = "--inside" ]; then
         if [ "$cpu" = max ]; then
             cargo test --release --locked --target "$target" --features cli -- "${skip[@]}"
         else
-            cargo test --release --locked --target "$target" --lib
-            cargo test --release --locked --target "$target" --test main multiprocess::
+            cargo test --release --locked --target "$target" --features cli --lib
+            cargo test --release --locked --target "$target" --features cli --test main multiprocess::
         fi
         phase "tests under $cpu ($expect)"
     done
@@ -122,11 +122,10 @@ fi
 phase "install"
 
 # Lints: the x86_64 clippy step never sees src/region/atomic/aarch64.rs.
-cargo clippy --locked --target "$target" --all-targets -- -D warnings
+cargo clippy --locked --target "$target" --all-targets --features cli -- -D warnings
 phase "clippy"
 
 # Build (outside the namespace, with the same environment, so the runs only reuse it).
-cargo test --release --locked --target "$target" --no-run
 cargo test --release --locked --target "$target" --features cli --no-run
 phase "cross build"
 
