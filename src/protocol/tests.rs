@@ -1249,6 +1249,63 @@ fn usage_reads_again_after_a_commit_that_raced_it() {
     }
 }
 
+/// Issue 17: the window search is exact from any hint (the property test), and cheap from a
+/// good one: about 2 log2(distance) probes from the hint to the window's boundary, and two
+/// to tell, from a hint at the ring's oldest record, that the ring does not reach back.
+#[test]
+fn the_window_search_costs_the_log_of_the_hints_distance() {
+    let heap = Heap::with_capacity(64);
+    let fill = [requests(1, SEC)];
+    for i in 1..=100u64 {
+        heap.admit(&fill, i * SEC, 1);
+    }
+    // The ring holds records 37..=100, at 37 s..=100 s; the oldest is 63 back from the head.
+    let head = heap.head();
+    let next_raw = heap.ring[101 % 64].load();
+    let words = heap.words();
+    let search = |threshold: u64, hint_back: u32| {
+        let hook = counting(1000);
+        let view = View {
+            words: &words,
+            hook: &hook,
+            head,
+            next_raw,
+        };
+        let Ok(found) = view.records_after(threshold, head.seq.wrapping_sub(hint_back));
+        (found, hook.taken())
+    };
+    let bits = |distance: u32| (32 - distance.leading_zeros()) as usize;
+    for boundary in [0u32, 1, 2, 5, 30, 62, 63] {
+        // The record `boundary` back is at the threshold, so outside the window.
+        let threshold = (100 - u64::from(boundary)) * SEC;
+        for hint in 0..=66u32 {
+            let (found, probes) = search(threshold, hint);
+            assert_eq!(found, Some(boundary), "boundary {boundary}, hint {hint}");
+            // A hint outside the ring is ignored: the search starts at the head.
+            let distance = if hint > 63 {
+                boundary
+            } else {
+                hint.abs_diff(boundary)
+            };
+            assert!(
+                probes <= 2 * bits(distance) + 2,
+                "boundary {boundary}, hint {hint}: {probes} probes"
+            );
+        }
+    }
+    // Below the oldest record's 37 s: the ring does not reach back over the window.
+    for hint in 0..=66u32 {
+        let (found, probes) = search(30 * SEC, hint);
+        assert_eq!(found, None, "hint {hint}");
+        let distance = if hint > 63 { 63 } else { 63 - hint };
+        assert!(
+            probes <= 2 * bits(distance) + 2,
+            "hint {hint}: {probes} probes"
+        );
+    }
+    assert_eq!(search(30 * SEC, 63).1, 2, "from the oldest record");
+}
+
 /// A caller's clock reading, chosen per call independently of the others.
 #[derive(Debug, Clone, Copy)]
 enum Clock {
