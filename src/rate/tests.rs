@@ -303,6 +303,13 @@ fn any_rate() -> impl Strategy<Value = Rate> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 8 } else { 256 },
+        // Miri's isolation has no `getcwd`, which proptest's failure file needs.
+        failure_persistence: if cfg!(miri) { None } else { ProptestConfig::default().failure_persistence },
+        ..ProptestConfig::default()
+    })]
+
     /// parse(display(rate)) == rate for every valid rate.
     #[test]
     fn parse_of_display_is_the_rate(rate in any_rate()) {
