@@ -26,7 +26,7 @@ use crate::journal::{self, Journal, JournalConfig};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
 use crate::region::{Pinned, SwapCell};
-use crate::sync::{Ordering, StdAtomicU64};
+use crate::sync::StdAtomicU64;
 
 pub use admin::{OldFile, remove, reset};
 use attached::Attached;
@@ -240,7 +240,7 @@ impl Limiter {
     /// counted, from a reading older than a wait.
     #[inline(always)]
     fn acquire_at(&self, mut now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let mut attached = self.current_after_wait(&mut now)?;
+        let mut attached = self.current(&mut now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
         for _ in 0..4 {
@@ -260,27 +260,14 @@ impl Limiter {
         ))
     }
 
-    /// [`Limiter::current`], and a fresh clock reading in `now` if it checked the path (which
-    /// may re-attach: a wait).
-    #[inline(always)]
-    fn current_after_wait(&self, now: &mut Nanos) -> Result<Pinned<'_, Attached>, Denied> {
-        // Relaxed: only a timer; the file itself is published through the SwapCell.
-        let next = self.next_check.load(Ordering::Relaxed);
-        if *now >= next {
-            self.recheck(*now, next)?;
-            *now = self.clock.now();
-        }
-        Ok(self.attached.get())
-    }
-
     /// Every rate's use now, read on one consistent state without consuming anything.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
-        let now = self.clock.now();
-        let (attached, usage) = self.read_usage(now, true)?;
+        let mut now = self.clock.now();
+        let (attached, usage) = self.read_usage(&mut now, true)?;
         Ok(attached
             .rules
             .iter()
@@ -304,25 +291,29 @@ impl Limiter {
     ///
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn admitted(&self) -> Result<u64, Error> {
-        let now = self.clock.now();
-        let (attached, usage) = self.read_usage(now, false)?;
+        let mut now = self.clock.now();
+        let (attached, usage) = self.read_usage(&mut now, false)?;
         Ok(attached.region.words().admitted(usage.head))
     }
 
-    /// Reads a consistent usage snapshot, following a reset to the new file.
+    /// Reads a consistent usage snapshot, following a reset to the new file. `now` is read
+    /// again after any re-attach (a wait), so the snapshot is as of the moment it was taken.
     fn read_usage(
         &self,
-        now: Nanos,
+        now: &mut Nanos,
         with_rates: bool,
     ) -> Result<(Pinned<'_, Attached>, protocol::Usage), Error> {
         let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
         let mut attached = self.current(now).map_err(unusable)?;
         for _ in 0..4 {
             let rules: &[Rule] = if with_rates { &attached.rules } else { &[] };
-            let Ok(result) = protocol::usage(&attached.region.words(), rules, now, &NoHook);
+            let Ok(result) = protocol::usage(&attached.region.words(), rules, *now, &NoHook);
             match result {
                 Ok(usage) => return Ok((attached, usage)),
-                Err(protocol::RETIRED) => attached = self.reattach(now).map_err(unusable)?,
+                Err(protocol::RETIRED) => {
+                    attached = self.reattach(*now).map_err(unusable)?;
+                    *now = self.clock.now();
+                }
                 Err(reason) => return Err(Error::corrupt(&self.path, reason)),
             }
         }

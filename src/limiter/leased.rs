@@ -24,7 +24,7 @@ impl Limiter {
         if !journal.needs_lease(weight) {
             return self.acquire_at(now, weight);
         }
-        let mut attached = self.current_after_wait(&mut now)?;
+        let mut attached = self.current(&mut now)?;
         let ticket = journal
             .reserve(&attached.region, weight)
             .map_err(|reason| {

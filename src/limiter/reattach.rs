@@ -12,13 +12,16 @@ use super::builder::new_header;
 impl Limiter {
     /// The attached file, re-attaching first if the check interval has passed and the path
     /// now names another file (or none). The guard keeps it mapped, however often the
-    /// limiter re-attaches meanwhile.
-    #[inline]
-    pub(super) fn current(&self, now: Nanos) -> Result<Pinned<'_, Attached>, Denied> {
+    /// limiter re-attaches meanwhile. `now` is a clock reading just taken; when the path was
+    /// checked (which may re-attach: a wait) it is read again, so that nothing is stamped or
+    /// timed from a reading older than a wait.
+    #[inline(always)]
+    pub(super) fn current(&self, now: &mut Nanos) -> Result<Pinned<'_, Attached>, Denied> {
         // Relaxed: only a timer; the file itself is published through the SwapCell.
         let next = self.next_check.load(Ordering::Relaxed);
-        if now >= next {
-            self.recheck(now, next)?;
+        if *now >= next {
+            self.recheck(*now, next)?;
+            *now = self.clock.now();
         }
         Ok(self.attached.get())
     }
