@@ -79,6 +79,10 @@ pub use clock::{Clock, ClockIdentity, HostClock, ManualClock, Nanos};
 pub use error::{DenialKind, Denied, Error};
 #[cfg(all(feature = "journal", not(loom)))]
 pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
+/// The waiters' jitter, for the Python binding only.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use limiter::Jitter;
 #[cfg(not(loom))]
 pub use limiter::{
     Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage, Stamp,

@@ -34,6 +34,8 @@ pub use builder::Builder;
 pub use counters::Counters;
 use counters::Refusal;
 pub use pacing::Pacing;
+#[doc(hidden)]
+pub use wait::Jitter;
 
 /// Where [`Limiter::named`] keeps its files unless `HOSTLIMIT_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/dev/shm/hostlimit";

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyTuple};
 
-use hostlimit::{Clock, Denied, Durability, Error, Rate, Stamp};
+use hostlimit::{Clock, Denied, Durability, Error, Jitter, Rate, Stamp};
 
 use crate::clock::PyManualClock;
 use crate::decision::{Decision, PyFileInfo, PyRateUsage};
@@ -696,31 +696,4 @@ pub fn path_for(py: Python<'_>, name: &str, directory: Option<PathBuf>) -> PyRes
 #[pyfunction]
 pub fn _before_fork(py: Python<'_>) {
     py.detach(fork::before_fork);
-}
-
-/// Small random delays for waiters, so that those told the same retry-after spread out
-/// (as the core's blocking acquire does): up to `wait / 8 + 200 µs`, at most 50 ms.
-struct Jitter {
-    state: u64,
-}
-
-impl Jitter {
-    fn new() -> Jitter {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        Jitter {
-            state: hasher.finish() | 1,
-        }
-    }
-
-    fn next(&mut self, wait: Duration) -> Duration {
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        let random = self.state.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let span = (wait / 8 + Duration::from_micros(200)).min(Duration::from_millis(50));
-        Duration::from_nanos(random % u64::try_from(span.as_nanos()).unwrap_or(1).max(1))
-    }
 }

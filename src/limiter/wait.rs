@@ -82,12 +82,22 @@ impl Limiter {
 }
 
 /// Small random delays for waiters, so that those told the same retry-after spread out.
-struct Jitter {
+/// Public (hidden) for the Python binding, whose interruptible wait uses the same policy.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Jitter {
     state: u64,
 }
 
+impl Default for Jitter {
+    fn default() -> Self {
+        Jitter::new()
+    }
+}
+
 impl Jitter {
-    pub(super) fn new() -> Self {
+    /// A generator seeded from the clock and the process's hash seed.
+    pub fn new() -> Self {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(HostClock.now());
         Jitter {
@@ -96,7 +106,7 @@ impl Jitter {
     }
 
     /// A delay in `[0, wait / 8 + 200 µs)`, at most 50 ms.
-    fn next(&mut self, wait: Duration) -> Duration {
+    pub fn next(&mut self, wait: Duration) -> Duration {
         // xorshift64*
         self.state ^= self.state >> 12;
         self.state ^= self.state << 25;
