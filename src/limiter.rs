@@ -1,6 +1,7 @@
 //! [`Limiter`]: wires the shared file (`region`), the commit protocol and the clock together.
 //!
-//! The concerns live in submodules: `builder` (options and opening), `attached` (one mapped
+//! The concerns live in submodules: `file` (the file backend: one limiter on a shared file),
+//! `builder` (options and opening), `attached` (one mapped
 //! file checked against our rates, one acquire on it), `reattach` (following a replaced or
 //! deleted file), `wait` (blocking acquires), `leased` (strict journal mode) and `admin`
 //! (reset and remove).
@@ -9,6 +10,7 @@ mod admin;
 mod attached;
 mod builder;
 mod counters;
+mod file;
 #[cfg(feature = "journal")]
 mod leased;
 mod pacing;
@@ -20,19 +22,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, ClockIdentity, HostClock, Nanos};
-use crate::error::{DenialKind, Denied, Error};
+use crate::error::{Denied, Error};
 #[cfg(feature = "journal")]
-use crate::journal::{self, Journal, JournalConfig};
-use crate::protocol::{self, NoHook, Rule};
+use crate::journal::JournalConfig;
 use crate::rate::Rate;
-use crate::region::{Pinned, SwapCell};
-use crate::sync::StdAtomicU64;
 
 pub use admin::{OldFile, remove, reset};
-use attached::Attached;
 pub use builder::Builder;
 pub use counters::Counters;
 use counters::Refusal;
+use file::FileLimiter;
 pub use pacing::Pacing;
 #[doc(hidden)]
 pub use wait::Jitter;
@@ -140,21 +139,15 @@ pub struct FileInfo {
 /// ```
 #[derive(Debug)]
 pub struct Limiter {
-    /// Shared with the journal's background thread, which reads the ring of whatever file
-    /// is attached.
-    attached: Arc<SwapCell<Attached>>,
-    path: PathBuf,
-    mode: u32,
-    clock: Time,
-    identity: ClockIdentity,
-    next_check: StdAtomicU64,
-    check_interval: u64,
-    /// The journal when it is in strict mode: every acquire goes through its leases.
-    #[cfg(feature = "journal")]
-    strict: Option<Arc<Journal>>,
-    /// The journal and its background thread (stopped, after a last flush, on drop).
-    #[cfg(feature = "journal")]
-    journal: Option<journal::Handle>,
+    backend: Backend,
+}
+
+/// Where a limiter's log lives. Every public method of [`Limiter`] is one `match` here: a
+/// new backend is a new arm, not a branch inside another backend's code.
+#[derive(Debug)]
+enum Backend {
+    /// A file every process on this host maps.
+    File(FileLimiter),
 }
 
 impl Limiter {
@@ -225,41 +218,37 @@ impl Limiter {
         })
     }
 
+    fn file(file: FileLimiter) -> Limiter {
+        Limiter {
+            backend: Backend::File(file),
+        }
+    }
+
+    /// The file's counters now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the shared state is unusable.
+    pub fn counters(&self) -> Result<Counters, Error> {
+        match &self.backend {
+            Backend::File(file) => file.counters(),
+        }
+    }
+
+    /// Counts a request refused for good (never for an inner try of a waiting acquire).
+    #[cold]
+    fn count_refusal(&self, denied: &Denied, how: Refusal) {
+        match &self.backend {
+            Backend::File(file) => file.count_refusal(denied, how),
+        }
+    }
+
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
     #[inline]
     fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
-        #[cfg(feature = "journal")]
-        if let Some(journal) = &self.strict {
-            return self.try_acquire_leased(journal, weight);
+        match &self.backend {
+            Backend::File(file) => file.try_once(weight),
         }
-        self.acquire_at(self.clock.now(), weight)
-    }
-
-    /// One acquire at `now` (a clock reading just taken), with no journal lease.
-    ///
-    /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
-    /// after it the clock is read again: an admission is never stamped, nor a retry time
-    /// counted, from a reading older than a wait.
-    #[inline(always)]
-    fn acquire_at(&self, mut now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let mut attached = self.current(&mut now)?;
-        // A retired file (reset or removed) sends us to its replacement; a file that keeps
-        // being retired under us is reported rather than chased forever.
-        for _ in 0..4 {
-            match attached.try_acquire(now, weight) {
-                Some(result) => return result,
-                None => {
-                    attached = self.reattach(now)?;
-                    now = self.clock.now();
-                }
-            }
-        }
-        Err(attached.denied(
-            usize::MAX,
-            DenialKind::Unavailable {
-                reason: format!("{} keeps being reset", self.path.display()),
-            },
-        ))
     }
 
     /// Every rate's use now, read on one consistent state without consuming anything.
@@ -268,23 +257,9 @@ impl Limiter {
     ///
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
-        let mut now = self.clock.now();
-        let (attached, usage) = self.read_usage(&mut now, true)?;
-        Ok(attached
-            .rules
-            .iter()
-            .zip(usage.rates.iter())
-            .enumerate()
-            .map(|(index, (rule, used))| RateUsage {
-                rate: attached.rates[index],
-                used: used.used,
-                remaining: rule.limit.saturating_sub(used.used),
-                next_free: used
-                    .next_free_at
-                    .map(|at| Duration::from_nanos(at.saturating_sub(now))),
-                denied: attached.region.denials(index).unwrap_or(u64::MAX),
-            })
-            .collect())
+        match &self.backend {
+            Backend::File(file) => file.usage(),
+        }
     }
 
     /// Admissions since the file was created, by all processes.
@@ -293,33 +268,9 @@ impl Limiter {
     ///
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn admitted(&self) -> Result<u64, Error> {
-        let mut now = self.clock.now();
-        let (attached, usage) = self.read_usage(&mut now, false)?;
-        Ok(attached.region.words().admitted(usage.head))
-    }
-
-    /// Reads a consistent usage snapshot, following a reset to the new file. `now` is read
-    /// again after any re-attach (a wait), so the snapshot is as of the moment it was taken.
-    fn read_usage(
-        &self,
-        now: &mut Nanos,
-        with_rates: bool,
-    ) -> Result<(Pinned<'_, Attached>, protocol::Usage), Error> {
-        let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
-        let mut attached = self.current(now).map_err(unusable)?;
-        for _ in 0..4 {
-            let rules: &[Rule] = if with_rates { &attached.rules } else { &[] };
-            let Ok(result) = protocol::usage(&attached.region.words(), rules, *now, &NoHook);
-            match result {
-                Ok(usage) => return Ok((attached, usage)),
-                Err(protocol::RETIRED) => {
-                    attached = self.reattach(*now).map_err(unusable)?;
-                    *now = self.clock.now();
-                }
-                Err(reason) => return Err(Error::corrupt(&self.path, reason)),
-            }
+        match &self.backend {
+            Backend::File(file) => file.admitted(),
         }
-        Err(Error::corrupt(&self.path, "the file keeps being reset"))
     }
 
     /// The state of the journal: `Err` with the reason while the last journal write failed
@@ -329,9 +280,9 @@ impl Limiter {
     /// ring still holds them.
     #[cfg(feature = "journal")]
     pub fn journal_status(&self) -> Result<(), String> {
-        self.journal
-            .as_ref()
-            .map_or(Ok(()), |handle| handle.journal().status())
+        match &self.backend {
+            Backend::File(file) => file.journal_status(),
+        }
     }
 
     /// The SQLite database this limiter journals to: its own, in the journal directory given
@@ -339,7 +290,9 @@ impl Limiter {
     /// see [`journal`](crate::journal)). `None` without a journal.
     #[cfg(feature = "journal")]
     pub fn journal_file(&self) -> Option<&Path> {
-        self.journal.as_ref().map(|handle| handle.journal().file())
+        match &self.backend {
+            Backend::File(file) => file.journal_file(),
+        }
     }
 
     /// Journals now, synchronously, every admission the shared ring holds that the journal
@@ -353,35 +306,29 @@ impl Limiter {
     /// ring is unusable.
     #[cfg(feature = "journal")]
     pub fn journal_flush(&self) -> Result<(), Error> {
-        match &self.journal {
-            Some(handle) => handle.journal().flush(&self.attached.get().region, false),
-            None => Ok(()),
+        match &self.backend {
+            Backend::File(file) => file.journal_flush(),
         }
     }
 
     /// The rates, in the file's order.
     pub fn rates(&self) -> Vec<Rate> {
-        self.attached.get().rates.clone()
+        match &self.backend {
+            Backend::File(file) => file.rates(),
+        }
     }
 
     /// The file this limiter maps.
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.backend {
+            Backend::File(file) => file.path(),
+        }
     }
 
     /// What the file records about itself.
     pub fn info(&self) -> FileInfo {
-        let attached = self.attached.get();
-        let header = attached.region.header();
-        FileInfo {
-            path: self.path.clone(),
-            rates: attached.rates.clone(),
-            capacity: header.capacity,
-            size: header.file_size(),
-            created: SystemTime::UNIX_EPOCH + Duration::from_nanos(header.created_wall_ns),
-            creator_pid: header.creator_pid,
-            creator_uid: header.creator_uid,
-            clock: header.clock,
+        match &self.backend {
+            Backend::File(file) => file.info(),
         }
     }
 }

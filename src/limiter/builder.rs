@@ -15,7 +15,7 @@ use crate::region::{OpenSpec, Region, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
-use super::{Limiter, Time, default_dir, nanos, path_for};
+use super::{FileLimiter, Limiter, Time, default_dir, nanos, path_for};
 
 /// Options for opening a limiter; see [`Limiter::builder`].
 #[derive(Debug, Clone)]
@@ -195,7 +195,7 @@ impl Builder {
             }
             None => (None, None),
         };
-        Ok(Limiter {
+        Ok(Limiter::file(FileLimiter {
             next_check: StdAtomicU64::new(
                 self.clock.now().saturating_add(nanos(self.check_interval)),
             ),
@@ -209,7 +209,7 @@ impl Builder {
             strict,
             #[cfg(feature = "journal")]
             journal,
-        })
+        }))
     }
 
     /// Opens the limiter called `name` in [`default_dir`].

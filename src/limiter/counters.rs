@@ -5,6 +5,8 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::layout::Tally;
 use crate::sync::Ordering;
 
+use super::FileLimiter;
+#[cfg(doc)]
 use super::Limiter;
 
 /// What the counters of a limiter file say, from [`Limiter::counters`]. Every process that
@@ -44,13 +46,13 @@ pub(super) enum Refusal {
     Wait,
 }
 
-impl Limiter {
+impl FileLimiter {
     /// The file's counters now.
     ///
     /// # Errors
     ///
     /// [`Error::Corrupt`] if the shared state is unusable.
-    pub fn counters(&self) -> Result<Counters, Error> {
+    pub(super) fn counters(&self) -> Result<Counters, Error> {
         // Follows a reset to the new file, as `usage` does.
         self.admitted()?;
         let attached = self.attached.get();

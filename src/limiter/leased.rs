@@ -5,9 +5,9 @@ use crate::journal::{self, Journal};
 use crate::region::{Pinned, Region, SwapCell};
 
 use super::attached::Attached;
-use super::{Limiter, Stamp};
+use super::{FileLimiter, Stamp};
 
-impl Limiter {
+impl FileLimiter {
     /// An acquire in strict journal mode: reserve out of a lease (taking a new one from the
     /// journal if needed, before anything is admitted), admit, then account for it.
     ///

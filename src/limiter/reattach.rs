@@ -5,11 +5,11 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::region::{OpenSpec, Pinned, Region};
 use crate::sync::Ordering;
 
-use super::Limiter;
+use super::FileLimiter;
 use super::attached::Attached;
 use super::builder::new_header;
 
-impl Limiter {
+impl FileLimiter {
     /// The attached file, re-attaching first if the check interval has passed and the path
     /// now names another file (or none). The guard keeps it mapped, however often the
     /// limiter re-attaches meanwhile. `now` is a clock reading just taken; when the path was

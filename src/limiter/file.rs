@@ -1,0 +1,200 @@
+//! The file backend: a limiter on one shared file (mapped, checked against our rates,
+//! followed when it is replaced), its acquires and its readings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{ClockIdentity, Nanos};
+use crate::error::{DenialKind, Denied, Error};
+#[cfg(feature = "journal")]
+use crate::journal::{self, Journal};
+use crate::protocol::{self, NoHook, Rule};
+use crate::rate::Rate;
+use crate::region::{Pinned, SwapCell};
+use crate::sync::StdAtomicU64;
+
+use super::attached::Attached;
+use super::{FileInfo, RateUsage, Stamp, Time};
+
+/// A limiter on a shared file: the file backend behind [`Limiter`](super::Limiter).
+#[derive(Debug)]
+pub(crate) struct FileLimiter {
+    /// Shared with the journal's background thread, which reads the ring of whatever file
+    /// is attached.
+    pub(super) attached: Arc<SwapCell<Attached>>,
+    pub(super) path: PathBuf,
+    pub(super) mode: u32,
+    pub(super) clock: Time,
+    pub(super) identity: ClockIdentity,
+    pub(super) next_check: StdAtomicU64,
+    pub(super) check_interval: u64,
+    /// The journal when it is in strict mode: every acquire goes through its leases.
+    #[cfg(feature = "journal")]
+    pub(super) strict: Option<Arc<Journal>>,
+    /// The journal and its background thread (stopped, after a last flush, on drop).
+    #[cfg(feature = "journal")]
+    pub(super) journal: Option<journal::Handle>,
+}
+
+impl FileLimiter {
+    /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
+    #[inline]
+    pub(super) fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        #[cfg(feature = "journal")]
+        if let Some(journal) = &self.strict {
+            return self.try_acquire_leased(journal, weight);
+        }
+        self.acquire_at(self.clock.now(), weight)
+    }
+
+    /// One acquire at `now` (a clock reading just taken), with no journal lease.
+    ///
+    /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
+    /// after it the clock is read again: an admission is never stamped, nor a retry time
+    /// counted, from a reading older than a wait.
+    #[inline(always)]
+    pub(super) fn acquire_at(&self, mut now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
+        let mut attached = self.current(&mut now)?;
+        // A retired file (reset or removed) sends us to its replacement; a file that keeps
+        // being retired under us is reported rather than chased forever.
+        for _ in 0..4 {
+            match attached.try_acquire(now, weight) {
+                Some(result) => return result,
+                None => {
+                    attached = self.reattach(now)?;
+                    now = self.clock.now();
+                }
+            }
+        }
+        Err(attached.denied(
+            usize::MAX,
+            DenialKind::Unavailable {
+                reason: format!("{} keeps being reset", self.path.display()),
+            },
+        ))
+    }
+
+    /// Every rate's use now, read on one consistent state without consuming anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the shared state is unusable.
+    pub(super) fn usage(&self) -> Result<Vec<RateUsage>, Error> {
+        let mut now = self.clock.now();
+        let (attached, usage) = self.read_usage(&mut now, true)?;
+        Ok(attached
+            .rules
+            .iter()
+            .zip(usage.rates.iter())
+            .enumerate()
+            .map(|(index, (rule, used))| RateUsage {
+                rate: attached.rates[index],
+                used: used.used,
+                remaining: rule.limit.saturating_sub(used.used),
+                next_free: used
+                    .next_free_at
+                    .map(|at| Duration::from_nanos(at.saturating_sub(now))),
+                denied: attached.region.denials(index).unwrap_or(u64::MAX),
+            })
+            .collect())
+    }
+
+    /// Admissions since the file was created, by all processes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the shared state is unusable.
+    pub(super) fn admitted(&self) -> Result<u64, Error> {
+        let mut now = self.clock.now();
+        let (attached, usage) = self.read_usage(&mut now, false)?;
+        Ok(attached.region.words().admitted(usage.head))
+    }
+
+    /// Reads a consistent usage snapshot, following a reset to the new file. `now` is read
+    /// again after any re-attach (a wait), so the snapshot is as of the moment it was taken.
+    pub(super) fn read_usage(
+        &self,
+        now: &mut Nanos,
+        with_rates: bool,
+    ) -> Result<(Pinned<'_, Attached>, protocol::Usage), Error> {
+        let unusable = |d: Denied| Error::corrupt(&self.path, d.to_string());
+        let mut attached = self.current(now).map_err(unusable)?;
+        for _ in 0..4 {
+            let rules: &[Rule] = if with_rates { &attached.rules } else { &[] };
+            let Ok(result) = protocol::usage(&attached.region.words(), rules, *now, &NoHook);
+            match result {
+                Ok(usage) => return Ok((attached, usage)),
+                Err(protocol::RETIRED) => {
+                    attached = self.reattach(*now).map_err(unusable)?;
+                    *now = self.clock.now();
+                }
+                Err(reason) => return Err(Error::corrupt(&self.path, reason)),
+            }
+        }
+        Err(Error::corrupt(&self.path, "the file keeps being reset"))
+    }
+
+    /// The state of the journal: `Err` with the reason while the last journal write failed
+    /// (a background flush, a lease, a compaction), until one succeeds again. Always `Ok`
+    /// without a journal. A failure is never dropped silently: admissions not yet journaled
+    /// stay in the shared ring and are written at the next successful flush, as long as the
+    /// ring still holds them.
+    #[cfg(feature = "journal")]
+    pub(super) fn journal_status(&self) -> Result<(), String> {
+        self.journal
+            .as_ref()
+            .map_or(Ok(()), |handle| handle.journal().status())
+    }
+
+    /// The SQLite database this limiter journals to: its own, in the journal directory given
+    /// to [`Builder::journal`] (every process, every open journal, writes one of its own;
+    /// see [`journal`](crate::journal)). `None` without a journal.
+    #[cfg(feature = "journal")]
+    pub(super) fn journal_file(&self) -> Option<&Path> {
+        self.journal.as_ref().map(|handle| handle.journal().file())
+    }
+
+    /// Journals now, synchronously, every admission the shared ring holds that the journal
+    /// does not, and the use of this process's leases; settles the leases that are done.
+    /// The background thread does the same once per interval. Without a journal, does
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Journal`] if the journal cannot be written; [`Error::Corrupt`] if the shared
+    /// ring is unusable.
+    #[cfg(feature = "journal")]
+    pub(super) fn journal_flush(&self) -> Result<(), Error> {
+        match &self.journal {
+            Some(handle) => handle.journal().flush(&self.attached.get().region, false),
+            None => Ok(()),
+        }
+    }
+
+    /// The rates, in the file's order.
+    pub(super) fn rates(&self) -> Vec<Rate> {
+        self.attached.get().rates.clone()
+    }
+
+    /// The file this limiter maps.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the file records about itself.
+    pub(super) fn info(&self) -> FileInfo {
+        let attached = self.attached.get();
+        let header = attached.region.header();
+        FileInfo {
+            path: self.path.clone(),
+            rates: attached.rates.clone(),
+            capacity: header.capacity,
+            size: header.file_size(),
+            created: SystemTime::UNIX_EPOCH + Duration::from_nanos(header.created_wall_ns),
+            creator_pid: header.creator_pid,
+            creator_uid: header.creator_uid,
+            clock: header.clock,
+        }
+    }
+}
