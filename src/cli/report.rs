@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cli::args::Output;
 use crate::cli::exit::{Exit, Failure};
+use crate::cli::journal::JournalView;
 use crate::cli::target::{self, Target};
 use crate::cli::terminal;
 use crate::cli::time::{format_duration, format_utc, nanos, unix_nanos};
@@ -35,6 +36,8 @@ pub struct State {
     pub admitted: u64,
     /// The file's counters (`None` where one holds garbage).
     pub counters: Counters,
+    /// Its journal, if it is journaled.
+    pub journal: JournalView,
 }
 
 /// A counter as people read it: the number, or `implausible` for garbage in the file.
@@ -45,12 +48,19 @@ pub fn count_text(count: Option<u64>) -> String {
 /// Reads one limiter. Attaching maps the file only until the snapshot is taken.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        let limiter = Limiter::attach(&target.path).map_err(|e| Failure::about(&target, e))?;
+        // Without its journal: looking opens no journal database.
+        #[cfg(feature = "journal")]
+        let limiter = Limiter::attach_without_journal(&target.path);
+        #[cfg(not(feature = "journal"))]
+        let limiter = Limiter::attach(&target.path);
+        let limiter = limiter.map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
+        let info = limiter.info();
         Ok(State {
-            info: limiter.info(),
+            journal: JournalView::of(&target.path, &info),
+            info,
             usage,
             admitted,
             counters,
@@ -231,6 +241,7 @@ fn render(snapshot: &Snapshot, wide: bool, out: &mut String) {
             count_text(counters.timed_out),
         ));
     }
+    out.push_str(&state.journal.line());
     if wide {
         out.push_str(&format!(
             "  created by pid {}, uid {}; ring of {} slots, {} bytes\n",
@@ -315,6 +326,7 @@ struct StateJson {
     clock: ClockJson,
     capacity: u64,
     size_bytes: u64,
+    journal: JournalView,
 }
 
 #[derive(Serialize)]
@@ -416,5 +428,6 @@ fn state_json(state: &State) -> StateJson {
         },
         capacity: info.capacity,
         size_bytes: info.size,
+        journal: state.journal.clone(),
     }
 }

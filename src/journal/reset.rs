@@ -76,8 +76,9 @@ pub(super) fn read(journal: &Path) -> Result<Option<Mark>, Error> {
         reason: format!("{MARK}: {reason}"),
     };
     let text = match fs::read(&path) {
-        Ok(bytes) if bytes.len() <= 4096 => String::from_utf8(bytes)
-            .map_err(|_| failed("the reset mark is not text".into()))?,
+        Ok(bytes) if bytes.len() <= 4096 => {
+            String::from_utf8(bytes).map_err(|_| failed("the reset mark is not text".into()))?
+        }
         Ok(_) => return Err(failed("the reset mark is too long".into())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(failed(format!("cannot read the reset mark: {e}"))),
@@ -132,7 +133,10 @@ mod tests {
         for garbage in ["", "a b c", "a b 1 x", "a b 1 2 3", "a  1 2"] {
             fs::write(dir.path().join(MARK), garbage).unwrap();
             let error = read(dir.path()).unwrap_err();
-            assert!(error.to_string().contains("reset mark"), "{garbage:?}: {error}");
+            assert!(
+                error.to_string().contains("reset mark"),
+                "{garbage:?}: {error}"
+            );
         }
     }
 }

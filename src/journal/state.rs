@@ -305,7 +305,11 @@ pub(crate) fn write(
 
 /// Writes `bytes` to a temporary file of its own in `dir` (readable by every user: whoever
 /// opens the limiter must find it), flushed to disk, and renames it to `target`.
-pub(super) fn install(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), (&'static str, io::Error)> {
+pub(super) fn install(
+    dir: &Path,
+    target: &Path,
+    bytes: &[u8],
+) -> Result<(), (&'static str, io::Error)> {
     use std::os::unix::fs::OpenOptionsExt;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
