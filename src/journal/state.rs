@@ -23,9 +23,11 @@
 //! Where records are written: `$HOSTLIMIT_STATE_DIR` if set, else `/var/lib/hostlimit` for
 //! root, else `$XDG_STATE_HOME/hostlimit`, else `~/.local/state/hostlimit`. Where they are
 //! looked for: `$HOSTLIMIT_STATE_DIR` alone if set, else the caller's own state directory and
-//! `/var/lib/hostlimit` (root's records hold for every user). A record is read as untrusted
-//! input: at most [`MAX_RECORD`] bytes, every line checked, and its `limiter` line must name
-//! the path it was found for; anything else is an error, never "not journaled".
+//! `/var/lib/hostlimit` (root's records hold for every user). A state directory the caller
+//! may not search is skipped (it can hold no record the caller could use). A record is read
+//! as untrusted input: at most [`MAX_RECORD`] bytes, every line checked, and its `limiter`
+//! line must name the path it was found for; a record that is there but cannot be read or
+//! parsed is an error, never "not journaled".
 
 use std::ffi::OsStr;
 use std::fs;
@@ -131,8 +133,8 @@ fn key(absolute: &Path) -> Option<String> {
 /// # Errors
 ///
 /// No state directory can be named, or the path is too long for one.
-pub fn default_journal_dir(limiter: &Path) -> Result<PathBuf, Error> {
-    let absolute = absolute(limiter)?;
+pub fn default_journal_dir(limiter: impl AsRef<Path>) -> Result<PathBuf, Error> {
+    let absolute = absolute(limiter.as_ref())?;
     let dir = state_dir().ok_or_else(|| no_state_dir(&absolute))?;
     let key = key(&absolute).ok_or_else(|| too_long(&absolute))?;
     Ok(dir.join(format!("{key}.{JOURNAL}")))
@@ -161,8 +163,8 @@ fn too_long(limiter: &Path) -> Error {
 ///
 /// A record that exists but cannot be read or does not parse ([`Error::Journal`] naming it):
 /// whether the limiter is journaled cannot be told then.
-pub fn recorded(limiter: &Path) -> Result<Option<JournalRecord>, Error> {
-    let absolute = absolute(limiter)?;
+pub fn recorded(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error> {
+    let absolute = absolute(limiter.as_ref())?;
     let Some(key) = key(&absolute) else {
         return Ok(None);
     };
@@ -171,6 +173,12 @@ pub fn recorded(limiter: &Path) -> Result<Option<JournalRecord>, Error> {
         match fs::File::open(&record) {
             Ok(file) => return read(&record, file, &absolute).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // A state directory this user may not search (another user's, named by an
+            // inherited HOSTLIMIT_STATE_DIR) holds no record this user could use; a record
+            // that is there but unreadable is an error.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && fs::symlink_metadata(&record).is_err() => {}
             Err(e) => return Err(unreadable(&record, &e.to_string())),
         }
     }
