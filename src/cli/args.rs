@@ -313,6 +313,7 @@ impl JournalArgs {
     }
 
     /// The durability asked for.
+    #[cfg(feature = "journal")]
     pub fn durability(&self) -> hostlimit::Durability {
         if self.strict {
             hostlimit::Durability::Strict {

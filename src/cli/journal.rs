@@ -6,7 +6,7 @@ use std::path::Path;
 use hostlimit::FileInfo;
 use serde::Serialize;
 
-use crate::cli::time::{format_duration, nanos};
+use crate::cli::time::format_duration;
 
 /// A limiter's journal as `status` shows it.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -28,6 +28,7 @@ pub struct JournalView {
 impl JournalView {
     /// The journal of the limiter at `path`, whose file says `info`.
     pub fn of(path: &Path, info: &FileInfo) -> JournalView {
+        #[cfg_attr(not(feature = "journal"), allow(unused_mut))]
         let mut view = JournalView {
             journaled: info.journaled,
             ..JournalView::default()
@@ -43,7 +44,7 @@ impl JournalView {
                 view.journaled = true;
                 view.dir = Some(record.journal.display().to_string());
                 view.durability = Some(durability);
-                view.interval_ns = Some(nanos(interval));
+                view.interval_ns = Some(crate::cli::time::nanos(interval));
                 view.record = Some(record.record.display().to_string());
             }
             Ok(None) if info.journaled => {

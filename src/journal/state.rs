@@ -387,7 +387,7 @@ fn remove_journal(journal: &Path) -> Result<bool, Error> {
         if ours(&entry.file_name()) {
             match fs::remove_file(entry.path()) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(Error::io(&entry.path(), "remove", e));
+                    return Err(Error::io(entry.path(), "remove", e));
                 }
                 _ => {}
             }
