@@ -130,8 +130,13 @@
 //! * A running process whose file was deleted re-creates it with the history too, even if
 //!   it was opened without a journal (it reads the recorded journal once).
 //! * A recorded journal that is missing or cannot be read makes the open fail
-//!   ([`Error::Journal`]); nothing starts empty silently. [`forget`] (or `hostlimit rm`)
-//!   gives the history up.
+//!   ([`Error::Journal`]) wherever the file would have to be created; nothing starts empty
+//!   silently. [`forget`] (or `hostlimit rm`) gives the history up. While the file exists
+//!   (nothing to restore), a process opening without `.journal` that cannot open the
+//!   recorded journal (another user's, not writable for it) attaches without it, never
+//!   creates the file, and says why in
+//!   [`Limiter::journal_status`](crate::Limiter::journal_status); the ring's records reach
+//!   the journal through the limiter's journaled processes.
 //!
 //! Root's records are found by every user; a limiter shared by several users should be
 //! journaled by root, or every user should set the same `HOSTLIMIT_STATE_DIR`. The key is

@@ -771,6 +771,7 @@ fn a_recorded_journal_that_broke_is_given_up_only_by_forgetting_it() {
         .unwrap()
         .expect("the journal is recorded");
     assert_eq!(record.journal, std::path::absolute(setup.db()).unwrap());
+    assert!(Limiter::attach(setup.path()).unwrap().info().journaled);
     std::fs::remove_file(setup.path()).unwrap();
     std::fs::write(setup.db().join("1-garbage.sqlite"), vec![0x5a; 8192]).unwrap();
     // Recorded: an open without `.journal(...)` uses the journal, and fails with it.

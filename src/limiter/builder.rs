@@ -174,7 +174,7 @@ impl Builder {
         // A journal belongs to a set of rates: `Limiter::attach` (no rates) takes the file's,
         // or the record's when there is no file.
         #[cfg(feature = "journal")]
-        let journal = match &rules {
+        let opened = match &rules {
             Some(rules) => Journal::open_resolved(
                 &path,
                 &resolved,
@@ -183,8 +183,26 @@ impl Builder {
                 rules,
                 self.clock.shared(),
                 &identity,
-            )?,
-            None => None,
+            ),
+            None => Ok(None),
+        };
+        // A recorded journal this process cannot open (another user's, not writable for it;
+        // or broken) is needed only to create the file. While the file exists, the process
+        // attaches without it (never creating the file), and says so in `journal_status`:
+        // its admissions reach the journal through the limiter's journaled processes.
+        #[cfg(feature = "journal")]
+        let (journal, journal_problem) = match opened {
+            Ok(journal) => (journal, None),
+            Err(error) if self.journal.target.is_none() && path.exists() => {
+                let problem = format!(
+                    "this process could not open the limiter's recorded journal, so it attached \
+                     to the existing file without it and journals nothing itself (the \
+                     limiter's journaled processes journal its admissions; if the file is \
+                     deleted, it is not re-created by this process): {error}"
+                );
+                (None, Some((problem, error)))
+            }
+            Err(error) => return Err(error),
         };
         #[cfg(feature = "journal")]
         let template = template.map(|header| Header {
@@ -199,14 +217,29 @@ impl Builder {
         };
         #[cfg(not(feature = "journal"))]
         let history: Vec<crate::protocol::Record> = Vec::new();
+        #[cfg(feature = "journal")]
+        let create = if journal_problem.is_some() {
+            None
+        } else {
+            template.as_ref()
+        };
+        #[cfg(not(feature = "journal"))]
+        let create = template.as_ref();
         let region = Region::open_with_history(
             &path,
             &OpenSpec {
-                create: template.as_ref(),
+                create,
                 mode: self.mode,
             },
             &history,
-        )?;
+        );
+        // Gone meanwhile: what is wrong is the journal that could not restore it.
+        #[cfg(feature = "journal")]
+        let (region, journal_problem) = match (region, journal_problem) {
+            (Err(_), Some((_, error))) if !path.exists() => return Err(error),
+            (region, problem) => (region, problem.map(|(text, _)| text)),
+        };
+        let region = region?;
         let attached = Attached::check(region, rules.as_deref(), &identity, self.rates.as_deref())?;
         let attached = Arc::new(SwapCell::new(attached));
         #[cfg(feature = "journal")]
@@ -235,6 +268,8 @@ impl Builder {
             strict,
             #[cfg(feature = "journal")]
             journal,
+            #[cfg(feature = "journal")]
+            journal_problem,
         }))
     }
 
