@@ -536,6 +536,14 @@ fn the_command_line_journals_with_journal_and_status_shows_it() {
     let before = host.cli_acquires(7);
     assert_eq!(before.admitted.len(), 7);
     host.reboot();
+    // Looking creates nothing, and says the limiter comes back.
+    let status = host.cli(&["status", path]);
+    assert_eq!(status.status.code(), Some(66));
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("it is journaled"),
+        "{status:?}"
+    );
+    assert!(!host.path().exists());
     let after = host.cli_acquires(10);
     assert_eq!(after.admitted.len(), 3, "{after:?}");
     let mut all = before.admitted;

@@ -53,7 +53,9 @@ pub fn read(target: Target) -> Snapshot {
         let limiter = Limiter::attach_without_journal(&target.path);
         #[cfg(not(feature = "journal"))]
         let limiter = Limiter::attach(&target.path);
-        let limiter = limiter.map_err(|e| Failure::about(&target, e))?;
+        let limiter = limiter.map_err(|e| {
+            crate::cli::journal::explain_missing(&target, Failure::about(&target, e))
+        })?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
