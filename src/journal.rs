@@ -435,6 +435,18 @@ impl Journal {
         }
     }
 
+    /// Closes this journal and deletes its own database, which nothing was journaled to yet
+    /// (an open that failed after the journal was opened).
+    pub fn discard(self) {
+        let own = self.dir.own().to_path_buf();
+        drop(self.conn);
+        for suffix in ["-wal", "-shm", ""] {
+            let mut name = own.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(name));
+        }
+    }
+
     /// This journal's own database, the only one it writes.
     pub fn file(&self) -> &Path {
         self.dir.own()
@@ -498,13 +510,12 @@ pub(crate) fn resolve(
 
 impl Journal {
     /// Opens the journal an open [`resolve`]d: a recorded journal must exist (it is never
-    /// made again empty); a journal named by the builder and not recorded yet is recorded
-    /// (with `rates`) once it is open.
+    /// made again empty). A journal named by the builder and not recorded yet is recorded by
+    /// [`Resolved::record`] once the limiter is open.
     pub(crate) fn open_resolved(
         limiter: &Path,
         resolved: &Resolved,
         config: &JournalConfig,
-        rates: &[crate::rate::Rate],
         rules: &[Rule],
         clock: Arc<dyn Clock>,
         identity: &ClockIdentity,
@@ -524,11 +535,20 @@ impl Journal {
                 ),
             });
         }
-        let journal = Journal::open(path, *durability, config, rules, clock, identity)?;
-        if resolved.record.is_none() {
-            state::write(&state::absolute(limiter)?, path, *durability, rates)?;
+        Journal::open(path, *durability, config, rules, clock, identity).map(Some)
+    }
+}
+
+impl Resolved {
+    /// Records the journal a builder named, if it is not recorded yet: called once the
+    /// limiter is open (an open that fails, on other rates say, records nothing).
+    pub(crate) fn record(&self, limiter: &Path, rates: &[crate::rate::Rate]) -> Result<(), Error> {
+        match (&self.target, &self.record) {
+            (Some((path, durability)), None) => {
+                state::write(&state::absolute(limiter)?, path, *durability, rates).map(drop)
+            }
+            _ => Ok(()),
         }
-        Ok(Some(journal))
     }
 }
 

@@ -1227,3 +1227,28 @@ fn a_dead_processs_database_is_folded_into_a_live_one_and_counted_once() {
         (30 + weight, 10 + requests.max(u64::from(weight > 0)))
     );
 }
+
+#[test]
+fn an_open_that_fails_records_no_journal() {
+    let setup = Setup::new();
+    let plain = Limiter::open(setup.path(), &rates()).unwrap();
+    // Other rates than the file's: the open fails, and the limiter is not journaled.
+    let other = Limiter::builder(&[Rate::new(7, HOUR)])
+        .journal(setup.db(), Durability::Periodic(HOUR))
+        .open(setup.path());
+    assert!(
+        matches!(other, Err(Error::ConfigMismatch { .. })),
+        "{other:?}"
+    );
+    assert_eq!(hostlimit::journal::recorded(setup.path()).unwrap(), None);
+    // With its own rates, it is recorded, with the file's rates.
+    let journaled = Limiter::builder(&rates())
+        .journal(setup.db(), Durability::Periodic(HOUR))
+        .open(setup.path())
+        .unwrap();
+    let record = hostlimit::journal::recorded(setup.path()).unwrap().unwrap();
+    assert_eq!(record.rates, plain.rates());
+    assert_eq!(record.durability, Durability::Periodic(HOUR));
+    // The file was made without a journal; the record says it is journaled now.
+    assert!(!journaled.info().journaled);
+}

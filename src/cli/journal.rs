@@ -6,7 +6,7 @@ use std::path::Path;
 use hostlimit::FileInfo;
 use serde::Serialize;
 
-use crate::cli::exit::{Exit, Failure};
+use crate::cli::exit::Failure;
 use crate::cli::target::Target;
 use crate::cli::time::format_duration;
 
@@ -91,7 +91,7 @@ impl JournalView {
 /// says so, and when its next opener brings it back.
 pub fn explain_missing(target: &Target, failure: Failure) -> Failure {
     #[cfg(feature = "journal")]
-    if failure.exit == Exit::NoInput
+    if failure.exit == crate::cli::exit::Exit::NoInput
         && let Ok(Some(record)) = hostlimit::journal::recorded(&target.path)
     {
         let message = format!(
@@ -100,7 +100,7 @@ pub fn explain_missing(target: &Target, failure: Failure) -> Failure {
             failure.message,
             record.journal.display()
         );
-        return Failure::new(Exit::NoInput, message);
+        return Failure::new(crate::cli::exit::Exit::NoInput, message);
     }
     #[cfg(not(feature = "journal"))]
     let _ = target;

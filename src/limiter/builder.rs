@@ -179,7 +179,6 @@ impl Builder {
                 &path,
                 &resolved,
                 &self.journal,
-                self.rates.as_deref().unwrap_or_default(),
                 rules,
                 self.clock.shared(),
                 &identity,
@@ -209,38 +208,57 @@ impl Builder {
             flags: header.flags | journal.as_ref().map_or(0, |_| layout::FLAG_JOURNALED),
             ..header
         });
-        // What a file created now starts with: the journal's history.
-        #[cfg(feature = "journal")]
-        let history = match (&journal, &template) {
-            (Some(journal), Some(template)) => journal.restore(template.capacity)?,
-            _ => Vec::new(),
+        #[cfg(not(feature = "journal"))]
+        let journal_problem: Option<(String, Error)> = None;
+        let opened = (|| {
+            // What a file created now starts with: the journal's history.
+            #[cfg(feature = "journal")]
+            let history = match (&journal, &template) {
+                (Some(journal), Some(template)) => journal.restore(template.capacity)?,
+                _ => Vec::new(),
+            };
+            #[cfg(not(feature = "journal"))]
+            let history: Vec<crate::protocol::Record> = Vec::new();
+            let create = if journal_problem.is_some() {
+                None
+            } else {
+                template.as_ref()
+            };
+            let region = Region::open_with_history(
+                &path,
+                &OpenSpec {
+                    create,
+                    mode: self.mode,
+                },
+                &history,
+            );
+            // Gone meanwhile: what is wrong is the journal that could not restore it.
+            let (region, journal_problem) = match (region, journal_problem) {
+                (Err(_), Some((_, error))) if !path.exists() => return Err(error),
+                (region, problem) => (region, problem.map(|(text, _)| text)),
+            };
+            let attached =
+                Attached::check(region?, rules.as_deref(), &identity, self.rates.as_deref())?;
+            #[cfg(feature = "journal")]
+            if journal.is_some() {
+                resolved.record(&path, &attached.rates)?;
+            }
+            Ok((attached, journal_problem))
+        })();
+        let (attached, journal_problem) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                // Nothing was admitted through it: its database goes, so that it does not
+                // stand in the way of the next open (made for other rates, say).
+                #[cfg(feature = "journal")]
+                if let Some(journal) = journal {
+                    journal.discard();
+                }
+                return Err(error);
+            }
         };
         #[cfg(not(feature = "journal"))]
-        let history: Vec<crate::protocol::Record> = Vec::new();
-        #[cfg(feature = "journal")]
-        let create = if journal_problem.is_some() {
-            None
-        } else {
-            template.as_ref()
-        };
-        #[cfg(not(feature = "journal"))]
-        let create = template.as_ref();
-        let region = Region::open_with_history(
-            &path,
-            &OpenSpec {
-                create,
-                mode: self.mode,
-            },
-            &history,
-        );
-        // Gone meanwhile: what is wrong is the journal that could not restore it.
-        #[cfg(feature = "journal")]
-        let (region, journal_problem) = match (region, journal_problem) {
-            (Err(_), Some((_, error))) if !path.exists() => return Err(error),
-            (region, problem) => (region, problem.map(|(text, _)| text)),
-        };
-        let region = region?;
-        let attached = Attached::check(region, rules.as_deref(), &identity, self.rates.as_deref())?;
+        let _ = journal_problem;
         let attached = Arc::new(SwapCell::new(attached));
         #[cfg(feature = "journal")]
         let (journal, strict) = match journal {
