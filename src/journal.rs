@@ -591,6 +591,6 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
     let Some(record) = recorded(limiter.as_ref())? else {
         return Ok(None);
     };
-    state::forget(&record, false)?;
+    state::forget(&record)?;
     Ok(Some(record))
 }
