@@ -29,6 +29,7 @@
 //! | 12 | creator pid |
 //! | 13 | creator uid |
 //! | 14 | unit labels: byte i names what rate i's weight measures (0 nothing, 1 tokens, 2 bytes; `rate::WeightUnit`); 0 for a rate that counts requests and for unused rates. Only a name for display: files written before it have 0 here |
+//! | 15 | lineage ([`Lineage`]): bits 0..32 an id the first file of a limiter draws, bits 32..64 how often its rates were changed since (`limiter/reconfigure.rs`); a file that replaces another by a reconfiguration keeps its id and counts one more, so that the processes of the file it replaced adopt its rates. Any value is harmless (it only lets a process adopt rates that passed every other check); files written before it have 0 here |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
 //! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
@@ -106,6 +107,57 @@ pub struct Header {
     pub creator_uid: u64,
     /// Unit labels, one byte per rate (see [`pack_units`]); 0 for none.
     pub labels: u64,
+    /// Which limiter this file is, across changes of its rates (word 15).
+    pub lineage: Lineage,
+}
+
+/// Word 15: which limiter a file is, across changes of its rates. A new limiter draws an id;
+/// a reconfiguration writes a file with the same id and the next generation. A process on a
+/// file adopts the rates of a file that succeeds it ([`Lineage::succeeds`]); a process that
+/// opens a file with its own rates is checked against them, whatever the lineage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// Drawn when the limiter's first file was made (from its creation times, pid and uid).
+    pub id: u32,
+    /// How often the rates were changed since: 0 for a file made with the rates it has.
+    pub generation: u32,
+}
+
+impl Lineage {
+    /// The lineage of a new limiter: an id drawn from what is unique to its creation.
+    pub fn new(created_wall_ns: u64, created_clock_ns: u64, pid: u64, uid: u64) -> Lineage {
+        Lineage {
+            id: checksum(&[created_wall_ns, created_clock_ns, pid, uid]) as u32,
+            generation: 0,
+        }
+    }
+
+    /// The lineage of the file that replaces this one with other rates.
+    pub fn next(self) -> Lineage {
+        Lineage {
+            generation: self.generation.wrapping_add(1),
+            ..self
+        }
+    }
+
+    /// Is this file a later configuration of the limiter `earlier` belongs to? The same id and
+    /// a later generation (modulo 2^32, within 2^31 changes).
+    pub fn succeeds(self, earlier: Lineage) -> bool {
+        self.id == earlier.id && (self.generation.wrapping_sub(earlier.generation) as i32) > 0
+    }
+
+    /// The header word.
+    pub fn word(self) -> u64 {
+        u64::from(self.id) | (u64::from(self.generation) << 32)
+    }
+
+    /// From the header word; every value is a lineage.
+    pub fn from_word(word: u64) -> Lineage {
+        Lineage {
+            id: word as u32,
+            generation: (word >> 32) as u32,
+        }
+    }
 }
 
 /// Word 14: the unit labels of up to 8 rates, one byte each.
@@ -235,6 +287,7 @@ impl Header {
         w[12] = self.creator_pid;
         w[13] = self.creator_uid;
         w[14] = self.labels;
+        w[15] = self.lineage.word();
         for (i, rule) in self.rules.iter().enumerate() {
             w[16 + 3 * i] = rule.limit;
             w[17 + 3 * i] = rule.window;
@@ -316,6 +369,7 @@ impl Header {
             creator_pid: w[12],
             creator_uid: w[13],
             labels,
+            lineage: Lineage::from_word(w[15]),
         })
     }
 
@@ -353,6 +407,7 @@ mod tests {
             creator_pid: 3,
             creator_uid: 4,
             labels: 0,
+            lineage: Lineage::default(),
         }
     }
 
@@ -477,6 +532,46 @@ mod tests {
                 "{bad:#x}"
             );
         }
+    }
+
+    /// Word 15 round-trips; a reconfiguration succeeds the files before it (within 2^31
+    /// changes, across the wrap), never itself, an earlier one, or another limiter's.
+    #[test]
+    fn lineage_round_trips_and_orders_generations() {
+        let first = Lineage::new(1, 2, 3, 4);
+        assert_eq!(first.generation, 0);
+        assert_ne!(first.id, Lineage::new(1, 2, 5, 4).id);
+        let h = Header {
+            lineage: first.next(),
+            ..header(vec![rule(10, SEC, false)])
+        };
+        let words = h.encode();
+        assert_eq!(words[15], u64::from(first.id) | 1 << 32);
+        assert_eq!(Header::decode(&words).unwrap().lineage, first.next());
+        assert!(first.next().succeeds(first));
+        assert!(first.next().next().succeeds(first));
+        assert!(!first.succeeds(first));
+        assert!(!first.succeeds(first.next()));
+        let other = Lineage {
+            id: first.id ^ 1,
+            generation: 5,
+        };
+        assert!(!other.succeeds(first));
+        let late = Lineage {
+            id: 7,
+            generation: u32::MAX,
+        };
+        assert!(late.next().succeeds(late));
+        assert_eq!(late.next().generation, 0);
+        let far = Lineage {
+            id: 7,
+            generation: 1 << 31,
+        };
+        assert!(!far.succeeds(Lineage {
+            id: 7,
+            generation: 0
+        }));
+        assert_eq!(Lineage::from_word(u64::MAX).word(), u64::MAX);
     }
 
     #[test]

@@ -73,9 +73,16 @@ impl FileLimiter {
 
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
     /// with the journal's history if there is a journal).
+    ///
+    /// A file that a reconfiguration of ours put in place (`layout::Lineage::succeeds`) is adopted
+    /// with its rates; any other file must have ours. A file we re-create keeps the lineage
+    /// (and the rates, adopted or not) of the one we were on, so that the processes still on
+    /// an older configuration adopt it too.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        self.await_replacement(old)?;
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
+            lineage: old.region.header().lineage,
             ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
         };
         #[cfg(feature = "journal")]
@@ -98,6 +105,44 @@ impl FileLimiter {
             },
             &history,
         )?;
+        if region
+            .header()
+            .lineage
+            .succeeds(old.region.header().lineage)
+        {
+            return Attached::check(region, None, &self.identity, None);
+        }
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
     }
+
+    /// Waits while the path still names `old` after its log was closed: only a change of
+    /// rates does that (it closes the old file, copies its log, then puts the new file in
+    /// its place; a reset or remove displaces the file first), for as long as it takes to
+    /// make the new file. A change whose process died in between leaves the closed file in
+    /// place: reported after [`REPLACEMENT_WAIT`], never waited on for longer.
+    fn await_replacement(&self, old: &Attached) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(50);
+        while matches!(old.region.still_linked(), Ok(true)) {
+            let Ok(Err(crate::protocol::RETIRED)) =
+                crate::protocol::usage(&old.region.words(), &[], 0, &crate::protocol::NoHook)
+            else {
+                return Ok(());
+            };
+            if started.elapsed() >= REPLACEMENT_WAIT {
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!(
+                        "its log was closed by a change of its rates that has not put the new                          file in place after {REPLACEMENT_WAIT:?}; if the process changing them                          died, change them again (`hostlimit set`) or reset the limiter                          (`hostlimit reset`)"
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }
 }
+
+/// How long a process waits for a change of rates to put its new file in place.
+pub(super) const REPLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

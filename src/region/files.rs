@@ -556,6 +556,7 @@ mod tests {
             creator_pid: 1,
             creator_uid: 0,
             labels: 0,
+            lineage: Default::default(),
         }
     }
 
