@@ -14,6 +14,7 @@ mod multiprocess;
 mod open;
 mod protocol;
 mod readme;
+mod reconfigure;
 mod support;
 #[cfg(feature = "cli")]
 mod top;

@@ -42,6 +42,10 @@ pub struct Reconfigured {
     /// new rates allow (an admission that did not fit as a record of its own has its weight
     /// carried by a later one).
     pub kept: u64,
+    /// When the old file's log was closed (nanoseconds of the file's clock,
+    /// `CLOCK_BOOTTIME`): every admission of the old file is stamped before it, every
+    /// admission a single-threaded process makes on the new file after it.
+    pub closed_at: crate::clock::Nanos,
     /// Ring slots before and after.
     pub capacity: (u64, u64),
     /// What the exchange displaced: the file whose rates were changed, unless a reset or
@@ -108,6 +112,7 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         changed: false,
         read: 0,
         kept: 0,
+        closed_at: 0,
         capacity: (header.capacity, header.capacity),
         displaced: OldFile::Limiter,
     };
@@ -124,11 +129,12 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     // fine: its history is read the same way.
     let Ok(closed) = protocol::retire(&old.words(), &NoHook);
     closed.map_err(|reason| Error::corrupt(path, format!("corrupt ring: {reason}")))?;
+    report.closed_at = HostClock.now();
     let entries = read_log(&old)?;
     // The old file's timestamps come from this clock (checked above), so none is later than
     // now; a newest one later still is a clock that went back, and keeps its place.
     let newest = entries.last().map_or(0, |e| e.ts);
-    let now = HostClock.now().max(newest);
+    let now = report.closed_at.max(newest);
     let history = build_history(&entries, &rules, fresh.capacity, now);
     let displaced = Region::replace_with_history(path, &fresh, &examined.owner, &history)?;
     report.changed = true;
