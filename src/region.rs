@@ -14,6 +14,7 @@
 
 mod atomic;
 mod files;
+mod hold;
 mod swap;
 
 use std::fs::File;

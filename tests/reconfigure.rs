@@ -333,3 +333,62 @@ fn the_set_command_changes_the_rates_and_reports_them() {
     let (code, _, err) = run(&["set", "nothing", "--rate", "1/s"]);
     assert_eq!(code, Some(66), "{err}");
 }
+
+/// Closes the log of the limiter file at `path` as a change of rates does first: writes the
+/// tombstone after its `admitted` records of weight 1 (`protocol::retire`).
+fn close_log(path: &std::path::Path, admitted: u32) {
+    use std::os::unix::fs::FileExt;
+    let tombstone =
+        u128::from(u64::MAX) | (u128::from(admitted) << 64) | (u128::from(admitted + 1) << 96);
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    let offset = 12_288 + 16 * u64::from(admitted + 1);
+    file.write_all_at(&tombstone.to_le_bytes(), offset).unwrap();
+}
+
+/// A change of rates whose process died after closing the old log leaves the closed file at
+/// the path, held by nobody: its users are refused at once, saying what to do, and running
+/// the change again finishes it (with the history of the closed file), after which they
+/// adopt the new rates. A change in progress (the file held) is waited for, but not forever.
+#[test]
+fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("lim");
+    let old_rates = [Rate::new(5, MIN)];
+    let user = Limiter::open(&path, &old_rates).unwrap();
+    user.try_acquire(1).unwrap();
+    user.try_acquire(1).unwrap();
+    close_log(&path, 2);
+    let denied = user.try_acquire(1).unwrap_err();
+    let text = denied.to_string();
+    assert!(text.contains("no new file took its place"), "{text}");
+    assert!(text.contains("hostlimit set"), "{text}");
+
+    // In progress: another process holds the file. The user waits for it, then gives up.
+    let holder = fs::File::open(&path).unwrap();
+    let hold = nix::fcntl::Flock::lock(holder, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let started = std::time::Instant::now();
+    let denied = user.try_acquire(1).unwrap_err();
+    assert!(started.elapsed() >= Duration::from_secs(5), "{denied}");
+    assert!(
+        denied
+            .to_string()
+            .contains("has not put the new file in place"),
+        "{denied}"
+    );
+    // Nor can a second change start while the first holds the file.
+    let busy = hostlimit::reconfigure(&path, &[Rate::new(9, MIN)]).unwrap_err();
+    assert!(
+        busy.to_string()
+            .contains("another process is changing them"),
+        "{busy}"
+    );
+    drop(hold);
+
+    let new_rates = [Rate::new(3, MIN)];
+    let done = hostlimit::reconfigure(&path, &new_rates).unwrap();
+    assert_eq!((done.read, done.kept), (2, 2));
+    // The two admissions of the closed file count: one more fits.
+    user.try_acquire(1).unwrap();
+    assert_eq!(user.rates(), new_rates);
+    assert!(user.try_acquire(1).is_err());
+}

@@ -115,32 +115,48 @@ impl FileLimiter {
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
     }
 
-    /// Waits while the path still names `old` after its log was closed: only a change of
-    /// rates does that (it closes the old file, copies its log, then puts the new file in
-    /// its place; a reset or remove displaces the file first), for as long as it takes to
-    /// make the new file. A change whose process died in between leaves the closed file in
-    /// place: reported after [`REPLACEMENT_WAIT`], never waited on for longer.
+    /// Waits while the path still names `old` after its log was closed and a change of rates
+    /// holds it (`region/hold.rs`): only a change of rates closes a log before its file is
+    /// displaced (a reset or remove displaces it first), and it holds the file until the new
+    /// one is in its place, which takes as long as making the new file. A closed log that
+    /// nobody holds (the change's process died, or garbage reads as a closed log) is reported
+    /// at once; a hold is waited on for at most [`REPLACEMENT_WAIT`].
     fn await_replacement(&self, old: &Attached) -> Result<(), Error> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_micros(50);
-        while matches!(old.region.still_linked(), Ok(true)) {
+        loop {
+            if !matches!(old.region.still_linked(), Ok(true)) {
+                return Ok(());
+            }
             let Ok(Err(crate::protocol::RETIRED)) =
                 crate::protocol::usage(&old.region.words(), &[], 0, &crate::protocol::NoHook)
             else {
                 return Ok(());
             };
-            if started.elapsed() >= REPLACEMENT_WAIT {
+            let held = old.region.held_for_replacement();
+            if !held || started.elapsed() >= REPLACEMENT_WAIT {
+                // The hold may have gone because the new file just took the path.
+                if !matches!(old.region.still_linked(), Ok(true)) {
+                    return Ok(());
+                }
+                let why = if held {
+                    format!(
+                        "a change of its rates has not put the new file in place after {REPLACEMENT_WAIT:?}"
+                    )
+                } else {
+                    "no new file took its place (a change of its rates that did not finish)".into()
+                };
                 return Err(Error::corrupt(
                     &self.path,
                     format!(
-                        "its log was closed by a change of its rates that has not put the new                          file in place after {REPLACEMENT_WAIT:?}; if the process changing them                          died, change them again (`hostlimit set`) or reset the limiter                          (`hostlimit reset`)"
+                        "its log is closed and {why}; change the rates again (`hostlimit set`) \
+                         or reset the limiter (`hostlimit reset`)"
                     ),
                 ));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(std::time::Duration::from_millis(5));
         }
-        Ok(())
     }
 }
 

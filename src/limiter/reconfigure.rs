@@ -7,9 +7,10 @@
 //! while the new one is made must not be lost, so the old file's log is closed first (its
 //! tombstone is its final head: nothing is committed after it), then read to that head, and
 //! only then is the new file made and put in its place by an exchange of names, as `reset`
-//! does. A process that meets the closed file waits for the new one
-//! (`reattach::await_replacement`), so between the close and the exchange it is refused
-//! nothing. The new file records that it is the next configuration of the same limiter
+//! does. From before the close until after the exchange this process holds the old file
+//! (`region/hold.rs`); a process that meets the closed log while it is held waits for the new
+//! file (`reattach::await_replacement`), so between the close and the exchange it is refused
+//! nothing, and two changes of one limiter exclude each other. The new file records that it is the next configuration of the same limiter
 //! (`layout::Lineage`): every process on the old file adopts its rates at its next call, and
 //! re-creates the file, should it be deleted, with those rates.
 
@@ -124,6 +125,16 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         lineage: header.lineage.next(),
         ..new_header(&rules, identity, &HostClock)?
     };
+    // Held from before the close until the new file is in place: a process that meets the
+    // closed log meanwhile waits for the new file rather than being refused.
+    let _hold = old.hold_for_replacement()?.ok_or_else(|| {
+        Error::io(
+            path,
+            "change the rates (another process is changing them, or the file was just \
+             replaced; try again)",
+            std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        )
+    })?;
     // Close the old log: from here on nothing is committed to it, so what is read next is all
     // it will ever hold. Already closed (a change of rates that died before its exchange) is
     // fine: its history is read the same way.
