@@ -138,6 +138,7 @@
 mod files;
 mod flusher;
 mod leases;
+mod rates;
 mod restore;
 mod schema;
 #[cfg(test)]
@@ -160,6 +161,7 @@ use crate::sync::StdAtomicU64;
 use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
+pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
 
 /// The journal schema this library reads and writes.

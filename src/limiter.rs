@@ -30,6 +30,8 @@ use crate::rate::Rate;
 
 pub use admin::{OldFile, remove, reset};
 pub use builder::Builder;
+#[cfg(feature = "journal")]
+pub(crate) use builder::rules_for;
 pub use counters::Counters;
 use counters::Refusal;
 use file::FileLimiter;

@@ -392,3 +392,54 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     assert_eq!(user.rates(), new_rates);
     assert!(user.try_acquire(1).is_err());
 }
+
+/// A journaled limiter: after a change of rates its journal follows
+/// (`journal::follow_rates`), so that the limiter opens with the new rates and the journal,
+/// and a file restored from the journal (after a reboot) counts the old admissions against
+/// the new rates.
+#[cfg(feature = "journal")]
+#[test]
+fn a_journal_follows_the_change_and_restores_under_the_new_rates() {
+    use hostlimit::Durability;
+    let dir = support::temp_dir();
+    let path = dir.path().join("lim");
+    let journal = dir.path().join("lim.journal");
+    let durability = Durability::Periodic(Duration::from_millis(20));
+    let old_rates = [Rate::new(5, HOUR)];
+    let new_rates = [Rate::new(4, HOUR), Rate::new(20, 24 * HOUR)];
+    let first = Limiter::builder(&old_rates)
+        .journal(&journal, durability)
+        .open(&path)
+        .unwrap();
+    for _ in 0..3 {
+        first.try_acquire(1).unwrap();
+    }
+    first.journal_flush().unwrap();
+    drop(first);
+    hostlimit::reconfigure(&path, &new_rates).unwrap();
+
+    let before = Limiter::builder(&new_rates)
+        .journal(&journal, durability)
+        .open(&path)
+        .unwrap_err();
+    assert!(matches!(before, Error::Journal { .. }), "{before}");
+    assert!(hostlimit::journal::follow_rates(&journal, &old_rates, &new_rates).unwrap() >= 1);
+    // Twice is fine: it follows already.
+    hostlimit::journal::follow_rates(&journal, &old_rates, &new_rates).unwrap();
+    drop(
+        Limiter::builder(&new_rates)
+            .journal(&journal, durability)
+            .open(&path)
+            .unwrap(),
+    );
+
+    // A reboot: the shared file is gone, the journal restores it under the new rates.
+    fs::remove_file(&path).unwrap();
+    let restored = Limiter::builder(&new_rates)
+        .journal(&journal, durability)
+        .open(&path)
+        .unwrap();
+    assert_eq!(restored.usage().unwrap()[0].used, 3);
+    restored.try_acquire(1).unwrap();
+    assert!(restored.try_acquire(1).is_err());
+}

@@ -64,6 +64,9 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
+/// A journal of the limiter records the rates it was made for: make it follow with
+/// [`journal::follow_rates`](crate::journal::follow_rates) (feature `journal`).
+///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
 /// window is longer than the old ring reaches back) is not known, and does not count.
