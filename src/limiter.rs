@@ -3,8 +3,8 @@
 //! The concerns live in submodules: `file` (the file backend: one limiter on a shared file),
 //! `builder` (options and opening), `attached` (one mapped
 //! file checked against our rates, one acquire on it), `reattach` (following a replaced or
-//! deleted file), `wait` (blocking acquires), `leased` (strict journal mode) and `admin`
-//! (reset and remove).
+//! deleted file), `wait` (blocking acquires), `leased` (strict journal mode), `admin`
+//! (reset and remove) and `reconfigure` (changing the rates of a limiter in use).
 
 mod admin;
 mod attached;
@@ -15,6 +15,7 @@ mod file;
 mod leased;
 mod pacing;
 mod reattach;
+mod reconfigure;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -29,10 +30,13 @@ use crate::rate::Rate;
 
 pub use admin::{OldFile, remove, remove_keeping_journal, reset};
 pub use builder::Builder;
+#[cfg(feature = "journal")]
+pub(crate) use builder::rules_for;
 pub use counters::Counters;
 use counters::Refusal;
 use file::FileLimiter;
 pub use pacing::Pacing;
+pub use reconfigure::{Reconfigured, reconfigure};
 #[doc(hidden)]
 pub use wait::Jitter;
 

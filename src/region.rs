@@ -14,6 +14,7 @@
 
 mod atomic;
 mod files;
+mod hold;
 mod swap;
 
 use std::fs::File;
@@ -216,13 +217,21 @@ impl Region {
     /// necessarily the one the caller examined, if others changed the path meanwhile). The
     /// caller retires that file, so that its users move over. On error nothing changed.
     pub fn replace(path: &Path, header: &Header, owner: &Owner) -> Result<Displaced, Error> {
+        Region::replace_with_history(path, header, owner, &[])
+    }
+
+    /// [`Region::replace`], the new file starting with `history` in its ring (as
+    /// [`Region::open_with_history`] takes it, and with the same requirements).
+    pub fn replace_with_history(
+        path: &Path,
+        header: &Header,
+        owner: &Owner,
+        history: &[Record],
+    ) -> Result<Displaced, Error> {
         check_machine()?;
         let (dir_path, name) = files::split(path)?;
         let dir = files::open_dir(&dir_path)?;
-        let fresh = Fresh {
-            header,
-            history: &[],
-        };
+        let fresh = Fresh { header, history };
         let made = files::make(path, &dir, &dir_path, name, &fresh, owner)?;
         files::exchange(path, dir, name, made)
     }

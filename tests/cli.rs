@@ -200,6 +200,7 @@ fn every_command_has_help_with_the_exit_codes() {
         "acquire",
         "run",
         "create",
+        "set",
         "reset",
         "rm",
         "metrics",
@@ -1291,7 +1292,9 @@ fn messages_name_commands_the_user_can_run() {
     assert!(!mismatch.stderr.contains("attach"), "{}", mismatch.stderr);
     assert!(
         mismatch.stderr.contains("leave out --rate")
-            && mismatch.stderr.contains(&format!("{program} rm api")),
+            && mismatch
+                .stderr
+                .contains(&format!("{program} set api --rate")),
         "{}",
         mismatch.stderr
     );

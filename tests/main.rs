@@ -16,6 +16,7 @@ mod multiprocess;
 mod open;
 mod protocol;
 mod readme;
+mod reconfigure;
 mod support;
 #[cfg(feature = "cli")]
 mod top;

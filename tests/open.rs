@@ -137,6 +137,7 @@ fn mismatched_rates_are_refused_with_both_configurations() {
             path: error_path,
             file,
             requested: asked,
+            ..
         } = &error
         else {
             panic!("{requested:?}: {error:?}");

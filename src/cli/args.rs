@@ -142,6 +142,21 @@ pub enum Command {
         #[command(flatten)]
         journal: JournalArgs,
     },
+    /// Change the rates of a limiter, in use or not, keeping the admissions inside the new
+    /// windows
+    ///
+    /// A new file with these rates replaces the old one; it starts with the old file's
+    /// admissions that are inside a window of the new rates (the ring grows if the new rates
+    /// need it). Every process using the limiter adopts the new rates at its next call; one
+    /// that opens it later with the old rates is refused (exit 65), naming both.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Set {
+        #[arg(help = LIMITER_HELP)]
+        limiter: String,
+        /// A new rate, repeated for several: the limiter gets exactly these
+        #[arg(long = "rate", short, value_name = "RATE", required = true, value_parser = parse_rate)]
+        rates: Vec<Rate>,
+    },
     /// Empty every window of a limiter (a fresh file with the same rates replaces it)
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.

@@ -143,8 +143,8 @@ impl Failure {
                 Exit::Data,
                 format!(
                     "{}: this limiter's rates are {}, not the --rate given ({}); leave out \
-                     --rate to use the limiter's own rates, or remove it first to change them: \
-                     {} rm {name}",
+                     --rate to use the limiter's own rates, or change them (keeping its \
+                     history): {} set {name} --rate ...",
                     path.display(),
                     list(file),
                     requested_list(&error),

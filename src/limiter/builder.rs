@@ -262,7 +262,7 @@ fn file_rates(path: &Path) -> Option<Vec<Rate>> {
 }
 
 /// Validates a rate list and turns it into protocol rules.
-pub(super) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
+pub(crate) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
     if rates.is_empty() {
         return Err(Error::InvalidRates("at least one rate is needed".into()));
     }
@@ -299,17 +299,22 @@ pub(super) fn new_header(
         needed_slots: needed,
         max_slots: layout::MAX_SLOTS,
     })?;
+    let created_wall_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, nanos);
+    let created_clock_ns = time.now();
+    let creator_pid = u64::from(std::process::id());
+    let creator_uid = u64::from(nix::unistd::getuid().as_raw());
     Ok(Header {
         capacity,
         rules: rules.to_vec(),
         clock,
-        created_wall_ns: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, nanos),
-        created_clock_ns: time.now(),
-        creator_pid: u64::from(std::process::id()),
-        creator_uid: u64::from(nix::unistd::getuid().as_raw()),
+        created_wall_ns,
+        created_clock_ns,
+        creator_pid,
+        creator_uid,
         labels: 0,
         flags: 0,
+        lineage: layout::Lineage::new(created_wall_ns, created_clock_ns, creator_pid, creator_uid),
     })
 }

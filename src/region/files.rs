@@ -557,6 +557,7 @@ mod tests {
             creator_uid: 0,
             labels: 0,
             flags: 0,
+            lineage: Default::default(),
         }
     }
 
