@@ -63,13 +63,13 @@ impl<'a> Request<'a> {
     fn open(&self) -> Result<Limiter, Failure> {
         let path = &self.target.path;
         if !self.rates.rates.is_empty() {
-            return Limiter::builder(&self.rates.rates)
-                .mode(self.rates.mode)
-                .pace(self.rates.pacing())
+            return self
+                .rates
+                .builder()
                 .open(path)
                 .map_err(|e| Failure::about(self.target, e));
         }
-        Limiter::attach(path).map_err(|error| {
+        self.rates.builder().attach(path).map_err(|error| {
             let failure = Failure::about(self.target, error);
             if failure.exit == Exit::NoInput {
                 Failure::missing(self.target, true)

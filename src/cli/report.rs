@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hostlimit::{
-    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
+    ClockIdentity, Counters, Counts, Error, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
 };
 use serde::Serialize;
 
@@ -42,10 +42,16 @@ pub fn count_text(count: Option<u64>) -> String {
     count.map_or_else(|| "implausible".into(), |n| n.to_string())
 }
 
-/// Reads one limiter. Attaching maps the file only until the snapshot is taken.
+/// Reads one limiter. The file is observed read-only (read permission is enough), and mapped
+/// only until the snapshot is taken; on a CPU whose 16-byte loads write (which a read-only
+/// mapping cannot take), it is attached instead, which needs write permission.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        let limiter = Limiter::attach(&target.path).map_err(|e| Failure::about(&target, e))?;
+        let limiter = match Limiter::observe(&target.path) {
+            Err(Error::Unsupported(_)) => Limiter::attach(&target.path),
+            observed => observed,
+        }
+        .map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;

@@ -38,15 +38,29 @@ pub fn resolve(dir: &Path, name: &str) -> Result<Target, Failure> {
 }
 
 /// Every entry of the limiter directory except hidden ones (the library's temporary files
-/// start with `.`), sorted by name. A missing directory holds no limiters.
+/// start with `.`), sorted by name. The directory of named limiters holds none until the
+/// first is created; any other missing directory is an error (it may be a typo).
 ///
 /// # Errors
 ///
-/// The directory exists but cannot be read.
+/// The directory does not exist (other than the directory of named limiters), or cannot be
+/// read.
 pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == hostlimit::default_dir() => {
+            return Ok(Vec::new());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(
+                Exit::NoInput,
+                format!(
+                    "{}: no such directory (no limiter was ever created there: check the \
+                     spelling of --dir or $HOSTLIMIT_DIR)",
+                    dir.display()
+                ),
+            ));
+        }
         Err(e) => {
             return Err(Failure::new(
                 io_exit(&e),

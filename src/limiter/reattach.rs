@@ -72,8 +72,12 @@ impl FileLimiter {
     }
 
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
-    /// with the journal's history if there is a journal).
+    /// with the journal's history if there is a journal). An observer only attaches, to
+    /// whatever rates the file has now.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        if self.files.read_only {
+            return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
+        }
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
             ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
@@ -94,7 +98,9 @@ impl FileLimiter {
             &self.path,
             &OpenSpec {
                 create: Some(&header),
-                mode: self.mode,
+                mode: self.files.mode,
+                group: self.files.group,
+                dirs: self.files.dirs,
             },
             &history,
         )?;
