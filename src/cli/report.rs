@@ -48,7 +48,18 @@ pub fn count_text(count: Option<u64>) -> String {
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
         let limiter = match Limiter::observe(&target.path) {
-            Err(Error::Unsupported(_)) => Limiter::attach(&target.path),
+            // Attaching needs write permission; without it, why observing did not work is
+            // the useful message.
+            Err(unsupported @ Error::Unsupported(_)) => {
+                Limiter::attach(&target.path).map_err(|error| match error {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        unsupported
+                    }
+                    other => other,
+                })
+            }
             observed => observed,
         }
         .map_err(|e| Failure::about(&target, e))?;
