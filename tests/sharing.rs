@@ -148,6 +148,25 @@ struct Run {
     stderr: String,
 }
 
+impl Run {
+    /// What a finished command did, printed after `prompt` and its arguments.
+    fn of(prompt: &str, args: &[&str], output: &std::process::Output) -> Run {
+        let run = Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        };
+        println!(
+            "{prompt} {}\n{}{}[exit {}]",
+            args.join(" "),
+            run.stdout,
+            run.stderr,
+            run.code
+        );
+        run
+    }
+}
+
 /// Runs `hostlimit ARGS` as `user` (with its groups), with `HOSTLIMIT_DIR` set to `dir`.
 fn hostlimit_as(user: &str, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Run {
     run_as(user, dir, env, BIN, args)
@@ -170,19 +189,7 @@ fn run_as(user: &str, dir: &Path, env: &[(&str, &str)], program: &str, args: &[&
         .current_dir("/")
         .output()
         .unwrap();
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    println!(
-        "{user}$ {program} {}\n{}{}[exit {}]",
-        args.join(" "),
-        run.stdout,
-        run.stderr,
-        run.code
-    );
-    run
+    Run::of(&format!("{user}$ {program}"), args, &output)
 }
 
 /// A place like `/dev/shm`: a sticky directory anyone may write to, in which the directory
@@ -582,19 +589,7 @@ fn create_checks_permissions_and_missing_directories_are_missing() {
             .args(args)
             .output()
             .unwrap();
-        let run = Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        println!(
-            "$ hostlimit {}\n{}{}[exit {}]",
-            args.join(" "),
-            run.stdout,
-            run.stderr,
-            run.code
-        );
-        run
+        Run::of("$ hostlimit", args, &output)
     };
     expect(
         &run(&["create", "api", "--rate", "1/s", "--mode", "0640"]),
@@ -650,4 +645,65 @@ fn create_checks_permissions_and_missing_directories_are_missing() {
     assert_eq!(created.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&created.stderr).contains("--parents"));
     assert!(!missing.exists(), "a typo created a directory");
+}
+
+/// A running service whose limiter file is removed and replaced by another user's: at its
+/// next path check the service finds the planted file and refuses it (its acquires are
+/// denied as unavailable), instead of moving to a file the planter controls; the planted
+/// file is not written to.
+#[test]
+fn a_running_service_does_not_move_to_a_planted_replacement() {
+    let Some(mut accounts) = accounts("a_running_service_does_not_move_to_a_planted_replacement")
+    else {
+        return;
+    };
+    let service = accounts.user("s", &[]);
+    let mallory = accounts.user("m", &[]);
+    let host = host();
+    let dir = &host.dir;
+    expect(
+        &hostlimit_as(&service, dir, &[], &["create", "api", "--rate", "4/min"]),
+        0,
+        &[],
+    );
+    let path = dir.join("api");
+    let scratch = host.dir.parent().unwrap();
+    let script = format!(
+        "setuid {}; open 4/min interval=50; acquire 1; touch opened; wait go; sleep 300; \
+         acquire 1; acquire 1",
+        uid(&service)
+    );
+    let dir_text = dir.to_str().unwrap().to_string();
+    let mut worker = support::spawn(
+        scratch,
+        &path,
+        "service",
+        &script,
+        &[("HOSTLIMIT_DIR", &dir_text)],
+    );
+    support::wait_for_file(&scratch.join("opened"), Duration::from_secs(60));
+    fs::remove_file(&path).unwrap();
+    expect(
+        &hostlimit_as(
+            &mallory,
+            dir,
+            &[],
+            &["create", "api", "--rate", "4/min", "--mode", "0666"],
+        ),
+        0,
+        &[],
+    );
+    let planted = fs::read(&path).unwrap();
+    support::touch(&scratch.join("go"));
+    let output = worker.finish(Duration::from_secs(60));
+    assert_eq!(output.errors, Vec::<String>::new());
+    assert_eq!(output.admissions.len(), 1, "{output:?}");
+    assert_eq!(output.denials.len(), 2, "{output:?}");
+    assert!(output.denials.iter().all(|d| d.kind == 'U'), "{output:?}");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        planted,
+        "the planted file was used"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().uid(), uid(&mallory));
 }
