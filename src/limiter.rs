@@ -154,8 +154,10 @@ enum Backend {
 }
 
 impl Limiter {
-    /// Opens the limiter file at `path` with `rates`, creating it (and its directory) if it
-    /// does not exist, or attaching to it if it does.
+    /// Opens the limiter file at `path` with `rates`, creating it if it does not exist, or
+    /// attaching to it if it does. A missing directory is created only if it is the
+    /// directory of named limiters ([`default_dir`], made shared); see
+    /// [`Builder::create_dirs`] for others.
     ///
     /// # Errors
     ///
