@@ -458,19 +458,14 @@ fn open_error(
             errno_io(Errno::ELOOP),
         ),
         Errno::EACCES | Errno::EPERM => {
-            let whose =
+            let Ok(stat) =
                 nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_or_else(
-                        |_| "its owner and mode cannot be read".to_string(),
-                        |stat| {
-                            format!(
-                                "it is owned by {} with group {} and mode {:04o}",
-                                files::user_name(stat.st_uid),
-                                files::group_name(stat.st_gid),
-                                stat.st_mode & 0o7777
-                            )
-                        },
-                    );
+            else {
+                // Not even its owner can be read: the directory is closed to us.
+                let dir_path = path.parent().unwrap_or(Path::new("."));
+                return files::dir_error(dir_path, dir, "open directory", errno);
+            };
+            let whose = format!("it is {}", files::whose(&stat));
             let advice = if purpose == "read" {
                 "ask its owner to grant read permission (observing needs nothing more)"
             } else {

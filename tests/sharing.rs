@@ -393,6 +393,24 @@ fn a_read_only_account_runs_status_watch_and_metrics() {
     );
     assert_eq!(fs::read(dir.join("pub")).unwrap(), before);
 
+    // A directory closed to the account (as an old version made the default directory:
+    // 0700, its creator's): every error names the directory's owner and mode.
+    let closed = dir.parent().unwrap().join("closed");
+    expect(
+        &hostlimit_as(&owner, &closed, &[], &["create", "x", "--rate", "1/s"]),
+        0,
+        &[],
+    );
+    fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+    let listing = hostlimit_as(&watcher, &closed, &[], &["status"]);
+    expect(&listing, 77, &["ermission denied", &owner, "mode 0700"]);
+    let open = hostlimit_as(&watcher, &closed, &[], &["acquire", "x", "--rate", "1/s"]);
+    expect(
+        &open,
+        77,
+        &["ermission denied", &owner, "mode 0700", "ask its owner"],
+    );
+
     // Loads that write cannot observe a read-only mapping: the account is told why.
     let baseline = [("HOSTLIMIT_NO_VMOVDQA", "1"), ("HOSTLIMIT_NO_LSE", "1")];
     let old_cpu = hostlimit_as(&watcher, dir, &baseline, &["status", "pub"]);

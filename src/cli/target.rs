@@ -61,6 +61,17 @@ pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
                 ),
             ));
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Failure::new(
+                io_exit(&e),
+                format!(
+                    "{}: read directory: {e}: it is {}; ask its owner for read and search \
+                     permission, or name the limiters you may read (status NAME...)",
+                    dir.display(),
+                    whose(dir)
+                ),
+            ));
+        }
         Err(e) => {
             return Err(Failure::new(
                 io_exit(&e),
@@ -83,6 +94,26 @@ pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
     }
     targets.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(targets)
+}
+
+/// Whose `path` is, in words: `owned by alice with group svc and mode 0700`.
+fn whose(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return "of an owner and mode that cannot be read".into();
+    };
+    let user = match nix::unistd::User::from_uid(meta.uid().into()) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {}", meta.uid()),
+    };
+    let group = match nix::unistd::Group::from_gid(meta.gid().into()) {
+        Ok(Some(group)) => group.name,
+        _ => format!("gid {}", meta.gid()),
+    };
+    format!(
+        "owned by {user} with group {group} and mode {:04o}",
+        meta.mode() & 0o7777
+    )
 }
 
 /// The named limiters, or every limiter in the directory if none is named.

@@ -134,13 +134,13 @@ pub(super) fn make(
                     | OFlag::O_NOFOLLOW,
                 perms,
             )
-            .map_err(|e| Error::io(dir_path, "create temporary file", errno_io(e)))?;
+            .map_err(|e| dir_error(dir_path, dir, "create temporary file", e))?;
             Made {
                 fd,
                 temp: Some(temp),
             }
         }
-        Err(e) => return Err(Error::io(dir_path, "create file", errno_io(e))),
+        Err(e) => return Err(dir_error(dir_path, dir, "create file", e)),
     };
     match fill(path, &made.fd, fresh, owner) {
         Ok(()) => Ok(made),
@@ -560,6 +560,43 @@ pub(super) fn check_trusted(path: &Path, fd: &OwnedFd, group: Option<u32>) -> Re
             ),
         ),
     ))
+}
+
+/// Whose a file or directory is, in words: `owned by alice (uid 1001) with group svc (gid
+/// 1002) and mode 0660`.
+pub(super) fn whose(stat: &nix::sys::stat::FileStat) -> String {
+    format!(
+        "owned by {} with group {} and mode {:04o}",
+        user_name(stat.st_uid),
+        group_name(stat.st_gid),
+        stat.st_mode & 0o7777
+    )
+}
+
+/// `errno` from `op` in the limiter directory `dir`; a permission error names the
+/// directory's owner, group and mode, and what to do.
+pub(super) fn dir_error(dir_path: &Path, dir: &OwnedFd, op: &'static str, errno: Errno) -> Error {
+    if !matches!(errno, Errno::EACCES | Errno::EPERM) {
+        return Error::io(dir_path, op, errno_io(errno));
+    }
+    let whose = fstat(dir).map_or_else(
+        |_| "its owner and mode cannot be read".into(),
+        |s| whose(&s),
+    );
+    Error::io(
+        dir_path,
+        op,
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "permission denied: {} may not use this directory: it is {whose}; ask its owner \
+                 to share it (a group with write and search permission, or mode 1777 as the \
+                 default directory has), or use a directory of your own (--dir, \
+                 $HOSTLIMIT_DIR)",
+                user_name(nix::unistd::geteuid().as_raw())
+            ),
+        ),
+    )
 }
 
 /// A user as people name it: `alice (uid 1001)`, or `uid 1001` when it has no name.
