@@ -783,6 +783,65 @@ mod tests {
         Region::open_with_history(path, &spec, &[]).unwrap()
     }
 
+    /// A read-only region never writes to its file: the protocol steps that write get a
+    /// stand-in ring (reported corrupt; on the real `PROT_READ` mapping they would fault),
+    /// the counters a stand-in word; loads see the file as it is.
+    #[test]
+    #[cfg_attr(miri, ignore)] // real files
+    fn a_read_only_region_never_writes_to_its_file() {
+        use crate::protocol::{self, Hints, NoHook, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lim");
+        let writer = limiter_at(&path);
+        let rules = header().rules;
+        let Ok(outcome) = protocol::acquire(
+            &writer.words(),
+            &rules,
+            5,
+            1,
+            &mut Hints::default(),
+            &NoHook,
+        );
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{outcome:?}");
+        if crate::region::atomic::primitives().load_writes {
+            let error = Region::observe(&path).unwrap_err();
+            assert!(matches!(error, Error::Unsupported(_)), "{error:?}");
+            return;
+        }
+        let reader = Region::observe(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let Ok(usage) = protocol::usage(&reader.read_words(), &rules, 6, &NoHook);
+        assert_eq!(usage.unwrap().rates[0].used, 1);
+        let Ok(outcome) = protocol::acquire(
+            &reader.words(),
+            &rules,
+            2_000_000_000,
+            1,
+            &mut Hints::default(),
+            &NoHook,
+        );
+        assert!(matches!(outcome, Outcome::Corrupt(_)), "{outcome:?}");
+        let Ok(retired) = protocol::retire(&reader.words(), &NoHook);
+        assert!(retired.is_err(), "{retired:?}");
+        reader
+            .denial_counter(0)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        reader
+            .tally_counter(layout::Tally::NeverFits)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "a read-only region wrote"
+        );
+        assert_eq!(writer.denials(0), Some(0));
+        // The writer's changes are seen.
+        writer
+            .denial_counter(0)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        assert_eq!(reader.denials(0), Some(1));
+    }
+
     /// Where the file system cannot exchange names, the old file is renamed away and the new
     /// one linked in its place: the caller still gets exactly the file it replaced, and
     /// nothing is left behind.
