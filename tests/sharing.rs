@@ -510,6 +510,19 @@ fn a_planted_link_file_or_replacement_is_refused() {
         "the trap's target was written to"
     );
 
+    // Only a group's members can give a file the group: the planter cannot forge one.
+    expect(
+        &hostlimit_as(
+            &mallory,
+            dir,
+            &[],
+            &["create", "forged", "--rate", "1/s", "--group", &group],
+        ),
+        77,
+        &["only the group's members"],
+    );
+    assert!(!dir.join("forged").exists());
+
     // Once the service's file is gone, one planted in its place is refused.
     fs::remove_file(&api).unwrap();
     expect(

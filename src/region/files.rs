@@ -160,12 +160,16 @@ fn fill(path: &Path, fd: &OwnedFd, fresh: &Fresh<'_>, owner: &Owner) -> Result<(
         let gid = owner.gid.filter(|&gid| gid != stat.st_gid);
         if uid.is_some() || gid.is_some() {
             fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw)).map_err(|e| {
-                Error::io(
-                    path,
+                // A reset keeps the old file's owner; a new file only gets the group asked
+                // for.
+                let op = if owner.uid.is_some() {
                     "give the new file the old one's owner and group (only they or root may \
-                     reset it)",
-                    errno_io(e),
-                )
+                     reset it)"
+                } else {
+                    "give the new file the group asked for (only the group's members and root \
+                     may give a file a group: see `id`, or ask an administrator to add you)"
+                };
+                Error::io(path, op, errno_io(e))
             })?;
         }
     }
