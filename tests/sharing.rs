@@ -283,6 +283,15 @@ fn two_service_accounts_share_a_limiter_in_the_shared_directory() {
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(json["limiters"][0]["admitted"], 4);
 
+    // Sharing a limiter is not owning it: in the sticky directory only its owner (or root)
+    // may remove it, and the refusal says so.
+    expect(
+        &hostlimit_as(&second, dir, &[], &["rm", "api", "--force"]),
+        77,
+        &["may not remove it", &first, "sticky"],
+    );
+    assert!(dir.join("api").exists());
+
     // The directory is everyone's: the second account creates a limiter of its own in it.
     expect(
         &hostlimit_as(&second, dir, &[], &["create", "own", "--rate", "1/s"]),

@@ -431,7 +431,7 @@ pub(super) fn exchange(
         }
         Err(e) => {
             made.discard(&dir);
-            Err(Error::io(path, "replace", errno_io(e)))
+            Err(rename_error(path, &dir, name, "replace", e))
         }
     }
 }
@@ -449,7 +449,7 @@ pub(super) fn exchange_in_two_steps(
     let old = temp_name(name, "old");
     if let Err(e) = nix::fcntl::renameat(&dir, name, &dir, old.as_str()) {
         made.discard(&dir);
-        return Err(Error::io(path, "replace", errno_io(e)));
+        return Err(rename_error(path, &dir, name, "replace", e));
     }
     let displaced = Displaced::new(dir, old, path);
     // Ours, or one a process made meanwhile: either way the path names a fresh file.
@@ -465,8 +465,34 @@ pub(super) fn exchange_in_two_steps(
 pub(super) fn take_away(path: &Path, dir: OwnedFd, name: &OsStr) -> Result<Displaced, Error> {
     let temp = temp_name(name, "removed");
     nix::fcntl::renameat(&dir, name, &dir, temp.as_str())
-        .map_err(|e| Error::io(path, "remove", errno_io(e)))?;
+        .map_err(|e| rename_error(path, &dir, name, "remove", e))?;
     Ok(Displaced::new(dir, temp, path))
+}
+
+/// `errno` from renaming the file `name` in `dir` to `op` ("remove", "replace") it; a
+/// permission error names the file's owner and mode, the directory's, and who may.
+fn rename_error(path: &Path, dir: &OwnedFd, name: &OsStr, op: &'static str, errno: Errno) -> Error {
+    if !matches!(errno, Errno::EACCES | Errno::EPERM) {
+        return Error::io(path, op, errno_io(errno));
+    }
+    let file = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_or_else(|_| "of an owner that cannot be read".into(), |s| whose(&s));
+    let directory =
+        fstat(dir).map_or_else(|_| "of an owner that cannot be read".into(), |s| whose(&s));
+    Error::io(
+        path,
+        op,
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "permission denied: {} may not {op} it: the file is {file}, its directory \
+                 {directory}; in a sticky directory (mode 1777, like the default one) only the \
+                 file's owner, the directory's owner and root may remove or replace a file: \
+                 ask one of them",
+                user_name(nix::unistd::geteuid().as_raw())
+            ),
+        ),
+    )
 }
 
 /// A limiter path as its directory (`.` for a bare name) and its file name.
