@@ -58,7 +58,7 @@ impl Builder {
 
     /// Whether opening may create the limiter's missing directory and its missing parents
     /// (default `false`: a missing directory is an error, so that a typo creates nothing).
-    /// The directory of named limiters ([`default_dir`](super::default_dir)) is created
+    /// The directory of named limiters ([`default_dir`]) is created
     /// without it, shared (`01777`, sticky like `/tmp`) so that every user of the host can
     /// use it.
     pub fn create_dirs(mut self, create: bool) -> Self {
