@@ -114,10 +114,12 @@ struct Outcome {
 
 impl Host {
     fn new() -> Host {
-        Host {
+        let host = Host {
             dir: support::temp_dir(),
             workers: std::cell::Cell::new(0),
-        }
+        };
+        std::fs::create_dir(host.shm()).expect("make the limiter directory");
+        host
     }
 
     fn shm(&self) -> PathBuf {
@@ -136,9 +138,13 @@ impl Host {
         self.dir.path().join("journal")
     }
 
-    /// The loss of the tmpfs: the limiter's file and its directory are gone.
+    /// The loss of the tmpfs: the limiter's file is gone (and its directory is made again,
+    /// empty).
     fn reboot(&self) {
+        // A reboot empties the tmpfs; the directory of named limiters comes back empty (it is
+        // made again by the first opener, or by systemd-tmpfiles).
         std::fs::remove_dir_all(self.shm()).expect("delete the limiter directory");
+        std::fs::create_dir(self.shm()).expect("make the limiter directory again");
         assert!(!self.path().exists());
     }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hostlimit::{
-    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
+    ClockIdentity, Counters, Counts, Error, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
 };
 use serde::Serialize;
 
@@ -45,15 +45,32 @@ pub fn count_text(count: Option<u64>) -> String {
     count.map_or_else(|| "implausible".into(), |n| n.to_string())
 }
 
-/// Reads one limiter. Attaching maps the file only until the snapshot is taken.
+/// Reads one limiter. The file is observed read-only (read permission is enough), and mapped
+/// only until the snapshot is taken; on a CPU whose 16-byte loads write (which a read-only
+/// mapping cannot take), it is attached instead, which needs write permission.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        // Without its journal: looking opens no journal database.
-        #[cfg(feature = "journal")]
-        let limiter = Limiter::attach_without_journal(&target.path);
-        #[cfg(not(feature = "journal"))]
-        let limiter = Limiter::attach(&target.path);
-        let limiter = limiter.map_err(|e| Failure::about(&target, e))?;
+        // Read-only, and without its journal: looking opens no journal database.
+        let limiter = match Limiter::observe(&target.path) {
+            // Attaching needs write permission; without it, why observing did not work is
+            // the useful message.
+            Err(unsupported @ Error::Unsupported(_)) => {
+                #[cfg(feature = "journal")]
+                let attached = Limiter::attach_without_journal(&target.path);
+                #[cfg(not(feature = "journal"))]
+                let attached = Limiter::attach(&target.path);
+                attached.map_err(|error| match error {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        unsupported
+                    }
+                    other => other,
+                })
+            }
+            observed => observed,
+        }
+        .map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;

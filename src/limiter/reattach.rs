@@ -72,13 +72,17 @@ impl FileLimiter {
     }
 
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
-    /// with the journal's history if there is a journal).
+    /// with the journal's history if there is a journal). An observer only attaches, to
+    /// whatever rates the file has now.
     ///
     /// A file that a reconfiguration of ours put in place (`layout::Lineage::succeeds`) is adopted
     /// with its rates; any other file must have ours. A file we re-create keeps the lineage
     /// (and the rates, adopted or not) of the one we were on, so that the processes still on
     /// an older configuration adopt it too.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        if self.files.read_only {
+            return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
+        }
         self.await_replacement(old)?;
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
@@ -113,7 +117,9 @@ impl FileLimiter {
             &self.path,
             &OpenSpec {
                 create: Some(&header),
-                mode: self.mode,
+                mode: self.files.mode,
+                group: self.files.group,
+                dirs: self.files.dirs,
             },
             &history,
         )?;
