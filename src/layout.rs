@@ -29,6 +29,7 @@
 //! | 12 | creator pid |
 //! | 13 | creator uid |
 //! | 14 | unit labels: byte i names what rate i's weight measures (0 nothing, 1 tokens, 2 bytes; `rate::WeightUnit`); 0 for a rate that counts requests and for unused rates. Only a name for display: files written before it have 0 here |
+//! | 15 | flags: bit 0 ([`FLAG_JOURNALED`]) the file was made by a process with a journal (where the journal is, is recorded on disk: `journal/state.rs`); other bits 0. Files written before it have 0 here |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
 //! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
@@ -45,6 +46,8 @@ use crate::rate::WeightUnit;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
 /// The layout version this library reads and writes.
 pub const VERSION: u64 = 1;
+/// Header flag (word 15): the file was made with a journal.
+pub const FLAG_JOURNALED: u64 = 1;
 /// Number of immutable header words covered by the checksum (words 3..HEADER_WORDS).
 pub const HEADER_WORDS: usize = 40;
 /// Offset of the hint word (its own cache lines).
@@ -106,6 +109,8 @@ pub struct Header {
     pub creator_uid: u64,
     /// Unit labels, one byte per rate (see [`pack_units`]); 0 for none.
     pub labels: u64,
+    /// Flags ([`FLAG_JOURNALED`]); 0 for none.
+    pub flags: u64,
 }
 
 /// Word 14: the unit labels of up to 8 rates, one byte each.
@@ -235,6 +240,7 @@ impl Header {
         w[12] = self.creator_pid;
         w[13] = self.creator_uid;
         w[14] = self.labels;
+        w[15] = self.flags;
         for (i, rule) in self.rules.iter().enumerate() {
             w[16 + 3 * i] = rule.limit;
             w[17 + 3 * i] = rule.window;
@@ -285,6 +291,10 @@ impl Header {
                 _ => return Err(Invalid::Corrupt(format!("rate {i} has unit label {code}"))),
             }
         }
+        let flags = w[15];
+        if flags & !FLAG_JOURNALED != 0 {
+            return Err(Invalid::Corrupt(format!("unknown header flags {flags:#x}")));
+        }
         let capacity = w[4];
         match capacity_for(&rules) {
             Ok(needed) if needed == capacity => {}
@@ -316,6 +326,7 @@ impl Header {
             creator_pid: w[12],
             creator_uid: w[13],
             labels,
+            flags,
         })
     }
 
@@ -353,6 +364,7 @@ mod tests {
             creator_pid: 3,
             creator_uid: 4,
             labels: 0,
+            flags: 0,
         }
     }
 
@@ -406,6 +418,29 @@ mod tests {
         other = words;
         other[1] = 2;
         assert_eq!(Header::decode(&other), Err(Invalid::Version(2)));
+    }
+
+    #[test]
+    fn the_journaled_flag_round_trips_and_unknown_flags_are_refused() {
+        let journaled = Header {
+            flags: FLAG_JOURNALED,
+            ..header(vec![rule(10, SEC, false)])
+        };
+        let words = journaled.encode();
+        assert_eq!(words[15], FLAG_JOURNALED);
+        assert_eq!(Header::decode(&words), Ok(journaled.clone()));
+        // A file of before the flags (word 15 zero) reads as not journaled.
+        let plain = header(vec![rule(10, SEC, false)]);
+        assert_eq!(Header::decode(&plain.encode()).map(|h| h.flags), Ok(0));
+        for unknown in [2, 1 << 63, FLAG_JOURNALED | 4] {
+            let mut bad = words;
+            bad[15] = unknown;
+            bad[2] = checksum(&bad[3..]);
+            assert!(
+                matches!(Header::decode(&bad), Err(Invalid::Corrupt(ref r)) if r.contains("flags")),
+                "flags {unknown:#x}"
+            );
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub use limiter::Jitter;
 #[cfg(not(loom))]
 pub use limiter::{
     Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage, Stamp,
-    default_dir, path_for, remove, reset,
+    default_dir, path_for, remove, remove_keeping_journal, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate, WeightUnit};
 

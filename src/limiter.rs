@@ -27,7 +27,7 @@ use crate::error::{Denied, Error};
 use crate::journal::JournalConfig;
 use crate::rate::Rate;
 
-pub use admin::{OldFile, remove, reset};
+pub use admin::{OldFile, remove, remove_keeping_journal, reset};
 pub use builder::Builder;
 pub use counters::Counters;
 use counters::Refusal;
@@ -111,6 +111,10 @@ pub struct FileInfo {
     pub creator_uid: u64,
     /// The clock its timestamps come from.
     pub clock: ClockIdentity,
+    /// The file was made by a process with a journal (its header says so; where the journal
+    /// is, [`journal::recorded`](crate::journal::recorded) says). False for files made
+    /// without one, and for files of versions before the flag.
+    pub journaled: bool,
 }
 
 /// A host-wide rate limiter: every process that opens the same file shares its limits.
@@ -173,6 +177,11 @@ impl Limiter {
     }
 
     /// Attaches to an existing limiter file, adopting whatever rates it has.
+    ///
+    /// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) is
+    /// opened with its journal, and if its file is gone (a reboot), created again with the
+    /// recorded rates and the journal's history; without a record, a missing file is an
+    /// error.
     pub fn attach(path: impl AsRef<Path>) -> Result<Limiter, Error> {
         Limiter::builder(&[]).attach(path)
     }
@@ -215,6 +224,21 @@ impl Limiter {
         Ok(Limiter {
             backend: Backend::Observer(builder::observe(path.as_ref())?),
         })
+    }
+
+    /// Attaches to an existing limiter file without opening its journal, for a process that
+    /// only looks (`hostlimit status`): no journal database of its own, no journal thread.
+    /// It never creates the file (a missing one is an error), and if the file is deleted
+    /// while it is attached, it re-creates it as any limiter does: with the recorded journal's
+    /// history, or not at all.
+    #[cfg(feature = "journal")]
+    pub fn attach_without_journal(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        let mut builder = Builder {
+            rates: None,
+            ..Limiter::builder(&[])
+        };
+        builder.journal.ignore_record = true;
+        builder.open(path)
     }
 
     /// Options beyond the rates: permissions, clock, re-attach interval.

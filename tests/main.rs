@@ -6,6 +6,8 @@
 mod chart;
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(all(feature = "cli", feature = "journal"))]
+mod durable;
 mod hostile;
 #[cfg(feature = "journal")]
 mod journal;

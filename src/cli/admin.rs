@@ -2,10 +2,10 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::{Error, OldFile};
+use hostlimit::{Builder, Error, OldFile};
 use serde::Serialize;
 
-use crate::cli::args::RateArgs;
+use crate::cli::args::{JournalArgs, RateArgs};
 use crate::cli::exit::{Exit, Failure, io_exit};
 use crate::cli::mappers;
 use crate::cli::target::Target;
@@ -49,6 +49,13 @@ struct Done<'a> {
     /// Processes that still mapped the file (`--force`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     still_mapped_by: Vec<u32>,
+    /// The limiter's journal directory, if it is journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<String>,
+    /// What the command did to the journal: `recorded` (create), `marked_reset` (reset),
+    /// `removed` or `kept` (rm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal_action: Option<&'static str>,
 }
 
 impl<'a> Done<'a> {
@@ -60,12 +67,71 @@ impl<'a> Done<'a> {
             action,
             rates: None,
             still_mapped_by: Vec::new(),
+            journal: None,
+            journal_action: None,
         }
     }
 }
 
 /// `hostlimit create`: creates the limiter, or checks that it already has these rates.
-pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Failure> {
+/// `builder` with the journal `journal` asks for, if any: `--journal-dir`, else the
+/// limiter's recorded journal, else a directory named after it in the state directory.
+pub fn with_journal(
+    builder: Builder,
+    journal: &JournalArgs,
+    target: &Target,
+) -> Result<Builder, Failure> {
+    if !journal.wanted() {
+        return Ok(builder);
+    }
+    #[cfg(feature = "journal")]
+    {
+        let dir = match &journal.journal_dir {
+            Some(dir) => dir.clone(),
+            None => match hostlimit::journal::recorded(&target.path) {
+                Ok(Some(record)) => record.journal,
+                Ok(None) => hostlimit::journal::default_journal_dir(&target.path)
+                    .map_err(|e| Failure::about(target, e))?,
+                Err(e) => return Err(Failure::about(target, e)),
+            },
+        };
+        Ok(builder.journal(dir, journal.durability()))
+    }
+    #[cfg(not(feature = "journal"))]
+    {
+        let _ = builder;
+        Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "{}: this hostlimit was built without the journal feature; --journal needs it",
+                target.path.display()
+            ),
+        ))
+    }
+}
+
+/// The limiter's journal directory, if it is journaled; an unreadable record is a failure
+/// (whether the command would touch a journal cannot be told).
+fn journal_of(target: &Target) -> Result<Option<String>, Failure> {
+    #[cfg(feature = "journal")]
+    {
+        hostlimit::journal::recorded(&target.path)
+            .map(|record| record.map(|r| r.journal.display().to_string()))
+            .map_err(|e| Failure::about(target, e))
+    }
+    #[cfg(not(feature = "journal"))]
+    {
+        let _ = target;
+        Ok(None)
+    }
+}
+
+pub fn create(
+    target: &Target,
+    rates: &RateArgs,
+    journal: &JournalArgs,
+    json: bool,
+) -> Result<Exit, Failure> {
     if rates.rates.is_empty() {
         return Err(Failure::new(
             Exit::Usage,
@@ -76,8 +142,7 @@ pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Fai
             ),
         ));
     }
-    let limiter = rates
-        .builder()
+    let limiter = with_journal(rates.builder(), journal, target)?
         .open(&target.path)
         .map_err(|e| Failure::about(target, e))?;
     let info = limiter.info();
@@ -88,6 +153,8 @@ pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Fai
     if json {
         let mut done = Done::new(target, if created { "created" } else { "exists" });
         done.rates = Some(info.rates.iter().map(ToString::to_string).collect());
+        done.journal = journal_of(target)?;
+        done.journal_action = done.journal.as_ref().map(|_| "recorded");
         print_json(&done)?;
     }
     Ok(Exit::Success)
@@ -137,6 +204,7 @@ pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> 
         "reset",
         "each of them moves to the fresh file at its next call",
     )?;
+    let journal = journal_of(target)?;
     let old = hostlimit::reset(&target.path).map_err(|e| Failure::about(target, e))?;
     if let OldFile::Damaged(_) = &old {
         print_err(&format!(
@@ -144,18 +212,59 @@ pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> 
             target.path.display()
         ));
     }
-    finish(target, "reset", &scan, json)
+    if let (Some(dir), false) = (&journal, json) {
+        print_err(&format!(
+            "{}: its journal {dir} forgets the admissions before the reset (it stays \
+             journaled)",
+            target.path.display()
+        ));
+    }
+    let action = journal.as_ref().map(|_| "marked_reset");
+    finish(target, "reset", &scan, (journal, action), json)
 }
 
 /// `hostlimit rm`.
-pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+pub fn remove(
+    target: &Target,
+    force: bool,
+    keep_journal: bool,
+    json: bool,
+) -> Result<Exit, Failure> {
+    let journal = journal_of(target)?;
+    let action = journal
+        .as_ref()
+        .map(|_| if keep_journal { "kept" } else { "removed" });
+    // A journaled limiter whose file is gone: its journal is what is left to remove.
+    #[cfg(feature = "journal")]
+    if journal.is_some() && !keep_journal && std::fs::symlink_metadata(&target.path).is_err() {
+        hostlimit::journal::forget(&target.path).map_err(|e| Failure::about(target, e))?;
+        if !json {
+            print_err(&format!(
+                "{}: no file; removed its journal {}",
+                target.path.display(),
+                journal.as_deref().unwrap_or_default()
+            ));
+        }
+        return finish(
+            target,
+            "removed",
+            &mappers::Scan::default(),
+            (journal, action),
+            json,
+        );
+    }
     let scan = refuse_if_mapped(
         target,
         force,
         "remove",
         "each of them re-creates the file with its own rates at its next call",
     )?;
-    match hostlimit::remove(&target.path) {
+    let removed = if keep_journal {
+        hostlimit::remove_keeping_journal(&target.path)
+    } else {
+        hostlimit::remove(&target.path)
+    };
+    match removed {
         Ok(OldFile::Limiter) => {}
         Ok(old) => print_err(&format!("removed {}, {old}", target.path.display())),
         // The library removes only hostlimit files; the user may insist.
@@ -173,7 +282,18 @@ pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure>
         }
         Err(error) => return Err(Failure::about(target, error)),
     }
-    finish(target, "removed", &scan, json)
+    if let (Some(dir), false) = (&journal, json) {
+        print_err(&if keep_journal {
+            format!(
+                "{}: removed; its journal {dir} is kept, and the next process to open it \
+                 re-creates it with the journal's history",
+                target.path.display()
+            )
+        } else {
+            format!("{}: removed, and its journal {dir}", target.path.display())
+        });
+    }
+    finish(target, "removed", &scan, (journal, action), json)
 }
 
 /// After a reset or removal: the note about other users' processes that could not be seen
@@ -182,6 +302,7 @@ fn finish(
     target: &Target,
     action: &'static str,
     scan: &mappers::Scan,
+    (journal, journal_action): (Option<String>, Option<&'static str>),
     json: bool,
 ) -> Result<Exit, Failure> {
     if scan.mappers.is_empty() && scan.unreadable > 0 && scan.shared {
@@ -195,6 +316,8 @@ fn finish(
     if json {
         let mut done = Done::new(target, action);
         done.still_mapped_by = scan.mappers.iter().map(|m| m.pid).collect();
+        done.journal = journal;
+        done.journal_action = journal_action;
         print_json(&done)?;
     }
     Ok(Exit::Success)

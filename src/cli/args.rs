@@ -139,10 +139,14 @@ pub enum Command {
         limiter: String,
         #[command(flatten)]
         rates: RateArgs,
+        #[command(flatten)]
+        journal: JournalArgs,
     },
     /// Empty every window of a limiter (a fresh file with the same rates replaces it)
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.
+    /// A journaled limiter stays journaled, and its journal forgets the old admissions (a
+    /// reset mark in it): after a reboot it comes back as the reset left it.
     #[command(after_help = EXIT_CODES_HELP)]
     Reset {
         #[arg(help = LIMITER_HELP)]
@@ -151,13 +155,20 @@ pub enum Command {
         #[arg(long, short)]
         force: bool,
     },
-    /// Remove a limiter
+    /// Remove a limiter, and its journal
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.
+    /// A journaled limiter's journal and journal record are deleted too, unless
+    /// --keep-journal; a journaled limiter whose file is already gone (after a reboot) has
+    /// its journal deleted, which is how a lost or broken journal's history is given up.
     #[command(after_help = EXIT_CODES_HELP)]
     Rm {
         #[arg(help = LIMITER_HELP)]
         limiter: String,
+        /// Keep the journal and its record: the next process to open the limiter creates it
+        /// again with the journal's history, as after a reboot
+        #[arg(long)]
+        keep_journal: bool,
         /// Remove even if other processes use it (they re-create it with their rates at their
         /// next call)
         #[arg(long, short)]
@@ -272,7 +283,12 @@ pub struct RateArgs {
 impl RateArgs {
     /// A builder with these rates and options.
     pub fn builder(&self) -> Builder {
-        let builder = Limiter::builder(&self.rates)
+        self.builder_with(&self.rates)
+    }
+
+    /// A builder with `rates` (a limiter's own) and these options.
+    pub fn builder_with(&self, rates: &[Rate]) -> Builder {
+        let builder = Limiter::builder(rates)
             .mode(self.mode.unwrap_or(0o600))
             .create_dirs(self.parents)
             .pace(self.pacing());
@@ -294,6 +310,48 @@ impl RateArgs {
     }
 }
 
+/// A journal for the limiter (create, acquire, run): its admissions also go to SQLite on
+/// disk, and the limiter is recorded as journaled, so that every later opener restores them.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Journal the limiter so that its windows survive a reboot; the journal is recorded in
+    /// the state directory ($HOSTLIMIT_STATE_DIR, else /var/lib/hostlimit for root, else
+    /// ~/.local/state/hostlimit), and every later opener, with or without --journal, uses it
+    #[arg(long)]
+    pub journal: bool,
+    /// The journal directory (implies --journal) [default: a directory named after the
+    /// limiter in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Strict durability (implies --journal): capacity is leased from the journal with a
+    /// synchronous write before it is used, so a crash forgets nothing admitted [default:
+    /// periodic, a crash forgets at most the last interval]
+    #[arg(long)]
+    pub strict: bool,
+    /// How often the journal is written (periodic), or how long a lease lasts (--strict)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = time::parse_duration)]
+    pub journal_interval: Duration,
+}
+
+impl JournalArgs {
+    /// Whether a journal was asked for.
+    pub fn wanted(&self) -> bool {
+        self.journal || self.journal_dir.is_some() || self.strict
+    }
+
+    /// The durability asked for.
+    #[cfg(feature = "journal")]
+    pub fn durability(&self) -> hostlimit::Durability {
+        if self.strict {
+            hostlimit::Durability::Strict {
+                lease: self.journal_interval,
+            }
+        } else {
+            hostlimit::Durability::Periodic(self.journal_interval)
+        }
+    }
+}
+
 /// What `acquire` and `run` take.
 #[derive(Debug, Args)]
 pub struct AdmitArgs {
@@ -310,6 +368,8 @@ pub struct AdmitArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub rates: RateArgs,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 /// `--rate`: the library's grammar, the reason alone on error (clap names the option).

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cli::args::Output;
 use crate::cli::exit::{Exit, Failure};
+use crate::cli::journal::JournalView;
 use crate::cli::target::{self, Target};
 use crate::cli::terminal;
 use crate::cli::time::{format_duration, format_utc, nanos, unix_nanos};
@@ -35,6 +36,8 @@ pub struct State {
     pub admitted: u64,
     /// The file's counters (`None` where one holds garbage).
     pub counters: Counters,
+    /// Its journal, if it is journaled.
+    pub journal: JournalView,
 }
 
 /// A counter as people read it: the number, or `implausible` for garbage in the file.
@@ -51,7 +54,7 @@ pub fn read(target: Target) -> Snapshot {
             // Attaching needs write permission; without it, why observing did not work is
             // the useful message.
             Err(unsupported @ Error::Unsupported(_)) => {
-                Limiter::attach(&target.path).map_err(|error| match error {
+                attach_to_look(&target.path).map_err(|error| match error {
                     Error::Io { source, .. }
                         if source.kind() == std::io::ErrorKind::PermissionDenied =>
                     {
@@ -66,14 +69,25 @@ pub fn read(target: Target) -> Snapshot {
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
+        let info = limiter.info();
         Ok(State {
-            info: limiter.info(),
+            journal: JournalView::of(&target.path, &info),
+            info,
             usage,
             admitted,
             counters,
         })
     })();
     Snapshot { target, state }
+}
+
+/// Attaches to look where observing read-only is not possible: without the journal (looking
+/// opens no journal database).
+fn attach_to_look(path: &Path) -> Result<Limiter, Error> {
+    #[cfg(feature = "journal")]
+    return Limiter::attach_without_journal(path);
+    #[cfg(not(feature = "journal"))]
+    return Limiter::attach(path);
 }
 
 /// Reads the named limiters, or every one in `dir`.
@@ -248,6 +262,7 @@ fn render(snapshot: &Snapshot, wide: bool, out: &mut String) {
             count_text(counters.timed_out),
         ));
     }
+    out.push_str(&state.journal.line());
     if wide {
         out.push_str(&format!(
             "  created by pid {}, uid {}; ring of {} slots, {} bytes\n",
@@ -332,6 +347,7 @@ struct StateJson {
     clock: ClockJson,
     capacity: u64,
     size_bytes: u64,
+    journal: JournalView,
 }
 
 #[derive(Serialize)]
@@ -433,5 +449,6 @@ fn state_json(state: &State) -> StateJson {
         },
         capacity: info.capacity,
         size_bytes: info.size,
+        journal: state.journal.clone(),
     }
 }

@@ -118,8 +118,11 @@ impl Builder {
     ///     .open(&path)
     /// {
     ///     Ok(limiter) => limiter,
-    ///     // The explicit way to go on without a broken journal.
-    ///     Err(hostlimit::Error::Journal { .. }) => Limiter::open(&path, &rates)?,
+    ///     // The explicit way to go on without a broken journal: give its history up.
+    ///     Err(hostlimit::Error::Journal { .. }) => {
+    ///         hostlimit::journal::forget(&path)?;
+    ///         Limiter::open(&path, &rates)?
+    ///     }
     ///     Err(e) => return Err(e),
     /// };
     /// assert!(limiter.try_acquire(1).is_ok());
@@ -164,6 +167,22 @@ impl Builder {
             .as_dyn()
             .identity()
             .map_err(|e| Error::io(&path, "read clock identity", e))?;
+        // Where the limiter's journal is, if it has one, from its record on disk.
+        #[cfg(feature = "journal")]
+        let resolved = if self.journal.ignore_record {
+            journal::Resolved {
+                target: None,
+                record: None,
+            }
+        } else {
+            journal::resolve(&path, self.journal.target.as_ref())?
+        };
+        #[cfg(feature = "journal")]
+        if self.rates.is_none()
+            && let Some(record) = &resolved.record
+        {
+            self.rates = Some(file_rates(&path).unwrap_or_else(|| record.rates.clone()));
+        }
         if let Some(rates) = &mut self.rates
             && !self.pacing.is_none()
         {
@@ -181,19 +200,26 @@ impl Builder {
                 labels: layout::pack_units(self.rates.iter().flatten().map(|r| r.unit())),
                 ..header
             });
+        // A journal belongs to a set of rates: `Limiter::attach` (no rates) takes the file's,
+        // or the record's when there is no file.
         #[cfg(feature = "journal")]
-        // A journal belongs to a set of rates; `Limiter::attach` (no rates) takes none.
-        let journal = match (&self.journal.target, &rules) {
-            (Some((journal_path, durability)), Some(rules)) => Some(Journal::open(
-                journal_path,
-                *durability,
+        let journal = match &rules {
+            Some(rules) => Journal::open_resolved(
+                &path,
+                &resolved,
                 &self.journal,
+                self.rates.as_deref().unwrap_or_default(),
                 rules,
                 self.clock.shared(),
                 &identity,
-            )?),
-            _ => None,
+            )?,
+            None => None,
         };
+        #[cfg(feature = "journal")]
+        let template = template.map(|header| Header {
+            flags: header.flags | journal.as_ref().map_or(0, |_| layout::FLAG_JOURNALED),
+            ..header
+        });
         // What a file created now starts with: the journal's history.
         #[cfg(feature = "journal")]
         let history = match (&journal, &template) {
@@ -314,6 +340,22 @@ pub(super) fn observe(path: &Path) -> Result<FileLimiter, Error> {
     })
 }
 
+/// The rates of the limiter file at `path`, if it is one whose header can be read.
+#[cfg(feature = "journal")]
+fn file_rates(path: &Path) -> Option<Vec<Rate>> {
+    match crate::region::Region::examine(path).ok()?.kind {
+        crate::region::Kind::Limiter(header) => Some(
+            header
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| Rate::from_rule_with_unit(rule, layout::unit_of(header.labels, i)))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
 /// Validates a rate list and turns it into protocol rules.
 pub(super) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
     if rates.is_empty() {
@@ -363,5 +405,6 @@ pub(super) fn new_header(
         creator_pid: u64::from(std::process::id()),
         creator_uid: u64::from(nix::unistd::getuid().as_raw()),
         labels: 0,
+        flags: 0,
     })
 }

@@ -224,6 +224,7 @@ impl FileLimiter {
             creator_pid: header.creator_pid,
             creator_uid: header.creator_uid,
             clock: header.clock,
+            journaled: header.flags & crate::layout::FLAG_JOURNALED != 0,
         }
     }
 }

@@ -83,14 +83,26 @@ impl FileLimiter {
             ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
         };
         #[cfg(feature = "journal")]
-        let history = match &self.journal {
-            Some(handle) => {
-                // First journal what the old file holds, so that a new file restores it. A
-                // failure is kept in the journal's status.
-                let _ = handle.journal().flush(&old.region, false);
-                handle.journal().restore(header.capacity)?
-            }
-            None => Vec::new(),
+        let (history, header) = {
+            let history = match &self.journal {
+                Some(handle) => {
+                    // First journal what the old file holds, so that a new file restores it.
+                    // A failure is kept in the journal's status.
+                    let _ = handle.journal().flush(&old.region, false);
+                    Some(handle.journal().restore(header.capacity)?)
+                }
+                // Journaled since this process opened it (or opened by an observer): the
+                // record says where the history is, and a file is never made without it.
+                None => self.recorded_history(old, header.capacity)?,
+            };
+            let journaled = history.is_some();
+            let history = history.unwrap_or_default();
+            let flags = if journaled {
+                header.flags | crate::layout::FLAG_JOURNALED
+            } else {
+                header.flags
+            };
+            (history, crate::layout::Header { flags, ..header })
         };
         #[cfg(not(feature = "journal"))]
         let history: Vec<crate::protocol::Record> = Vec::new();
@@ -105,5 +117,27 @@ impl FileLimiter {
             &history,
         )?;
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+
+    /// The history a file re-created by a process without a journal starts with: the
+    /// recorded journal's, read through a journal opened for this once; none without a
+    /// record (`None`).
+    #[cfg(feature = "journal")]
+    fn recorded_history(
+        &self,
+        old: &Attached,
+        capacity: u64,
+    ) -> Result<Option<Vec<crate::protocol::Record>>, Error> {
+        let resolved = crate::journal::resolve(&self.path, None)?;
+        let journal = crate::journal::Journal::open_resolved(
+            &self.path,
+            &resolved,
+            &crate::journal::JournalConfig::default(),
+            &old.rates,
+            &old.rules,
+            self.clock.shared(),
+            &self.identity,
+        )?;
+        journal.map(|journal| journal.restore(capacity)).transpose()
     }
 }

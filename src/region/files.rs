@@ -778,6 +778,7 @@ mod tests {
             creator_pid: 1,
             creator_uid: 0,
             labels: 0,
+            flags: 0,
         }
     }
 
