@@ -185,6 +185,9 @@ impl Host {
             .env(JOURNAL_ENV, journal)
             .env(OUT_ENV, &out)
             .env(STATE_ENV, self.state())
+            // The limiter directory is the directory of named limiters, made again (shared)
+            // after the reboot, as `/dev/shm/hostlimit` would be.
+            .env("HOSTLIMIT_DIR", self.shm())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn a worker");

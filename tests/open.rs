@@ -821,6 +821,9 @@ fn an_unusable_directory_is_a_clear_io_error() {
     };
     assert!(text.contains(&readonly.display().to_string()), "{text}");
     assert!(text.contains("ermission denied"), "{text}");
+    // Whose the directory is, and what to do.
+    assert!(text.contains("mode 0555"), "{text}");
+    assert!(text.contains("ask its owner"), "{text}");
     assert_eq!(fs::read_dir(&readonly).unwrap().count(), 0);
 }
 

@@ -90,7 +90,7 @@ impl<'a> Request<'a> {
         }
         let rates = attached.rates();
         drop(attached);
-        with_journal(Limiter::builder(&rates), self.journal, self.target)?
+        with_journal(self.rates.builder_with(&rates), self.journal, self.target)?
             .open(path)
             .map_err(|e| Failure::about(self.target, e))
     }

@@ -298,7 +298,12 @@ pub struct RateArgs {
 impl RateArgs {
     /// A builder with these rates and options.
     pub fn builder(&self) -> Builder {
-        let builder = Limiter::builder(&self.rates)
+        self.builder_with(&self.rates)
+    }
+
+    /// A builder with `rates` (a limiter's own) and these options.
+    pub fn builder_with(&self, rates: &[Rate]) -> Builder {
+        let builder = Limiter::builder(rates)
             .mode(self.mode.unwrap_or(0o600))
             .create_dirs(self.parents)
             .pace(self.pacing());

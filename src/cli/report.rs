@@ -55,11 +55,7 @@ pub fn read(target: Target) -> Snapshot {
             // Attaching needs write permission; without it, why observing did not work is
             // the useful message.
             Err(unsupported @ Error::Unsupported(_)) => {
-                #[cfg(feature = "journal")]
-                let attached = Limiter::attach_without_journal(&target.path);
-                #[cfg(not(feature = "journal"))]
-                let attached = Limiter::attach(&target.path);
-                attached.map_err(|error| match error {
+                attach_to_look(&target.path).map_err(|error| match error {
                     Error::Io { source, .. }
                         if source.kind() == std::io::ErrorKind::PermissionDenied =>
                     {
@@ -84,6 +80,15 @@ pub fn read(target: Target) -> Snapshot {
         })
     })();
     Snapshot { target, state }
+}
+
+/// Attaches to look where observing read-only is not possible: without the journal (looking
+/// opens no journal database).
+fn attach_to_look(path: &Path) -> Result<Limiter, Error> {
+    #[cfg(feature = "journal")]
+    return Limiter::attach_without_journal(path);
+    #[cfg(not(feature = "journal"))]
+    return Limiter::attach(path);
 }
 
 /// Reads the named limiters, or every one in `dir`.

@@ -578,13 +578,11 @@ pub(super) fn check_trusted(path: &Path, fd: &OwnedFd, group: Option<u32>) -> Re
         std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "refusing a file owned by {} (group {}, mode {:04o}) in {}, a directory anyone \
-                 may write to: another user may have planted it. If it is the limiter you \
-                 share with them, open it with its group (`--group {}`, `Builder::group`); \
-                 otherwise ask its owner or root to remove it",
-                user_name(stat.st_uid),
-                group_name(stat.st_gid),
-                stat.st_mode & 0o7777,
+                "refusing a file {} in {}, a directory anyone may write to: another user \
+                 may have planted it. If it is the limiter you share with them, open it with \
+                 its group (`--group {}`, `Builder::group`); otherwise ask its owner or root \
+                 to remove it",
+                whose(&stat),
                 dir.display(),
                 group_word(stat.st_gid),
             ),
