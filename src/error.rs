@@ -37,6 +37,9 @@ pub enum Error {
         file: Vec<Rate>,
         /// Rates the caller asked for.
         requested: Vec<Rate>,
+        /// How often the limiter's rates were changed since it was created
+        /// ([`reconfigure`](crate::reconfigure), `hostlimit set`); 0 if never.
+        reconfigured: u32,
     },
     /// The file is not a hostlimit file, or its header is damaged.
     Corrupt {
@@ -151,14 +154,48 @@ impl fmt::Display for Error {
                 path,
                 file,
                 requested,
-            } => write!(
-                f,
-                "{}: the file limits [{}] but [{}] was asked for; open it with `Limiter::attach` to \
-                 adopt the file's rates, or remove it (`hostlimit::remove`) to change them",
-                path.display(),
-                list(file),
-                list(requested)
-            ),
+                reconfigured,
+            } => {
+                write!(
+                    f,
+                    "{}: the file limits [{}] but [{}] was asked for",
+                    path.display(),
+                    list(file),
+                    list(requested)
+                )?;
+                let gone: Vec<Rate> = requested
+                    .iter()
+                    .filter(|r| !file.contains(r))
+                    .copied()
+                    .collect();
+                let new: Vec<Rate> = file
+                    .iter()
+                    .filter(|r| !requested.contains(r))
+                    .copied()
+                    .collect();
+                if *reconfigured > 0 {
+                    let times = if *reconfigured == 1 { "once" } else { "times" };
+                    let count = if *reconfigured == 1 {
+                        String::new()
+                    } else {
+                        format!("{reconfigured} ")
+                    };
+                    write!(
+                        f,
+                        "; its rates were changed {count}{times} since it was created                          (`hostlimit::reconfigure`, `hostlimit set`)"
+                    )?;
+                }
+                match (gone.is_empty(), new.is_empty()) {
+                    (false, false) => write!(f, ": [{}] became [{}]", list(&gone), list(&new))?,
+                    (false, true) => write!(f, ": it has no [{}]", list(&gone))?,
+                    (true, false) => write!(f, ": it also limits [{}]", list(&new))?,
+                    (true, true) => {}
+                }
+                write!(
+                    f,
+                    "; open it with the file's rates (or with `Limiter::attach`, which adopts                      them), or change them (`hostlimit::reconfigure`)"
+                )
+            }
             Error::Corrupt { path, reason } => {
                 write!(f, "{}: not a usable limiter file: {reason}", path.display())
             }

@@ -35,7 +35,7 @@
 //! | 10, 11 | creation time: wall clock and file clock, ns |
 //! | 12, 13 | creator pid and uid |
 //! | 14 | unit labels, one byte per rate: 0 none, 1 tokens (`tok`), 2 bytes (`B`); names only, for display |
-//! | 15 | flags: bit 0 = made with a journal (where it is, is recorded in the state directory, see [`journal`](crate::journal)); 0 in older files |
+//! | 15 | bits 0..31 and 32..64: lineage, an id drawn when the limiter's first file was made and how often its rates were changed since ([`reconfigure`](crate::reconfigure)); bit 31: made with a journal (where it is, is recorded in the state directory, see [`journal`](crate::journal)); 0 in older files |
 //! | 16 + 3i .. 18 + 3i | rate i: limit, window in ns, 0 = counts weight / 1 = counts requests |
 //!
 //! **Creation** is race-free: the file is made unnamed (`O_TMPFILE`) in the target directory,
@@ -57,6 +57,17 @@
 //! A reset exchanges the names of a fresh file and the old one (`renameat2` with
 //! `RENAME_EXCHANGE`), a remove renames the file away, so that each closes exactly the file
 //! it displaced, even when several race.
+//!
+//! **Changing the rates** ([`reconfigure`](crate::reconfigure), `hostlimit set`) takes an
+//! exclusive `flock` on the old file, closes its log with a tombstone (so nothing more is
+//! committed to it), reads every record its ring holds, and makes the new file with those
+//! inside a new window as its starting history (at most as dense as the new rates allow, as a
+//! journal's restore does), with the old lineage's id and the next generation; then it
+//! exchanges the names, as a reset does, and lets go of the lock. A process that meets the
+//! closed log while the path still names it waits while the lock is held (at most 5 s), then
+//! attaches to the new file and, because its lineage succeeds the one it was on, adopts its
+//! rates; a closed log nobody holds (the change's process died) is reported at once, and
+//! running the change again finishes it.
 //!
 //! ## The ring and its records
 //!

@@ -168,6 +168,7 @@
 mod files;
 mod flusher;
 mod leases;
+mod rates;
 mod reset;
 mod restore;
 mod schema;
@@ -192,6 +193,7 @@ use crate::sync::StdAtomicU64;
 use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
+pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
 pub use state::{
     JournalRecord, MAX_RECORD, ROOT_STATE_DIR, STATE_DIR_ENV, default_journal_dir, recorded,

@@ -29,7 +29,7 @@
 //! | 12 | creator pid |
 //! | 13 | creator uid |
 //! | 14 | unit labels: byte i names what rate i's weight measures (0 nothing, 1 tokens, 2 bytes; `rate::WeightUnit`); 0 for a rate that counts requests and for unused rates. Only a name for display: files written before it have 0 here |
-//! | 15 | flags: bit 0 ([`FLAG_JOURNALED`]) the file was made by a process with a journal (where the journal is, is recorded on disk: `journal/state.rs`); other bits 0. Files written before it have 0 here |
+//! | 15 | flags and lineage: bits 0..31 the lineage id and bits 32..64 the lineage generation ([`Lineage`]: an id the first file of a limiter draws, and how often its rates were changed since, `limiter/reconfigure.rs`; a file that replaces another by a reconfiguration keeps its id and counts one more, so that the processes of the file it replaced adopt its rates; any value is harmless: it only lets a process adopt rates that passed every other check); bit 31 the flag [`FLAG_JOURNALED`]: the file was made by a process with a journal (where the journal is, is recorded on disk: `journal/state.rs`). Files written before it have 0 here |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
 //! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
@@ -48,6 +48,10 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
 pub const VERSION: u64 = 1;
 /// Header flag (word 15): the file was made with a journal.
 pub const FLAG_JOURNALED: u64 = 1;
+/// Where the flags sit in word 15: the bits above the lineage id, below its generation.
+const FLAGS_SHIFT: u32 = 31;
+/// The lineage id's bits in word 15.
+const LINEAGE_ID_MASK: u32 = (1 << FLAGS_SHIFT) - 1;
 /// Number of immutable header words covered by the checksum (words 3..HEADER_WORDS).
 pub const HEADER_WORDS: usize = 40;
 /// Offset of the hint word (its own cache lines).
@@ -111,6 +115,58 @@ pub struct Header {
     pub labels: u64,
     /// Flags ([`FLAG_JOURNALED`]); 0 for none.
     pub flags: u64,
+    /// Which limiter this file is, across changes of its rates (word 15).
+    pub lineage: Lineage,
+}
+
+/// Word 15: which limiter a file is, across changes of its rates. A new limiter draws an id;
+/// a reconfiguration writes a file with the same id and the next generation. A process on a
+/// file adopts the rates of a file that succeeds it ([`Lineage::succeeds`]); a process that
+/// opens a file with its own rates is checked against them, whatever the lineage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lineage {
+    /// Drawn when the limiter's first file was made (from its creation times, pid and uid);
+    /// 31 bits (word 15's bit 31 is a flag).
+    pub id: u32,
+    /// How often the rates were changed since: 0 for a file made with the rates it has.
+    pub generation: u32,
+}
+
+impl Lineage {
+    /// The lineage of a new limiter: an id drawn from what is unique to its creation.
+    pub fn new(created_wall_ns: u64, created_clock_ns: u64, pid: u64, uid: u64) -> Lineage {
+        Lineage {
+            id: checksum(&[created_wall_ns, created_clock_ns, pid, uid]) as u32 & LINEAGE_ID_MASK,
+            generation: 0,
+        }
+    }
+
+    /// The lineage of the file that replaces this one with other rates.
+    pub fn next(self) -> Lineage {
+        Lineage {
+            generation: self.generation.wrapping_add(1),
+            ..self
+        }
+    }
+
+    /// Is this file a later configuration of the limiter `earlier` belongs to? The same id and
+    /// a later generation (modulo 2^32, within 2^31 changes).
+    pub fn succeeds(self, earlier: Lineage) -> bool {
+        self.id == earlier.id && (self.generation.wrapping_sub(earlier.generation) as i32) > 0
+    }
+
+    /// The header word.
+    pub fn word(self) -> u64 {
+        u64::from(self.id) | (u64::from(self.generation) << 32)
+    }
+
+    /// From the header word (without the flag bit); every value is a lineage.
+    pub fn from_word(word: u64) -> Lineage {
+        Lineage {
+            id: word as u32 & LINEAGE_ID_MASK,
+            generation: (word >> 32) as u32,
+        }
+    }
 }
 
 /// Word 14: the unit labels of up to 8 rates, one byte each.
@@ -240,7 +296,7 @@ impl Header {
         w[12] = self.creator_pid;
         w[13] = self.creator_uid;
         w[14] = self.labels;
-        w[15] = self.flags;
+        w[15] = self.lineage.word() | (self.flags << FLAGS_SHIFT);
         for (i, rule) in self.rules.iter().enumerate() {
             w[16 + 3 * i] = rule.limit;
             w[17 + 3 * i] = rule.window;
@@ -291,10 +347,8 @@ impl Header {
                 _ => return Err(Invalid::Corrupt(format!("rate {i} has unit label {code}"))),
             }
         }
-        let flags = w[15];
-        if flags & !FLAG_JOURNALED != 0 {
-            return Err(Invalid::Corrupt(format!("unknown header flags {flags:#x}")));
-        }
+        // One flag bit, so every value of word 15 is valid.
+        let flags = (w[15] >> FLAGS_SHIFT) & FLAG_JOURNALED;
         let capacity = w[4];
         match capacity_for(&rules) {
             Ok(needed) if needed == capacity => {}
@@ -327,6 +381,7 @@ impl Header {
             creator_uid: w[13],
             labels,
             flags,
+            lineage: Lineage::from_word(w[15]),
         })
     }
 
@@ -365,6 +420,7 @@ mod tests {
             creator_uid: 4,
             labels: 0,
             flags: 0,
+            lineage: Lineage::default(),
         }
     }
 
@@ -421,26 +477,38 @@ mod tests {
     }
 
     #[test]
-    fn the_journaled_flag_round_trips_and_unknown_flags_are_refused() {
+    fn the_journaled_flag_and_the_lineage_share_word_15_without_touching() {
+        let lineage = Lineage {
+            id: LINEAGE_ID_MASK,
+            generation: u32::MAX,
+        };
         let journaled = Header {
             flags: FLAG_JOURNALED,
+            lineage,
             ..header(vec![rule(10, SEC, false)])
         };
         let words = journaled.encode();
-        assert_eq!(words[15], FLAG_JOURNALED);
+        assert_eq!(words[15], u64::MAX);
         assert_eq!(Header::decode(&words), Ok(journaled.clone()));
-        // A file of before the flags (word 15 zero) reads as not journaled.
-        let plain = header(vec![rule(10, SEC, false)]);
-        assert_eq!(Header::decode(&plain.encode()).map(|h| h.flags), Ok(0));
-        for unknown in [2, 1 << 63, FLAG_JOURNALED | 4] {
-            let mut bad = words;
-            bad[15] = unknown;
-            bad[2] = checksum(&bad[3..]);
-            assert!(
-                matches!(Header::decode(&bad), Err(Invalid::Corrupt(ref r)) if r.contains("flags")),
-                "flags {unknown:#x}"
-            );
-        }
+        let unflagged = Header {
+            flags: 0,
+            ..journaled.clone()
+        };
+        assert_eq!(unflagged.encode()[15], !(1u64 << 31));
+        assert_eq!(Header::decode(&unflagged.encode()), Ok(unflagged));
+        let plain = Header {
+            lineage: Lineage::default(),
+            ..journaled
+        };
+        assert_eq!(plain.encode()[15], 1 << 31);
+        assert_eq!(
+            Header::decode(&plain.encode()).map(|h| h.flags),
+            Ok(FLAG_JOURNALED)
+        );
+        // A file of before the flags and lineage (word 15 zero) reads as not journaled.
+        let old = header(vec![rule(10, SEC, false)]);
+        assert_eq!(old.encode()[15], 0);
+        assert_eq!(Header::decode(&old.encode()).map(|h| h.flags), Ok(0));
     }
 
     #[test]
@@ -512,6 +580,46 @@ mod tests {
                 "{bad:#x}"
             );
         }
+    }
+
+    /// Word 15 round-trips; a reconfiguration succeeds the files before it (within 2^31
+    /// changes, across the wrap), never itself, an earlier one, or another limiter's.
+    #[test]
+    fn lineage_round_trips_and_orders_generations() {
+        let first = Lineage::new(1, 2, 3, 4);
+        assert_eq!(first.generation, 0);
+        assert_ne!(first.id, Lineage::new(1, 2, 5, 4).id);
+        let h = Header {
+            lineage: first.next(),
+            ..header(vec![rule(10, SEC, false)])
+        };
+        let words = h.encode();
+        assert_eq!(words[15], u64::from(first.id) | 1 << 32);
+        assert_eq!(Header::decode(&words).unwrap().lineage, first.next());
+        assert!(first.next().succeeds(first));
+        assert!(first.next().next().succeeds(first));
+        assert!(!first.succeeds(first));
+        assert!(!first.succeeds(first.next()));
+        let other = Lineage {
+            id: first.id ^ 1,
+            generation: 5,
+        };
+        assert!(!other.succeeds(first));
+        let late = Lineage {
+            id: 7,
+            generation: u32::MAX,
+        };
+        assert!(late.next().succeeds(late));
+        assert_eq!(late.next().generation, 0);
+        let far = Lineage {
+            id: 7,
+            generation: 1 << 31,
+        };
+        assert!(!far.succeeds(Lineage {
+            id: 7,
+            generation: 0
+        }));
+        assert_eq!(Lineage::from_word(u64::MAX).word(), !(1u64 << 31));
     }
 
     #[test]

@@ -62,6 +62,8 @@
 
 mod clock;
 mod error;
+#[cfg(not(loom))]
+mod history;
 pub mod implementation;
 #[cfg(all(feature = "journal", not(loom)))]
 pub mod journal;
@@ -85,8 +87,8 @@ pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallCl
 pub use limiter::Jitter;
 #[cfg(not(loom))]
 pub use limiter::{
-    Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage, Stamp,
-    default_dir, path_for, remove, remove_keeping_journal, reset,
+    Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage,
+    Reconfigured, Stamp, default_dir, path_for, reconfigure, remove, remove_keeping_journal, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate, WeightUnit};
 

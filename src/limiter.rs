@@ -3,8 +3,8 @@
 //! The concerns live in submodules: `file` (the file backend: one limiter on a shared file),
 //! `builder` (options and opening), `attached` (one mapped
 //! file checked against our rates, one acquire on it), `reattach` (following a replaced or
-//! deleted file), `wait` (blocking acquires), `leased` (strict journal mode) and `admin`
-//! (reset and remove).
+//! deleted file), `wait` (blocking acquires), `leased` (strict journal mode), `admin`
+//! (reset and remove) and `reconfigure` (changing the rates of a limiter in use).
 
 mod admin;
 mod attached;
@@ -15,6 +15,7 @@ mod file;
 mod leased;
 mod pacing;
 mod reattach;
+mod reconfigure;
 mod wait;
 
 use std::path::{Path, PathBuf};
@@ -29,10 +30,13 @@ use crate::rate::Rate;
 
 pub use admin::{OldFile, remove, remove_keeping_journal, reset};
 pub use builder::Builder;
+#[cfg(feature = "journal")]
+pub(crate) use builder::rules_for;
 pub use counters::Counters;
 use counters::Refusal;
 use file::FileLimiter;
 pub use pacing::Pacing;
+pub use reconfigure::{Reconfigured, reconfigure};
 #[doc(hidden)]
 pub use wait::Jitter;
 
@@ -152,11 +156,16 @@ pub struct Limiter {
 enum Backend {
     /// A file every process on this host maps.
     File(FileLimiter),
+    /// A file mapped read-only ([`Limiter::observe`]): readings only; every acquire is
+    /// refused, and nothing is counted in the file.
+    Observer(FileLimiter),
 }
 
 impl Limiter {
-    /// Opens the limiter file at `path` with `rates`, creating it (and its directory) if it
-    /// does not exist, or attaching to it if it does.
+    /// Opens the limiter file at `path` with `rates`, creating it if it does not exist, or
+    /// attaching to it if it does. A missing directory is created only if it is the
+    /// directory of named limiters ([`default_dir`], made shared); see
+    /// [`Builder::create_dirs`] for others.
     ///
     /// # Errors
     ///
@@ -178,11 +187,47 @@ impl Limiter {
     /// recorded rates and the journal's history; without a record, a missing file is an
     /// error.
     pub fn attach(path: impl AsRef<Path>) -> Result<Limiter, Error> {
-        Builder {
-            rates: None,
-            ..Limiter::builder(&[])
-        }
-        .open(path)
+        Limiter::builder(&[]).attach(path)
+    }
+
+    /// Observes an existing limiter file without any right to change it: the file is opened
+    /// read-only and mapped read-only, so read permission on it is enough (a monitoring
+    /// account needs nothing more). [`usage`](Limiter::usage),
+    /// [`admitted`](Limiter::admitted), [`counters`](Limiter::counters),
+    /// [`info`](Limiter::info) and [`rates`](Limiter::rates) work as on any limiter, and follow
+    /// the file when it is reset or replaced; every acquire is refused
+    /// ([`DenialKind::Unavailable`](crate::DenialKind::Unavailable), saying the limiter is
+    /// observed read-only), and nothing is written to the file, not even the counters. A file
+    /// that is gone is not re-created.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::attach`] (a missing, corrupt or foreign file, a symbolic link, no read
+    /// permission: the error names the file's owner and mode), and [`Error::Unsupported`] on
+    /// a CPU whose 16-byte atomic loads write (x86_64 without AVX; aarch64 before LSE2, such
+    /// as Graviton2 or a Raspberry Pi 4): there, observe with [`Limiter::attach`], which needs
+    /// write permission.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hostlimit::{Limiter, Rate};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("api");
+    /// let limiter = Limiter::open(&path, &[Rate::new(10, Duration::from_secs(1))])?;
+    /// limiter.try_acquire(3).unwrap();
+    /// # if hostlimit::Limiter::observe(&path).is_err() { return Ok(()); } // loads that write
+    /// let observer = Limiter::observe(&path)?;
+    /// assert_eq!(observer.usage()?[0].used, 3);
+    /// assert!(observer.try_acquire(1).is_err());
+    /// # Ok::<(), hostlimit::Error>(())
+    /// ```
+    pub fn observe(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Ok(Limiter {
+            backend: Backend::Observer(builder::observe(path.as_ref())?),
+        })
     }
 
     /// Attaches to an existing limiter file without opening its journal, for a process that
@@ -205,6 +250,8 @@ impl Limiter {
         Builder {
             rates: Some(rates.to_vec()),
             mode: 0o600,
+            group: None,
+            create_dirs: false,
             clock: Time::Host,
             check_interval: Duration::from_secs(1),
             pacing: Pacing::none(),
@@ -255,7 +302,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn counters(&self) -> Result<Counters, Error> {
         match &self.backend {
-            Backend::File(file) => file.counters(),
+            Backend::File(file) | Backend::Observer(file) => file.counters(),
         }
     }
 
@@ -264,6 +311,8 @@ impl Limiter {
     fn count_refusal(&self, denied: &Denied, how: Refusal) {
         match &self.backend {
             Backend::File(file) => file.count_refusal(denied, how),
+            // An observer may not write to the file, and refuses only for that.
+            Backend::Observer(_) => {}
         }
     }
 
@@ -272,6 +321,7 @@ impl Limiter {
     fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         match &self.backend {
             Backend::File(file) => file.try_once(weight),
+            Backend::Observer(file) => Err(file.observer_denial()),
         }
     }
 
@@ -282,7 +332,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
         match &self.backend {
-            Backend::File(file) => file.usage(),
+            Backend::File(file) | Backend::Observer(file) => file.usage(),
         }
     }
 
@@ -293,7 +343,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn admitted(&self) -> Result<u64, Error> {
         match &self.backend {
-            Backend::File(file) => file.admitted(),
+            Backend::File(file) | Backend::Observer(file) => file.admitted(),
         }
     }
 
@@ -305,7 +355,7 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_status(&self) -> Result<(), String> {
         match &self.backend {
-            Backend::File(file) => file.journal_status(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_status(),
         }
     }
 
@@ -315,7 +365,7 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_file(&self) -> Option<&Path> {
         match &self.backend {
-            Backend::File(file) => file.journal_file(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_file(),
         }
     }
 
@@ -331,28 +381,28 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_flush(&self) -> Result<(), Error> {
         match &self.backend {
-            Backend::File(file) => file.journal_flush(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_flush(),
         }
     }
 
     /// The rates, in the file's order.
     pub fn rates(&self) -> Vec<Rate> {
         match &self.backend {
-            Backend::File(file) => file.rates(),
+            Backend::File(file) | Backend::Observer(file) => file.rates(),
         }
     }
 
     /// The file this limiter maps.
     pub fn path(&self) -> &Path {
         match &self.backend {
-            Backend::File(file) => file.path(),
+            Backend::File(file) | Backend::Observer(file) => file.path(),
         }
     }
 
     /// What the file records about itself.
     pub fn info(&self) -> FileInfo {
         match &self.backend {
-            Backend::File(file) => file.info(),
+            Backend::File(file) | Backend::Observer(file) => file.info(),
         }
     }
 }

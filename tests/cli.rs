@@ -200,6 +200,7 @@ fn every_command_has_help_with_the_exit_codes() {
         "acquire",
         "run",
         "create",
+        "set",
         "reset",
         "rm",
         "metrics",
@@ -231,7 +232,16 @@ fn a_path_names_a_limiter_outside_the_directory() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("elsewhere").join("api");
     let path_text = path.to_str().unwrap();
-    fx.expect(0, &["acquire", path_text, "--rate", "5/s"]);
+    // A missing directory is created only when asked for (a typo creates nothing).
+    let missing = fx.expect(NO_INPUT, &["acquire", path_text, "--rate", "5/s"]);
+    assert!(
+        missing.stderr.contains("no such directory"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stderr.contains("--parents"), "{}", missing.stderr);
+    assert!(!path.parent().unwrap().exists());
+    fx.expect(0, &["acquire", path_text, "--rate", "5/s", "--parents"]);
     assert!(path.exists());
     assert!(!fx.limiters().exists(), "the directory was not used");
     // --dir wins over HOSTLIMIT_DIR.
@@ -1291,7 +1301,9 @@ fn messages_name_commands_the_user_can_run() {
     assert!(!mismatch.stderr.contains("attach"), "{}", mismatch.stderr);
     assert!(
         mismatch.stderr.contains("leave out --rate")
-            && mismatch.stderr.contains(&format!("{program} rm api")),
+            && mismatch
+                .stderr
+                .contains(&format!("{program} set api --rate")),
         "{}",
         mismatch.stderr
     );

@@ -121,10 +121,12 @@ struct Outcome {
 
 impl Host {
     fn new() -> Host {
-        Host {
+        let host = Host {
             dir: support::temp_dir(),
             workers: std::cell::Cell::new(0),
-        }
+        };
+        std::fs::create_dir(host.shm()).expect("make the limiter directory");
+        host
     }
 
     fn shm(&self) -> PathBuf {
@@ -143,9 +145,13 @@ impl Host {
         self.dir.path().join("journal")
     }
 
-    /// The loss of the tmpfs: the limiter's file and its directory are gone.
+    /// The loss of the tmpfs: the limiter's file is gone (and its directory is made again,
+    /// empty).
     fn reboot(&self) {
+        // A reboot empties the tmpfs; the directory of named limiters comes back empty (it is
+        // made again by the first opener, or by systemd-tmpfiles).
         std::fs::remove_dir_all(self.shm()).expect("delete the limiter directory");
+        std::fs::create_dir(self.shm()).expect("make the limiter directory again");
         assert!(!self.path().exists());
     }
 
@@ -186,6 +192,9 @@ impl Host {
             .env(JOURNAL_ENV, journal)
             .env(OUT_ENV, &out)
             .env(STATE_ENV, self.state())
+            // The limiter directory is the directory of named limiters, made again (shared)
+            // after the reboot, as `/dev/shm/hostlimit` would be.
+            .env("HOSTLIMIT_DIR", self.shm())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn a worker");

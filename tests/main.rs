@@ -16,6 +16,9 @@ mod multiprocess;
 mod open;
 mod protocol;
 mod readme;
+mod reconfigure;
+#[cfg(feature = "cli")]
+mod sharing;
 mod support;
 #[cfg(feature = "cli")]
 mod top;

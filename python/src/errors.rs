@@ -57,6 +57,7 @@ pub fn setup_error(py: Python<'_>, error: Error) -> PyErr {
             path: file,
             file: file_rates,
             requested,
+            ..
         } => {
             let mut kwargs = kw_path(&file);
             for (key, rates) in [("file_rates", file_rates), ("requested", requested)] {

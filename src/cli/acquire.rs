@@ -67,16 +67,13 @@ impl<'a> Request<'a> {
     fn open(&self) -> Result<Limiter, Failure> {
         let path = &self.target.path;
         if !self.rates.rates.is_empty() {
-            let builder = Limiter::builder(&self.rates.rates)
-                .mode(self.rates.mode)
-                .pace(self.rates.pacing());
-            return with_journal(builder, self.journal, self.target)?
+            return with_journal(self.rates.builder(), self.journal, self.target)?
                 .open(path)
                 .map_err(|e| Failure::about(self.target, e));
         }
         // A journaled limiter is opened with its journal by `attach` itself; `--journal`
         // without `--rate` journals one that was not, with its own rates.
-        let attached = Limiter::attach(path).map_err(|error| {
+        let attached = self.rates.builder().attach(path).map_err(|error| {
             let failure = Failure::about(self.target, error);
             if failure.exit == Exit::NoInput {
                 Failure::missing(self.target, true)
@@ -93,7 +90,7 @@ impl<'a> Request<'a> {
         }
         let rates = attached.rates();
         drop(attached);
-        with_journal(Limiter::builder(&rates), self.journal, self.target)?
+        with_journal(self.rates.builder_with(&rates), self.journal, self.target)?
             .open(path)
             .map_err(|e| Failure::about(self.target, e))
     }

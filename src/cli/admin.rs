@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::{Builder, Error, Limiter, OldFile};
+use hostlimit::{Builder, Error, OldFile};
 use serde::Serialize;
 
 use crate::cli::args::{JournalArgs, RateArgs};
@@ -19,6 +19,20 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
         _ => Err(format!(
             "{text:?} is not a file mode; expected octal permission bits such as 0600 or 0660"
         )),
+    }
+}
+
+/// Parses `--group`: a group name, or a number.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "no group {text:?} on this host (see `getent group`); give a group name or number"
+        )),
+        Err(e) => Err(format!("cannot look up group {text:?}: {e}")),
     }
 }
 
@@ -128,15 +142,15 @@ pub fn create(
             ),
         ));
     }
-    let builder = Limiter::builder(&rates.rates)
-        .mode(rates.mode)
-        .pace(rates.pacing());
-    let limiter = with_journal(builder, journal, target)?
+    let limiter = with_journal(rates.builder(), journal, target)?
         .open(&target.path)
         .map_err(|e| Failure::about(target, e))?;
+    let info = limiter.info();
+    let created = info.creator_pid == u64::from(std::process::id());
+    if !created {
+        same_permissions(target, rates)?;
+    }
     if json {
-        let info = limiter.info();
-        let created = info.creator_pid == u64::from(std::process::id());
         let mut done = Done::new(target, if created { "created" } else { "exists" });
         done.rates = Some(info.rates.iter().map(ToString::to_string).collect());
         done.journal = journal_of(target)?;
@@ -144,6 +158,42 @@ pub fn create(
         print_json(&done)?;
     }
     Ok(Exit::Success)
+}
+
+/// An existing limiter that `create` was asked for must have the mode given with `--mode`
+/// and the group given with `--group`: `create` says so and fails rather than leave other
+/// permissions than the user believes.
+fn same_permissions(target: &Target, rates: &RateArgs) -> Result<(), Failure> {
+    let path = target.path.display();
+    let meta = std::fs::symlink_metadata(&target.path)
+        .map_err(|e| Failure::new(io_exit(&e), format!("{path}: {e}")))?;
+    let mode = meta.mode() & 0o777;
+    let mode_differs = rates.mode.is_some_and(|asked| asked != mode);
+    let group_differs = rates.group.is_some_and(|gid| gid != meta.gid());
+    if !mode_differs && !group_differs {
+        return Ok(());
+    }
+    let group = |gid: u32| match nix::unistd::Group::from_gid(gid.into()) {
+        Ok(Some(group)) => group.name,
+        _ => gid.to_string(),
+    };
+    let asked = [
+        rates.mode.map(|asked| format!("mode {asked:04o}")),
+        rates.group.map(|gid| format!("group {}", group(gid))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
+    Err(Failure::new(
+        Exit::Data,
+        format!(
+            "{path}: this limiter exists with mode {mode:04o} and group {}, not the {asked} \
+             asked for; change it as its owner (chmod, chgrp), or create it with its own \
+             permissions",
+            group(meta.gid()),
+        ),
+    ))
 }
 
 /// `hostlimit reset`.

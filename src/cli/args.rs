@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hostlimit::{Pacing, Rate};
+use hostlimit::{Builder, Limiter, Pacing, Rate};
 
 use crate::cli::admin;
 use crate::cli::exit::EXIT_CODES_HELP;
@@ -142,6 +142,21 @@ pub enum Command {
         #[command(flatten)]
         journal: JournalArgs,
     },
+    /// Change the rates of a limiter, in use or not, keeping the admissions inside the new
+    /// windows
+    ///
+    /// A new file with these rates replaces the old one; it starts with the old file's
+    /// admissions that are inside a window of the new rates (the ring grows if the new rates
+    /// need it). Every process using the limiter adopts the new rates at its next call; one
+    /// that opens it later with the old rates is refused (exit 65), naming both.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Set {
+        #[arg(help = LIMITER_HELP)]
+        limiter: String,
+        /// A new rate, repeated for several: the limiter gets exactly these
+        #[arg(long = "rate", short, value_name = "RATE", required = true, value_parser = parse_rate)]
+        rates: Vec<Rate>,
+    },
     /// Empty every window of a limiter (a fresh file with the same rates replaces it)
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.
@@ -254,9 +269,19 @@ impl ViewArgs {
 pub struct RateArgs {
     #[arg(long = "rate", short, value_name = "RATE", help = RATE_HELP, value_parser = parse_rate)]
     pub rates: Vec<Rate>,
-    /// Permission bits of a file created here, in octal (0660 to share with the group)
-    #[arg(long, default_value = "0600", value_parser = admin::parse_mode)]
-    pub mode: u32,
+    /// Permission bits of a file created here, in octal (0660 to share with the group); an
+    /// existing limiter given to `create` must have them [default: 0600]
+    #[arg(long, value_parser = admin::parse_mode)]
+    pub mode: Option<u32>,
+    /// The group of a file created here (a name or a number), to share it with that group's
+    /// users (with --mode 0660); in a directory anyone may write to, a file of another user
+    /// is used only if it has this group
+    #[arg(long, value_name = "GROUP", value_parser = admin::parse_group)]
+    pub group: Option<u32>,
+    /// Create the limiter's directory and its missing parents if they do not exist (the
+    /// directory of named limiters is created without it)
+    #[arg(long)]
+    pub parents: bool,
     /// Space admissions evenly: at most one per window/limit of the slowest rate (adds a
     /// rate that counts requests)
     #[arg(long, requires = "rates")]
@@ -271,6 +296,23 @@ pub struct RateArgs {
 }
 
 impl RateArgs {
+    /// A builder with these rates and options.
+    pub fn builder(&self) -> Builder {
+        self.builder_with(&self.rates)
+    }
+
+    /// A builder with `rates` (a limiter's own) and these options.
+    pub fn builder_with(&self, rates: &[Rate]) -> Builder {
+        let builder = Limiter::builder(rates)
+            .mode(self.mode.unwrap_or(0o600))
+            .create_dirs(self.parents)
+            .pace(self.pacing());
+        match self.group {
+            Some(gid) => builder.group(gid),
+            None => builder,
+        }
+    }
+
     /// The pacing asked for.
     pub fn pacing(&self) -> Pacing {
         let mut pacing = Pacing::none().margin(self.margin.unwrap_or_default());

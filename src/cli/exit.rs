@@ -143,15 +143,18 @@ impl Failure {
                 Exit::Data,
                 format!(
                     "{}: this limiter's rates are {}, not the --rate given ({}); leave out \
-                     --rate to use the limiter's own rates, or remove it first to change them: \
-                     {} rm {name}",
+                     --rate to use the limiter's own rates, or change them (keeping its \
+                     history): {} set {name} --rate ...",
                     path.display(),
                     list(file),
                     requested_list(&error),
                     program::ours()
                 ),
             ),
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            // The limiter's directory is missing: the library's words say so.
+            Error::Io { path, source, .. }
+                if source.kind() == io::ErrorKind::NotFound && *path == target.path =>
+            {
                 Failure::missing(target, false)
             }
             _ => Failure::from(error),

@@ -3,7 +3,7 @@
 //! Modules, in reading order: `args` (the grammar, clap), `exit` (the exit codes and the
 //! error type), `target` (naming a limiter), `time` (durations), `program` (finding programs,
 //! naming this one), `report` (`status`, `watch`), `terminal` (its size), `list`, `metrics`,
-//! `acquire` (`acquire`, `run`), `admin` (`create`, `reset`, `rm`), `mappers` (who maps a
+//! `acquire` (`acquire`, `run`), `admin` (`create`, `reset`, `rm`), `set`, `mappers` (who maps a
 //! file), `docs` (completions, man pages), `demo`.
 
 mod acquire;
@@ -19,6 +19,7 @@ mod mappers;
 mod metrics;
 mod program;
 mod report;
+mod set;
 mod target;
 mod terminal;
 mod time;
@@ -123,6 +124,7 @@ fn dispatch(
             rates,
             journal,
         } => admin::create(&target::resolve(dir, &limiter)?, &rates, &journal, json),
+        Command::Set { limiter, rates } => set::set(&target::resolve(dir, &limiter)?, &rates, json),
         Command::Reset { limiter, force } => {
             admin::reset(&target::resolve(dir, &limiter)?, force, json)
         }

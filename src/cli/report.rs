@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hostlimit::{
-    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
+    ClockIdentity, Counters, Counts, Error, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
 };
 use serde::Serialize;
 
@@ -45,17 +45,28 @@ pub fn count_text(count: Option<u64>) -> String {
     count.map_or_else(|| "implausible".into(), |n| n.to_string())
 }
 
-/// Reads one limiter. Attaching maps the file only until the snapshot is taken.
+/// Reads one limiter. The file is observed read-only (read permission is enough), and mapped
+/// only until the snapshot is taken; on a CPU whose 16-byte loads write (which a read-only
+/// mapping cannot take), it is attached instead, which needs write permission.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        // Without its journal: looking opens no journal database.
-        #[cfg(feature = "journal")]
-        let limiter = Limiter::attach_without_journal(&target.path);
-        #[cfg(not(feature = "journal"))]
-        let limiter = Limiter::attach(&target.path);
-        let limiter = limiter.map_err(|e| {
-            crate::cli::journal::explain_missing(&target, Failure::about(&target, e))
-        })?;
+        // Read-only, and without its journal: looking opens no journal database.
+        let limiter = match Limiter::observe(&target.path) {
+            // Attaching needs write permission; without it, why observing did not work is
+            // the useful message.
+            Err(unsupported @ Error::Unsupported(_)) => {
+                attach_to_look(&target.path).map_err(|error| match error {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        unsupported
+                    }
+                    other => other,
+                })
+            }
+            observed => observed,
+        }
+        .map_err(|e| crate::cli::journal::explain_missing(&target, Failure::about(&target, e)))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
@@ -69,6 +80,15 @@ pub fn read(target: Target) -> Snapshot {
         })
     })();
     Snapshot { target, state }
+}
+
+/// Attaches to look where observing read-only is not possible: without the journal (looking
+/// opens no journal database).
+fn attach_to_look(path: &Path) -> Result<Limiter, Error> {
+    #[cfg(feature = "journal")]
+    return Limiter::attach_without_journal(path);
+    #[cfg(not(feature = "journal"))]
+    return Limiter::attach(path);
 }
 
 /// Reads the named limiters, or every one in `dir`.

@@ -184,6 +184,16 @@ pub(super) fn check(conn: &Connection, ours: &str, thorough: bool) -> rusqlite::
     Ok(Kind::Ours)
 }
 
+/// Records `to` (a [`rates_text`]) as the rates of the database `conn` if it records `from`:
+/// the rates of a journal follow a change of its limiter's rates. Returns whether it did.
+pub(super) fn follow_rates(conn: &Connection, from: &str, to: &str) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE meta SET value = ?2 WHERE key = 'rates' AND value = ?1",
+        params![from, to],
+    )?;
+    Ok(changed > 0)
+}
+
 /// A SQLite failure in words a user can act on.
 pub(super) fn describe(e: &rusqlite::Error, busy: Duration) -> String {
     match e.sqlite_error_code() {

@@ -9,8 +9,9 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::clock::{Clock, HostClock};
+use crate::clock::{Clock, ClockIdentity, HostClock};
 use crate::error::Error;
+use crate::layout::Header;
 use crate::protocol::{self, NoHook};
 use crate::region::{self, Displaced, Kind, Region};
 
@@ -81,18 +82,13 @@ pub fn reset(path: impl AsRef<Path>) -> Result<OldFile, Error> {
             ));
         }
     };
-    let identity = HostClock
-        .identity()
-        .map_err(|e| Error::io(path, "read clock identity", e))?;
-    if let Some(reason) = header.clock.mismatch(&identity) {
-        return Err(Error::ClockMismatch {
-            path: path.to_path_buf(),
-            reason,
-        });
-    }
+    let identity = host_clock_of(path, &header)?;
     let fresh = crate::layout::Header {
         labels: header.labels,
         flags: header.flags,
+        // Still the same limiter: a process that slept through a reconfiguration and this
+        // reset adopts the rates (`reconfigure.rs`).
+        lineage: header.lineage,
         ..new_header(&header.rules, identity, &HostClock)?
     };
     let displaced = Region::replace(path, &fresh, &examined.owner)?;
@@ -112,6 +108,21 @@ pub fn reset(path: impl AsRef<Path>) -> Result<OldFile, Error> {
         )?;
     }
     Ok(old)
+}
+
+/// This host's clock, which must be the one the file at `path` (its header `header`) was made
+/// with: a file made in another boot or time namespace cannot be given a new file.
+pub(super) fn host_clock_of(path: &Path, header: &Header) -> Result<ClockIdentity, Error> {
+    let identity = HostClock
+        .identity()
+        .map_err(|e| Error::io(path, "read clock identity", e))?;
+    match header.clock.mismatch(&identity) {
+        Some(reason) => Err(Error::ClockMismatch {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(identity),
+    }
 }
 
 /// Removes the limiter file at `path`, closing its log so that processes still using it
@@ -174,7 +185,7 @@ fn remove_file(path: &Path, keep_journal: bool) -> Result<OldFile, Error> {
 /// displaced is not necessarily what the caller examined (another reset or remove, or a
 /// process re-creating the file, may have come in between): it is what the path named, and
 /// so what must be retired.
-fn retire_and_delete(displaced: Displaced) -> Result<OldFile, Error> {
+pub(super) fn retire_and_delete(displaced: Displaced) -> Result<OldFile, Error> {
     let path = displaced.path().to_path_buf();
     let kind = match displaced.fd() {
         Some(fd) => region::examine_file(&path, fd)?.kind,

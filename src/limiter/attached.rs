@@ -63,6 +63,7 @@ impl Attached {
                     path: region.path().to_path_buf(),
                     file: file_rates,
                     requested: requested.to_vec(),
+                    reconfigured: header.lineage.generation,
                 });
             }
         }

@@ -11,10 +11,11 @@ use crate::journal::{self, Durability, Journal, JournalConfig, WallClock};
 use crate::layout::{self, Header};
 use crate::protocol::{MAX_RATES, Rule};
 use crate::rate::Rate;
-use crate::region::{OpenSpec, Region, SwapCell};
+use crate::region::{Dirs, OpenSpec, Region, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
+use super::file::Files;
 use super::{FileLimiter, Limiter, Time, default_dir, nanos, path_for};
 
 /// Options for opening a limiter; see [`Limiter::builder`].
@@ -22,6 +23,8 @@ use super::{FileLimiter, Limiter, Time, default_dir, nanos, path_for};
 pub struct Builder {
     pub(super) rates: Option<Vec<Rate>>,
     pub(super) mode: u32,
+    pub(super) group: Option<u32>,
+    pub(super) create_dirs: bool,
     pub(super) clock: Time,
     pub(super) check_interval: Duration,
     pub(super) pacing: super::Pacing,
@@ -30,10 +33,36 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Permission bits of a file this builder creates (default `0o600`). The directory, if
-    /// created, gets search permission wherever the mode grants read (`0o660` -> `0o770`).
+    /// Permission bits of a file this builder creates (default `0o600`). A directory created
+    /// with [`Builder::create_dirs`] gets search permission wherever the mode grants read
+    /// (`0o660` -> `0o770`). To share a limiter between users, give it a group too
+    /// ([`Builder::group`]) and a mode that lets the group write (`0o660`).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// The group (a gid) of a file this builder creates (default: whatever the directory
+    /// gives a new file, usually the creator's own group): the way to share a limiter
+    /// between users, with [`Builder::mode`] `0o660`. The creator must be a member of the
+    /// group (or root).
+    ///
+    /// In a directory anyone may write to (the default directory is one), an existing file
+    /// owned by another user (not root) is used only if it has this group: only the group's
+    /// members can give a file a group, so such a file is the limiter shared with them, and
+    /// any other may have been planted. An existing file's group and mode are never changed.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whether opening may create the limiter's missing directory and its missing parents
+    /// (default `false`: a missing directory is an error, so that a typo creates nothing).
+    /// The directory of named limiters ([`default_dir`]) is created
+    /// without it, shared (`01777`, sticky like `/tmp`) so that every user of the host can
+    /// use it.
+    pub fn create_dirs(mut self, create: bool) -> Self {
+        self.create_dirs = create;
         self
     }
 
@@ -229,6 +258,8 @@ impl Builder {
                 &OpenSpec {
                     create,
                     mode: self.mode,
+                    group: self.group,
+                    dirs: self.dirs(&path),
                 },
                 &history,
             );
@@ -277,8 +308,13 @@ impl Builder {
                 self.clock.now().saturating_add(nanos(self.check_interval)),
             ),
             attached,
+            files: Files {
+                mode: self.mode,
+                group: self.group,
+                dirs: self.dirs(&path),
+                read_only: false,
+            },
             path,
-            mode: self.mode,
             clock: self.clock,
             identity,
             check_interval: nanos(self.check_interval),
@@ -291,11 +327,72 @@ impl Builder {
         }))
     }
 
+    /// Attaches to the existing limiter file at `path`, adopting whatever rates it has (the
+    /// builder's rates, and its pacing, are not used; nothing is created), with the rest of
+    /// the builder's options: the group trusted in a shared directory
+    /// ([`Builder::group`]), the clock, the check interval. [`Limiter::attach`] is this with
+    /// the default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::open`], and a missing file ([`Error::Io`], not found).
+    pub fn attach(self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Builder {
+            rates: None,
+            pacing: super::Pacing::none(),
+            ..self
+        }
+        .open(path)
+    }
+
     /// Opens the limiter called `name` in [`default_dir`].
     pub fn open_named(self, name: &str) -> Result<Limiter, Error> {
         let path = path_for(&default_dir(), name)?;
         self.open(path)
     }
+
+    /// Which missing directories creating the file at `path` may make: its parents if asked
+    /// for, else the directory of named limiters (shared), else none.
+    fn dirs(&self, path: &Path) -> Dirs {
+        if self.create_dirs {
+            Dirs::Parents
+        } else if path.parent() == Some(default_dir().as_path()) {
+            Dirs::Shared
+        } else {
+            Dirs::Existing
+        }
+    }
+}
+
+/// Opens the file at `path` read-only, as [`Limiter::observe`] does.
+pub(super) fn observe(path: &Path) -> Result<FileLimiter, Error> {
+    let clock = Time::Host;
+    let identity = clock
+        .as_dyn()
+        .identity()
+        .map_err(|e| Error::io(path, "read clock identity", e))?;
+    let attached = Attached::check(Region::observe(path)?, None, &identity, None)?;
+    let check_interval = Duration::from_secs(1);
+    Ok(FileLimiter {
+        next_check: StdAtomicU64::new(clock.now().saturating_add(nanos(check_interval))),
+        attached: Arc::new(SwapCell::new(attached)),
+        path: path.to_path_buf(),
+        files: Files {
+            mode: 0,
+            group: None,
+            dirs: Dirs::Existing,
+            read_only: true,
+        },
+        clock,
+        identity,
+        check_interval: nanos(check_interval),
+        #[cfg(feature = "journal")]
+        strict: None,
+        #[cfg(feature = "journal")]
+        journal: None,
+        #[cfg(feature = "journal")]
+        journal_problem: None,
+    })
 }
 
 /// The rates of the limiter file at `path`, if it is one whose header can be read.
@@ -315,7 +412,7 @@ fn file_rates(path: &Path) -> Option<Vec<Rate>> {
 }
 
 /// Validates a rate list and turns it into protocol rules.
-pub(super) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
+pub(crate) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
     if rates.is_empty() {
         return Err(Error::InvalidRates("at least one rate is needed".into()));
     }
@@ -352,17 +449,22 @@ pub(super) fn new_header(
         needed_slots: needed,
         max_slots: layout::MAX_SLOTS,
     })?;
+    let created_wall_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, nanos);
+    let created_clock_ns = time.now();
+    let creator_pid = u64::from(std::process::id());
+    let creator_uid = u64::from(nix::unistd::getuid().as_raw());
     Ok(Header {
         capacity,
         rules: rules.to_vec(),
         clock,
-        created_wall_ns: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, nanos),
-        created_clock_ns: time.now(),
-        creator_pid: u64::from(std::process::id()),
-        creator_uid: u64::from(nix::unistd::getuid().as_raw()),
+        created_wall_ns,
+        created_clock_ns,
+        creator_pid,
+        creator_uid,
         labels: 0,
         flags: 0,
+        lineage: layout::Lineage::new(created_wall_ns, created_clock_ns, creator_pid, creator_uid),
     })
 }

@@ -72,10 +72,21 @@ impl FileLimiter {
     }
 
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
-    /// with the journal's history if there is a journal).
+    /// with the journal's history if there is a journal). An observer only attaches, to
+    /// whatever rates the file has now.
+    ///
+    /// A file that a reconfiguration of ours put in place (`layout::Lineage::succeeds`) is adopted
+    /// with its rates; any other file must have ours. A file we re-create keeps the lineage
+    /// (and the rates, adopted or not) of the one we were on, so that the processes still on
+    /// an older configuration adopt it too.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        if self.files.read_only {
+            return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
+        }
+        self.await_replacement(old)?;
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
+            lineage: old.region.header().lineage,
             ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
         };
         #[cfg(feature = "journal")]
@@ -106,10 +117,19 @@ impl FileLimiter {
             &self.path,
             &OpenSpec {
                 create: Some(&header),
-                mode: self.mode,
+                mode: self.files.mode,
+                group: self.files.group,
+                dirs: self.files.dirs,
             },
             &history,
         )?;
+        if region
+            .header()
+            .lineage
+            .succeeds(old.region.header().lineage)
+        {
+            return Attached::check(region, None, &self.identity, None);
+        }
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
     }
 
@@ -133,4 +153,51 @@ impl FileLimiter {
         )?;
         journal.map(|journal| journal.restore(capacity)).transpose()
     }
+
+    /// Waits while the path still names `old` after its log was closed and a change of rates
+    /// holds it (`region/hold.rs`): only a change of rates closes a log before its file is
+    /// displaced (a reset or remove displaces it first), and it holds the file until the new
+    /// one is in its place, which takes as long as making the new file. A closed log that
+    /// nobody holds (the change's process died, or garbage reads as a closed log) is reported
+    /// at once; a hold is waited on for at most [`REPLACEMENT_WAIT`].
+    fn await_replacement(&self, old: &Attached) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            if !matches!(old.region.still_linked(), Ok(true)) {
+                return Ok(());
+            }
+            let Ok(Err(crate::protocol::RETIRED)) =
+                crate::protocol::usage(&old.region.words(), &[], 0, &crate::protocol::NoHook)
+            else {
+                return Ok(());
+            };
+            let held = old.region.held_for_replacement();
+            if !held || started.elapsed() >= REPLACEMENT_WAIT {
+                // The hold may have gone because the new file just took the path.
+                if !matches!(old.region.still_linked(), Ok(true)) {
+                    return Ok(());
+                }
+                let why = if held {
+                    format!(
+                        "a change of its rates has not put the new file in place after {REPLACEMENT_WAIT:?}"
+                    )
+                } else {
+                    "no new file took its place (a change of its rates that did not finish)".into()
+                };
+                return Err(Error::corrupt(
+                    &self.path,
+                    format!(
+                        "its log is closed and {why}; change the rates again (`hostlimit set`) \
+                         or reset the limiter (`hostlimit reset`)"
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        }
+    }
 }
+
+/// How long a process waits for a change of rates to put its new file in place.
+pub(super) const REPLACEMENT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
