@@ -596,3 +596,25 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
     state::forget(&record)?;
     Ok(Some(record))
 }
+
+/// After the rates of the journaled limiter of `record` were changed from `old` to `new`
+/// ([`reconfigure`](crate::reconfigure)): its journal's databases and its record follow, so
+/// that every later opener opens the journal with the new rates.
+pub(crate) fn follow_limiter(
+    record: &JournalRecord,
+    old: &[crate::rate::Rate],
+    new: &[crate::rate::Rate],
+) -> Result<(), Error> {
+    follow_rates(&record.journal, old, new)
+        .and_then(|_| state::write(&record.limiter, &record.journal, record.durability, new))
+        .map(drop)
+        .map_err(|error| Error::Journal {
+            path: record.journal.clone(),
+            reason: format!(
+                "the rates of {} were changed, but its journal could not follow (run \
+                 hostlimit::journal::follow_rates, or the next opener fails on the journal's \
+                 rates): {error}",
+                record.limiter.display()
+            ),
+        })
+}

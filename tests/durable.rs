@@ -603,3 +603,32 @@ fn the_command_line_journals_with_journal_and_status_shows_it() {
     assert!(!clash.status.success());
     assert!(String::from_utf8_lossy(&clash.stderr).contains("must use the same journal"));
 }
+
+#[test]
+fn a_change_of_rates_keeps_the_limiter_journaled_across_a_reboot() {
+    let host = Host::new();
+    let before = host.worker("journal", "acquire 7");
+    assert_eq!(before.admitted.len(), 7);
+    let path = host.path();
+    let set = host.cli(&["set", path.to_str().unwrap(), "--rate", "12/h"]);
+    assert!(set.status.success(), "{set:?}");
+    let status = host.status_json();
+    assert_eq!(status["limiters"][0]["journal"]["journaled"], true);
+    host.reboot();
+    // The first opener after the reboot takes the new rates from the record, and the
+    // journal (which follows them) restores the 7: 5 left of 12.
+    let first = host.worker("attach", "acquire 10; status");
+    assert_eq!(first.admitted.len(), 5, "{first:?}");
+    assert_eq!(first.statuses, ["Ok(()) journaled=true"], "{first:?}");
+    let mut all = before.admitted;
+    all.extend(first.admitted);
+    support::check_windows(&all, &[Rate::new(12, HOUR)]).unwrap();
+    // A process with the old rates is told they changed.
+    let old = host.worker("plain", "acquire 1");
+    assert!(
+        old.errors
+            .first()
+            .is_some_and(|e| e.contains("12/h") && e.contains("10/h")),
+        "{old:?}"
+    );
+}

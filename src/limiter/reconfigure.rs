@@ -64,8 +64,11 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
-/// A journal of the limiter records the rates it was made for: make it follow with
-/// [`journal::follow_rates`](crate::journal::follow_rates) (feature `journal`).
+/// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) stays
+/// journaled: its journal's databases and its record follow the new rates
+/// ([`journal::follow_rates`](crate::journal::follow_rates)), so that its next opener, with
+/// or without `.journal`, opens the journal with them. A journal that cannot follow is an
+/// [`Error::Journal`] that says the rates were changed nevertheless.
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
@@ -84,6 +87,8 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     let path = path.as_ref();
     region::check_machine()?;
     let rules = rules_for(rates)?;
+    #[cfg(feature = "journal")]
+    let record = crate::journal::recorded(path)?;
     let examined = Region::examine(path)?;
     match examined.kind {
         Kind::Limiter(_) => {}
@@ -128,6 +133,7 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     let fresh = Header {
         labels,
         lineage: header.lineage.next(),
+        flags: header.flags,
         ..new_header(&rules, identity, &HostClock)?
     };
     // Held from before the close until the new file is in place: a process that meets the
@@ -158,6 +164,10 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     report.kept = history.len() as u64;
     report.capacity.1 = fresh.capacity;
     report.displaced = retire_and_delete(displaced)?;
+    #[cfg(feature = "journal")]
+    if let Some(record) = record {
+        crate::journal::follow_limiter(&record, &report.old_rates, rates)?;
+    }
     Ok(report)
 }
 
