@@ -449,6 +449,11 @@ impl Journal {
         }
     }
 
+    /// The journal directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// This journal's own database, the only one it writes.
     pub fn file(&self) -> &Path {
         self.dir.own()

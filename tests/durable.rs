@@ -632,3 +632,26 @@ fn a_change_of_rates_keeps_the_limiter_journaled_across_a_reboot() {
         "{old:?}"
     );
 }
+
+#[test]
+fn a_journaled_process_outlives_a_forced_remove_and_starts_the_limiter_again_empty() {
+    let host = Host::new();
+    let (out, mut child) = host.start(
+        "journal",
+        "acquire 7; ready; sleep 1500; acquire 10; status",
+        &host.journal(),
+    );
+    support::wait_for_file(&out.with_extension("ready"), TIMEOUT);
+    let rm = host.cli(&["rm", host.path().to_str().unwrap(), "--force", "--json"]);
+    assert!(rm.status.success(), "{rm:?}");
+    assert!(!host.journal().exists());
+    let deadline = Instant::now() + TIMEOUT;
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "worker hung");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let outcome = parse_worker(&std::fs::read_to_string(out).unwrap());
+    // 7 before the remove; after it, the limiter is forgotten with its journal: 10 more.
+    assert_eq!(outcome.admitted.len(), 17, "{outcome:?}");
+    assert!(outcome.errors.is_empty(), "{outcome:?}");
+}

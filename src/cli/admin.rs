@@ -257,7 +257,12 @@ pub fn remove(
         target,
         force,
         "remove",
-        "each of them re-creates the file with its own rates at its next call",
+        if journal.is_some() && !keep_journal {
+            "each of them re-creates the file with its own rates at its next call, without \
+             the journal's history"
+        } else {
+            "each of them re-creates the file with its own rates at its next call"
+        },
     )?;
     let removed = if keep_journal {
         hostlimit::remove_keeping_journal(&target.path)

@@ -92,6 +92,14 @@ impl FileLimiter {
         #[cfg(feature = "journal")]
         let (history, header) = {
             let history = match &self.journal {
+                // Removed with its journal (`remove`): the limiter is forgotten, and comes
+                // back as anyone re-creates it, empty.
+                Some(handle)
+                    if !handle.journal().path().exists()
+                        && crate::journal::recorded(&self.path)?.is_none() =>
+                {
+                    None
+                }
                 Some(handle) => {
                     // First journal what the old file holds, so that a new file restores it.
                     // A failure is kept in the journal's status.

@@ -64,8 +64,7 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
-/// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) stays
-/// journaled: its journal's databases and its record follow the new rates
+/// A journaled limiter (one with a journal record, feature `journal`) stays journaled: its journal's databases and its record follow the new rates
 /// ([`journal::follow_rates`](crate::journal::follow_rates)), so that its next opener, with
 /// or without `.journal`, opens the journal with them. A journal that cannot follow is an
 /// [`Error::Journal`] that says the rates were changed nevertheless.
