@@ -65,7 +65,7 @@ pub struct Reconfigured {
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
 /// A journal of the limiter records the rates it was made for: make it follow with
-/// [`journal::follow_rates`](crate::journal::follow_rates) (feature `journal`).
+/// `hostlimit::journal::follow_rates` (feature `journal`).
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
