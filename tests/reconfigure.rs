@@ -233,8 +233,14 @@ fn an_opener_with_the_old_rates_is_told_what_changed() {
     let path = dir.path().join("lim");
     let old_rates = [Rate::new(10, SEC), Rate::new(100, MIN)];
     drop(Limiter::open(&path, &old_rates).unwrap());
+    // A process that sleeps through the change and a reset after it still adopts: the reset
+    // file is the same limiter (its lineage), with the new rates.
+    let stale = Limiter::open(&path, &old_rates).unwrap();
     let new_rates = [Rate::new(5, SEC), Rate::new(100, MIN)];
     hostlimit::reconfigure(&path, &new_rates).unwrap();
+    hostlimit::reset(&path).unwrap();
+    stale.try_acquire(1).unwrap();
+    assert_eq!(stale.rates(), new_rates);
     let error = Limiter::open(&path, &old_rates).unwrap_err();
     let Error::ConfigMismatch {
         file,
