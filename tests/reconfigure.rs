@@ -75,7 +75,7 @@ fn set_while_four_processes_hammer_keeps_every_window_exact_across_the_change() 
     let open = format!("open {}", support::rates_arg(&old_rates));
     let mut workers: Vec<support::Worker> = (0..4)
         .map(|i| {
-            let script = format!("{open}; touch ready.{i}; wait go; hammer 1600 1,2 200; usage");
+            let script = format!("{open}; touch ready.{i}; wait go; hammer 2500 1,2 200; usage");
             support::spawn(dir.path(), &path, &format!("w{i}"), &script, &[])
         })
         .collect();
