@@ -449,3 +449,38 @@ fn a_journal_follows_the_change_and_restores_under_the_new_rates() {
     restored.try_acquire(1).unwrap();
     assert!(restored.try_acquire(1).is_err());
 }
+
+/// Another process that had the limiter open before the change adopts the new rates at its
+/// next call, and when the file is deleted afterwards it re-creates it with them: the old
+/// configuration does not come back.
+#[test]
+fn a_process_attached_before_set_adopts_and_never_reverts() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("lim");
+    let old_rates = [Rate::new(2, MIN)];
+    let new_rates = [Rate::new(7, MIN), Rate::new(9, HOUR)];
+    let script = format!(
+        "open {} interval=0; acquire 1; touch ready; wait go; acquire 1; usage; touch \
+         adopted; wait deleted; acquire 1; usage",
+        support::rates_arg(&old_rates)
+    );
+    let mut worker = support::spawn(dir.path(), &path, "w", &script, &[]);
+    support::wait_for_file(&dir.path().join("ready"), HANG);
+    hostlimit::reconfigure(&path, &new_rates).unwrap();
+    support::touch(&dir.path().join("go"));
+    support::wait_for_file(&dir.path().join("adopted"), HANG);
+    fs::remove_file(&path).unwrap();
+    support::touch(&dir.path().join("deleted"));
+    let output = worker.finish(HANG);
+    assert_eq!(output.admissions.len(), 3, "{:?}", output.denials);
+    let limits = |usage: &Vec<support::UsageLine>| -> Vec<u64> {
+        usage.iter().map(|u| u.used + u.remaining).collect()
+    };
+    // Adopted with the history: the admission before the change counts.
+    assert_eq!(limits(&output.usages[0]), [7, 9]);
+    assert_eq!(output.usages[0][0].used, 2);
+    // Re-created with the new rates, empty.
+    assert_eq!(limits(&output.usages[1]), [7, 9]);
+    assert_eq!(output.usages[1][0].used, 1);
+    assert_eq!(Limiter::attach(&path).unwrap().rates(), new_rates);
+}
