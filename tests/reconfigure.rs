@@ -368,6 +368,18 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     let text = denied.to_string();
     assert!(text.contains("no new file took its place"), "{text}");
     assert!(text.contains("hostlimit set"), "{text}");
+    // Run again with the rates it has, the change is finished too.
+    let same = hostlimit::reconfigure(&path, &old_rates).unwrap();
+    assert!(same.changed);
+    assert_eq!((same.read, same.kept), (2, 2));
+    for _ in 0..3 {
+        user.try_acquire(1).unwrap();
+    }
+    assert!(
+        user.try_acquire(1).is_err(),
+        "5 per minute, 2 of them before"
+    );
+    close_log(&path, 5);
 
     // In progress: another process holds the file. The user waits for it, then gives up.
     let holder = fs::File::open(&path).unwrap();
@@ -392,10 +404,17 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
 
     let new_rates = [Rate::new(3, MIN)];
     let done = hostlimit::reconfigure(&path, &new_rates).unwrap();
-    assert_eq!((done.read, done.kept), (2, 2));
-    // The two admissions of the closed file count: one more fits.
+    assert_eq!((done.read, done.kept), (5, 3));
+    // Three of the five admissions of the closed file are kept (the new limit, all it can
+    // count): none more fits.
+    assert!(user.try_acquire(1).is_err());
+    assert_eq!(user.rates(), new_rates);
+    let new_rates = [Rate::new(5, MIN)];
+    hostlimit::reconfigure(&path, &new_rates).unwrap();
+    // Back to five per minute: the three kept count, two more fit.
     user.try_acquire(1).unwrap();
     assert_eq!(user.rates(), new_rates);
+    user.try_acquire(1).unwrap();
     assert!(user.try_acquire(1).is_err());
 }
 

@@ -120,7 +120,13 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         capacity: (header.capacity, header.capacity),
         displaced: OldFile::Limiter,
     };
-    if same_rates(&header, &rules, labels) {
+    // A closed log at the path is a change that did not finish: finish it, even to the rates
+    // the file has.
+    let closed_already = matches!(
+        protocol::usage(&old.words(), &[], 0, &NoHook),
+        Ok(Err(protocol::RETIRED))
+    );
+    if same_rates(&header, &rules, labels) && !closed_already {
         return Ok(report);
     }
     let fresh = Header {
