@@ -334,6 +334,11 @@ fn the_set_command_changes_the_rates_and_reports_them() {
     let (code, _, err) = run(&["acquire", "api", "--rate", "2/min"]);
     assert_eq!(code, Some(65));
     assert!(err.contains("set api --rate"), "{err}");
+    assert!(err.contains("were changed with `set`"), "{err}");
+    assert!(
+        err.contains("5/min, 100/h") && err.contains("(2/min)"),
+        "{err}"
+    );
     let (code, _, err) = run(&["set", "api"]);
     assert_eq!(code, Some(64), "--rate is required: {err}");
     let (code, _, err) = run(&["set", "nothing", "--rate", "1/s"]);
