@@ -80,9 +80,13 @@ pub enum Error {
     /// corrupt, another schema version, made for other rates, locked by another process for
     /// longer than the busy timeout, or not writable.
     ///
-    /// Nothing falls back silently: to go on without the journal (and without its history),
-    /// open the limiter again without `.journal(...)`; to start a new history, move the
-    /// journal file away.
+    /// Also: a journaled limiter's journal record that cannot be read, a recorded journal
+    /// that is missing, or a journal other than the recorded one.
+    ///
+    /// Nothing falls back silently: a journaled limiter (see [`journal`](crate::journal))
+    /// is journaled for every process that opens it, with or without `.journal(...)`. To go
+    /// on without the history, forget the journal ([`journal::forget`](crate::journal::forget),
+    /// `hostlimit rm`).
     Journal {
         /// The journal directory.
         path: PathBuf,
@@ -223,8 +227,10 @@ impl fmt::Display for Error {
             Error::Unsupported(reason) => write!(f, "unsupported machine: {reason}"),
             Error::Journal { path, reason } => write!(
                 f,
-                "{}: unusable limiter journal: {reason}; open the limiter without a journal to \
-                 go on without it, or move the journal away to start a new one",
+                "{}: unusable limiter journal: {reason}; a journaled limiter is not opened \
+                 without its history: repair the journal, or give the history up with \
+                 `hostlimit rm LIMITER` (hostlimit::journal::forget), which deletes the journal \
+                 and its record",
                 path.display()
             ),
             Error::Io { path, op, source } => write!(f, "{}: {op}: {source}", path.display()),

@@ -111,12 +111,37 @@
 //! `100req/5s` and `1000req/10s`), are in `journal/restore.rs`. Rows outside the longest
 //! window are dropped.
 //!
-//! A restore happens only when the file is created: a process that opens the limiter
-//! *without* the journal after a reboot creates an empty file, and the journal's history is
-//! then not applied. Open every process with the journal.
+//! # Durability belongs to the limiter
 //!
-//! [`reset`](crate::reset) and [`remove`](crate::remove) do not touch journals: a journal
-//! restores its history at the next creation. Delete the journal directory too to forget it.
+//! A limiter opened once with a journal stays journaled, whoever opens it next. The open
+//! writes a *journal record* on disk, in the state directory (`$HOSTLIMIT_STATE_DIR`, else
+//! `/var/lib/hostlimit` for root, else `$XDG_STATE_HOME/hostlimit` or
+//! `~/.local/state/hostlimit`), keyed by the limiter's absolute path, naming the journal
+//! directory, the durability and the rates ([`JournalRecord`], [`recorded`]), and sets the
+//! journaled flag in the header of the file it creates ([`FileInfo::journaled`](crate::FileInfo::journaled)).
+//! Every open looks for the record before it may create the file:
+//!
+//! * [`Builder::open`](crate::Builder::open) without `.journal` opens the recorded journal
+//!   (with the recorded durability) and, when it creates the file, restores its history;
+//!   with `.journal` naming another directory, it fails: every process of a limiter uses
+//!   the same journal.
+//! * [`Limiter::attach`](crate::Limiter::attach) does the same with the file's rates, or,
+//!   when the file is gone (a reboot), creates it with the recorded rates and the history.
+//! * A running process whose file was deleted re-creates it with the history too, even if
+//!   it was opened without a journal (it reads the recorded journal once).
+//! * A recorded journal that is missing or cannot be read makes the open fail
+//!   ([`Error::Journal`]); nothing starts empty silently. [`forget`] (or `hostlimit rm`)
+//!   gives the history up.
+//!
+//! Root's records are found by every user; a limiter shared by several users should be
+//! journaled by root, or every user should set the same `HOSTLIMIT_STATE_DIR`. The key is
+//! the path as given, made absolute, without resolving symbolic links: name the limiter by
+//! the same path everywhere. A build without the `journal` feature knows nothing of records.
+//!
+//! [`reset`](crate::reset) keeps the journal, and marks it so that no restore brings back what
+//! was admitted before the reset. [`remove`](crate::remove) deletes the journal and its
+//! record; [`remove_keeping_journal`](crate::remove_keeping_journal) keeps both (the next
+//! opener re-creates the limiter with its history, as after a reboot).
 //!
 //! # Compaction
 //!
@@ -139,8 +164,10 @@ mod files;
 mod flusher;
 mod leases;
 mod rates;
+mod reset;
 mod restore;
 mod schema;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -163,6 +190,10 @@ pub(crate) use flusher::Handle;
 use leases::Leases;
 pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
+pub use state::{
+    JournalRecord, MAX_RECORD, ROOT_STATE_DIR, STATE_DIR_ENV, default_journal_dir, recorded,
+    state_dir,
+};
 
 /// The journal schema this library reads and writes.
 ///
@@ -227,6 +258,8 @@ pub(crate) struct JournalConfig {
     pub target: Option<(PathBuf, Durability)>,
     pub wall: Arc<dyn WallClock>,
     pub busy_timeout: Duration,
+    /// Do not look for the limiter's journal record (observers that never create the file).
+    pub ignore_record: bool,
 }
 
 impl Default for JournalConfig {
@@ -235,6 +268,7 @@ impl Default for JournalConfig {
             target: None,
             wall: Arc::new(SystemWallClock),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            ignore_record: false,
         }
     }
 }
@@ -417,4 +451,123 @@ impl Journal {
             Some(reason) => Err(reason),
         }
     }
+}
+
+/// Which journal an open uses, and whether it must record it.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The journal directory and how to write it; `None`: no journal.
+    pub target: Option<(PathBuf, Durability)>,
+    /// The record found, if any.
+    pub record: Option<JournalRecord>,
+}
+
+/// Decides which journal an open of the limiter at `limiter` uses: the record's, whether or
+/// not the builder named one (a builder that names another is an error: every process of a
+/// limiter must use the same journal), else the builder's, else none.
+pub(crate) fn resolve(
+    limiter: &Path,
+    explicit: Option<&(PathBuf, Durability)>,
+) -> Result<Resolved, Error> {
+    let record = recorded(limiter)?;
+    let target = match (explicit, &record) {
+        (Some((journal, durability)), Some(record)) => {
+            if state::absolute(journal)? != record.journal {
+                return Err(Error::Journal {
+                    path: journal.clone(),
+                    reason: format!(
+                        "{} is journaled in {} (recorded in {}); every process of a limiter \
+                         must use the same journal",
+                        limiter.display(),
+                        record.journal.display(),
+                        record.record.display()
+                    ),
+                });
+            }
+            Some((record.journal.clone(), *durability))
+        }
+        (Some(explicit), None) => Some(explicit.clone()),
+        (None, Some(record)) => Some((record.journal.clone(), record.durability)),
+        (None, None) => None,
+    };
+    Ok(Resolved { target, record })
+}
+
+impl Journal {
+    /// Opens the journal an open [`resolve`]d: a recorded journal must exist (it is never
+    /// made again empty); a journal named by the builder and not recorded yet is recorded
+    /// (with `rates`) once it is open.
+    pub(crate) fn open_resolved(
+        limiter: &Path,
+        resolved: &Resolved,
+        config: &JournalConfig,
+        rates: &[crate::rate::Rate],
+        rules: &[Rule],
+        clock: Arc<dyn Clock>,
+        identity: &ClockIdentity,
+    ) -> Result<Option<Journal>, Error> {
+        let Some((path, durability)) = &resolved.target else {
+            return Ok(None);
+        };
+        if let Some(record) = &resolved.record
+            && !path.is_dir()
+        {
+            return Err(Error::Journal {
+                path: path.clone(),
+                reason: format!(
+                    "missing, but {} is journaled there (recorded in {}); put the journal back",
+                    limiter.display(),
+                    record.record.display()
+                ),
+            });
+        }
+        let journal = Journal::open(path, *durability, config, rules, clock, identity)?;
+        if resolved.record.is_none() {
+            state::write(&state::absolute(limiter)?, path, *durability, rates)?;
+        }
+        Ok(Some(journal))
+    }
+}
+
+/// Tells the journal of a limiter that was just reset that the admissions before `now`
+/// (the file's clock, `identity`) belong to no file any more, except those of `fresh`, the
+/// file the reset made: a restore skips them (see `journal/reset.rs`). Creates the journal
+/// directory if it is gone (it then holds only the mark: an empty history, as the reset
+/// left the limiter).
+pub(crate) fn mark_reset(
+    journal: &Path,
+    fresh: &Header,
+    identity: &ClockIdentity,
+    now: crate::clock::Nanos,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(journal).map_err(|e| Error::Journal {
+        path: journal.to_path_buf(),
+        reason: format!("cannot create the directory: {e}"),
+    })?;
+    reset::write(
+        journal,
+        &reset::Mark {
+            file_id: FileKey::of(fresh).text(),
+            clock: clock_text(identity),
+            boot_ns: now,
+            wall_ns: SystemWallClock.now(),
+        },
+    )
+}
+
+/// Forgets that the limiter at `limiter` is journaled: deletes its journal (the journal's
+/// own files; the directory too if nothing else is in it) and its record, so that its next
+/// opener without `.journal` starts it empty. The way to give up a lost or broken journal's
+/// history; [`remove`](crate::remove) does the same after removing the file. Returns the
+/// record that was deleted, `None` if there was none.
+///
+/// # Errors
+///
+/// An unreadable record, or a journal file or the record that cannot be deleted.
+pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error> {
+    let Some(record) = recorded(limiter.as_ref())? else {
+        return Ok(None);
+    };
+    state::forget(&record, false)?;
+    Ok(Some(record))
 }

@@ -29,7 +29,7 @@
 //! | 12 | creator pid |
 //! | 13 | creator uid |
 //! | 14 | unit labels: byte i names what rate i's weight measures (0 nothing, 1 tokens, 2 bytes; `rate::WeightUnit`); 0 for a rate that counts requests and for unused rates. Only a name for display: files written before it have 0 here |
-//! | 15 | lineage ([`Lineage`]): bits 0..32 an id the first file of a limiter draws, bits 32..64 how often its rates were changed since (`limiter/reconfigure.rs`); a file that replaces another by a reconfiguration keeps its id and counts one more, so that the processes of the file it replaced adopt its rates. Any value is harmless (it only lets a process adopt rates that passed every other check); files written before it have 0 here |
+//! | 15 | flags and lineage: bits 0..31 the lineage id and bits 32..64 the lineage generation ([`Lineage`]: an id the first file of a limiter draws, and how often its rates were changed since, `limiter/reconfigure.rs`; a file that replaces another by a reconfiguration keeps its id and counts one more, so that the processes of the file it replaced adopt its rates; any value is harmless: it only lets a process adopt rates that passed every other check); bit 31 the flag [`FLAG_JOURNALED`]: the file was made by a process with a journal (where the journal is, is recorded on disk: `journal/state.rs`). Files written before it have 0 here |
 //! | 16 + 3i, 17 + 3i, 18 + 3i | rate i: limit, window (ns), counts (0 weight, 1 requests) |
 //!
 //! The hint, laps, journaled word and counters start zeroed. Ring slot 0 starts as the
@@ -46,6 +46,12 @@ use crate::rate::WeightUnit;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"hostlim\x01");
 /// The layout version this library reads and writes.
 pub const VERSION: u64 = 1;
+/// Header flag (word 15): the file was made with a journal.
+pub const FLAG_JOURNALED: u64 = 1;
+/// Where the flags sit in word 15: the bits above the lineage id, below its generation.
+const FLAGS_SHIFT: u32 = 31;
+/// The lineage id's bits in word 15.
+const LINEAGE_ID_MASK: u32 = (1 << FLAGS_SHIFT) - 1;
 /// Number of immutable header words covered by the checksum (words 3..HEADER_WORDS).
 pub const HEADER_WORDS: usize = 40;
 /// Offset of the hint word (its own cache lines).
@@ -107,6 +113,8 @@ pub struct Header {
     pub creator_uid: u64,
     /// Unit labels, one byte per rate (see [`pack_units`]); 0 for none.
     pub labels: u64,
+    /// Flags ([`FLAG_JOURNALED`]); 0 for none.
+    pub flags: u64,
     /// Which limiter this file is, across changes of its rates (word 15).
     pub lineage: Lineage,
 }
@@ -117,7 +125,8 @@ pub struct Header {
 /// opens a file with its own rates is checked against them, whatever the lineage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lineage {
-    /// Drawn when the limiter's first file was made (from its creation times, pid and uid).
+    /// Drawn when the limiter's first file was made (from its creation times, pid and uid);
+    /// 31 bits (word 15's bit 31 is a flag).
     pub id: u32,
     /// How often the rates were changed since: 0 for a file made with the rates it has.
     pub generation: u32,
@@ -127,7 +136,7 @@ impl Lineage {
     /// The lineage of a new limiter: an id drawn from what is unique to its creation.
     pub fn new(created_wall_ns: u64, created_clock_ns: u64, pid: u64, uid: u64) -> Lineage {
         Lineage {
-            id: checksum(&[created_wall_ns, created_clock_ns, pid, uid]) as u32,
+            id: checksum(&[created_wall_ns, created_clock_ns, pid, uid]) as u32 & LINEAGE_ID_MASK,
             generation: 0,
         }
     }
@@ -151,10 +160,10 @@ impl Lineage {
         u64::from(self.id) | (u64::from(self.generation) << 32)
     }
 
-    /// From the header word; every value is a lineage.
+    /// From the header word (without the flag bit); every value is a lineage.
     pub fn from_word(word: u64) -> Lineage {
         Lineage {
-            id: word as u32,
+            id: word as u32 & LINEAGE_ID_MASK,
             generation: (word >> 32) as u32,
         }
     }
@@ -287,7 +296,7 @@ impl Header {
         w[12] = self.creator_pid;
         w[13] = self.creator_uid;
         w[14] = self.labels;
-        w[15] = self.lineage.word();
+        w[15] = self.lineage.word() | (self.flags << FLAGS_SHIFT);
         for (i, rule) in self.rules.iter().enumerate() {
             w[16 + 3 * i] = rule.limit;
             w[17 + 3 * i] = rule.window;
@@ -338,6 +347,8 @@ impl Header {
                 _ => return Err(Invalid::Corrupt(format!("rate {i} has unit label {code}"))),
             }
         }
+        // One flag bit, so every value of word 15 is valid.
+        let flags = (w[15] >> FLAGS_SHIFT) & FLAG_JOURNALED;
         let capacity = w[4];
         match capacity_for(&rules) {
             Ok(needed) if needed == capacity => {}
@@ -369,6 +380,7 @@ impl Header {
             creator_pid: w[12],
             creator_uid: w[13],
             labels,
+            flags,
             lineage: Lineage::from_word(w[15]),
         })
     }
@@ -407,6 +419,7 @@ mod tests {
             creator_pid: 3,
             creator_uid: 4,
             labels: 0,
+            flags: 0,
             lineage: Lineage::default(),
         }
     }
@@ -461,6 +474,41 @@ mod tests {
         other = words;
         other[1] = 2;
         assert_eq!(Header::decode(&other), Err(Invalid::Version(2)));
+    }
+
+    #[test]
+    fn the_journaled_flag_and_the_lineage_share_word_15_without_touching() {
+        let lineage = Lineage {
+            id: LINEAGE_ID_MASK,
+            generation: u32::MAX,
+        };
+        let journaled = Header {
+            flags: FLAG_JOURNALED,
+            lineage,
+            ..header(vec![rule(10, SEC, false)])
+        };
+        let words = journaled.encode();
+        assert_eq!(words[15], u64::MAX);
+        assert_eq!(Header::decode(&words), Ok(journaled.clone()));
+        let unflagged = Header {
+            flags: 0,
+            ..journaled.clone()
+        };
+        assert_eq!(unflagged.encode()[15], !(1u64 << 31));
+        assert_eq!(Header::decode(&unflagged.encode()), Ok(unflagged));
+        let plain = Header {
+            lineage: Lineage::default(),
+            ..journaled
+        };
+        assert_eq!(plain.encode()[15], 1 << 31);
+        assert_eq!(
+            Header::decode(&plain.encode()).map(|h| h.flags),
+            Ok(FLAG_JOURNALED)
+        );
+        // A file of before the flags and lineage (word 15 zero) reads as not journaled.
+        let old = header(vec![rule(10, SEC, false)]);
+        assert_eq!(old.encode()[15], 0);
+        assert_eq!(Header::decode(&old.encode()).map(|h| h.flags), Ok(0));
     }
 
     #[test]
@@ -571,7 +619,7 @@ mod tests {
             id: 7,
             generation: 0
         }));
-        assert_eq!(Lineage::from_word(u64::MAX).word(), u64::MAX);
+        assert_eq!(Lineage::from_word(u64::MAX).word(), !(1u64 << 31));
     }
 
     #[test]

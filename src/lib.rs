@@ -88,7 +88,7 @@ pub use limiter::Jitter;
 #[cfg(not(loom))]
 pub use limiter::{
     Builder, Counters, DEFAULT_DIR, DIR_ENV, FileInfo, Limiter, OldFile, Pacing, RateUsage,
-    Reconfigured, Stamp, default_dir, path_for, reconfigure, remove, reset,
+    Reconfigured, Stamp, default_dir, path_for, reconfigure, remove, remove_keeping_journal, reset,
 };
 pub use rate::{Counts, MAX_LIMIT, MAX_WINDOW, Rate, WeightUnit};
 

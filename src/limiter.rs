@@ -28,7 +28,7 @@ use crate::error::{Denied, Error};
 use crate::journal::JournalConfig;
 use crate::rate::Rate;
 
-pub use admin::{OldFile, remove, reset};
+pub use admin::{OldFile, remove, remove_keeping_journal, reset};
 pub use builder::Builder;
 #[cfg(feature = "journal")]
 pub(crate) use builder::rules_for;
@@ -115,6 +115,10 @@ pub struct FileInfo {
     pub creator_uid: u64,
     /// The clock its timestamps come from.
     pub clock: ClockIdentity,
+    /// The file was made by a process with a journal (its header says so; where the journal
+    /// is, [`journal::recorded`](crate::journal::recorded) says). False for files made
+    /// without one, and for files of versions before the flag.
+    pub journaled: bool,
 }
 
 /// A host-wide rate limiter: every process that opens the same file shares its limits.
@@ -152,11 +156,16 @@ pub struct Limiter {
 enum Backend {
     /// A file every process on this host maps.
     File(FileLimiter),
+    /// A file mapped read-only ([`Limiter::observe`]): readings only; every acquire is
+    /// refused, and nothing is counted in the file.
+    Observer(FileLimiter),
 }
 
 impl Limiter {
-    /// Opens the limiter file at `path` with `rates`, creating it (and its directory) if it
-    /// does not exist, or attaching to it if it does.
+    /// Opens the limiter file at `path` with `rates`, creating it if it does not exist, or
+    /// attaching to it if it does. A missing directory is created only if it is the
+    /// directory of named limiters ([`default_dir`], made shared); see
+    /// [`Builder::create_dirs`] for others.
     ///
     /// # Errors
     ///
@@ -172,12 +181,68 @@ impl Limiter {
     }
 
     /// Attaches to an existing limiter file, adopting whatever rates it has.
+    ///
+    /// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) is
+    /// opened with its journal, and if its file is gone (a reboot), created again with the
+    /// recorded rates and the journal's history; without a record, a missing file is an
+    /// error.
     pub fn attach(path: impl AsRef<Path>) -> Result<Limiter, Error> {
-        Builder {
+        Limiter::builder(&[]).attach(path)
+    }
+
+    /// Observes an existing limiter file without any right to change it: the file is opened
+    /// read-only and mapped read-only, so read permission on it is enough (a monitoring
+    /// account needs nothing more). [`usage`](Limiter::usage),
+    /// [`admitted`](Limiter::admitted), [`counters`](Limiter::counters),
+    /// [`info`](Limiter::info) and [`rates`](Limiter::rates) work as on any limiter, and follow
+    /// the file when it is reset or replaced; every acquire is refused
+    /// ([`DenialKind::Unavailable`](crate::DenialKind::Unavailable), saying the limiter is
+    /// observed read-only), and nothing is written to the file, not even the counters. A file
+    /// that is gone is not re-created.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::attach`] (a missing, corrupt or foreign file, a symbolic link, no read
+    /// permission: the error names the file's owner and mode), and [`Error::Unsupported`] on
+    /// a CPU whose 16-byte atomic loads write (x86_64 without AVX; aarch64 before LSE2, such
+    /// as Graviton2 or a Raspberry Pi 4): there, observe with [`Limiter::attach`], which needs
+    /// write permission.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hostlimit::{Limiter, Rate};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("api");
+    /// let limiter = Limiter::open(&path, &[Rate::new(10, Duration::from_secs(1))])?;
+    /// limiter.try_acquire(3).unwrap();
+    /// # if hostlimit::Limiter::observe(&path).is_err() { return Ok(()); } // loads that write
+    /// let observer = Limiter::observe(&path)?;
+    /// assert_eq!(observer.usage()?[0].used, 3);
+    /// assert!(observer.try_acquire(1).is_err());
+    /// # Ok::<(), hostlimit::Error>(())
+    /// ```
+    pub fn observe(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Ok(Limiter {
+            backend: Backend::Observer(builder::observe(path.as_ref())?),
+        })
+    }
+
+    /// Attaches to an existing limiter file without opening its journal, for a process that
+    /// only looks (`hostlimit status`): no journal database of its own, no journal thread.
+    /// It never creates the file (a missing one is an error), and if the file is deleted
+    /// while it is attached, it re-creates it as any limiter does: with the recorded journal's
+    /// history, or not at all.
+    #[cfg(feature = "journal")]
+    pub fn attach_without_journal(path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        let mut builder = Builder {
             rates: None,
             ..Limiter::builder(&[])
-        }
-        .open(path)
+        };
+        builder.journal.ignore_record = true;
+        builder.open(path)
     }
 
     /// Options beyond the rates: permissions, clock, re-attach interval.
@@ -185,6 +250,8 @@ impl Limiter {
         Builder {
             rates: Some(rates.to_vec()),
             mode: 0o600,
+            group: None,
+            create_dirs: false,
             clock: Time::Host,
             check_interval: Duration::from_secs(1),
             pacing: Pacing::none(),
@@ -235,7 +302,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn counters(&self) -> Result<Counters, Error> {
         match &self.backend {
-            Backend::File(file) => file.counters(),
+            Backend::File(file) | Backend::Observer(file) => file.counters(),
         }
     }
 
@@ -244,6 +311,8 @@ impl Limiter {
     fn count_refusal(&self, denied: &Denied, how: Refusal) {
         match &self.backend {
             Backend::File(file) => file.count_refusal(denied, how),
+            // An observer may not write to the file, and refuses only for that.
+            Backend::Observer(_) => {}
         }
     }
 
@@ -252,6 +321,7 @@ impl Limiter {
     fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         match &self.backend {
             Backend::File(file) => file.try_once(weight),
+            Backend::Observer(file) => Err(file.observer_denial()),
         }
     }
 
@@ -262,7 +332,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
         match &self.backend {
-            Backend::File(file) => file.usage(),
+            Backend::File(file) | Backend::Observer(file) => file.usage(),
         }
     }
 
@@ -273,7 +343,7 @@ impl Limiter {
     /// [`Error::Corrupt`] if the shared state is unusable.
     pub fn admitted(&self) -> Result<u64, Error> {
         match &self.backend {
-            Backend::File(file) => file.admitted(),
+            Backend::File(file) | Backend::Observer(file) => file.admitted(),
         }
     }
 
@@ -285,7 +355,7 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_status(&self) -> Result<(), String> {
         match &self.backend {
-            Backend::File(file) => file.journal_status(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_status(),
         }
     }
 
@@ -295,7 +365,7 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_file(&self) -> Option<&Path> {
         match &self.backend {
-            Backend::File(file) => file.journal_file(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_file(),
         }
     }
 
@@ -311,28 +381,28 @@ impl Limiter {
     #[cfg(feature = "journal")]
     pub fn journal_flush(&self) -> Result<(), Error> {
         match &self.backend {
-            Backend::File(file) => file.journal_flush(),
+            Backend::File(file) | Backend::Observer(file) => file.journal_flush(),
         }
     }
 
     /// The rates, in the file's order.
     pub fn rates(&self) -> Vec<Rate> {
         match &self.backend {
-            Backend::File(file) => file.rates(),
+            Backend::File(file) | Backend::Observer(file) => file.rates(),
         }
     }
 
     /// The file this limiter maps.
     pub fn path(&self) -> &Path {
         match &self.backend {
-            Backend::File(file) => file.path(),
+            Backend::File(file) | Backend::Observer(file) => file.path(),
         }
     }
 
     /// What the file records about itself.
     pub fn info(&self) -> FileInfo {
         match &self.backend {
-            Backend::File(file) => file.info(),
+            Backend::File(file) | Backend::Observer(file) => file.info(),
         }
     }
 }

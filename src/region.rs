@@ -9,7 +9,14 @@
 //! a reset or remove learns exactly which file it displaced) is in `files`.
 //!
 //! Attaching validates everything before the first atomic is touched: size, magic, version,
-//! checksum, rates, clock. The file is never shrunk by hostlimit; a file truncated by someone
+//! checksum, rates, clock. In a directory anyone may write to (sticky, like the default
+//! directory), a file is also checked for whose it is before it is used for writing: one that
+//! another user may have planted (not ours, not root's, not of the group we were told to
+//! share with) is refused.
+//!
+//! A region opened with [`Region::observe`] maps the file read-only (`PROT_READ`): it hands
+//! out only loads ([`Region::read_words`]); what could write ([`Region::words`], the counters)
+//! gets stand-ins that cannot reach the mapping. The file is never shrunk by hostlimit; a file truncated by someone
 //! else after it was validated would raise SIGBUS, which no mapping can prevent.
 
 mod atomic;
@@ -32,7 +39,7 @@ use crate::layout::{self, HEADER_WORDS, Header, Invalid};
 use crate::protocol::{Record, Words};
 use crate::sync::{AtomicU64, Ordering};
 
-pub use files::{Displaced, Owner};
+pub use files::{Dirs, Displaced, Owner};
 use files::{Fresh, errno_io};
 pub use swap::{Pinned, SwapCell};
 
@@ -48,6 +55,8 @@ pub struct Region {
     dev: u64,
     ino: u64,
     shard: usize,
+    /// Mapped `PROT_READ` ([`Region::observe`]): nothing may write to it.
+    read_only: bool,
 }
 
 /// How to open: the header a new file gets, or `None` to attach to an existing file only.
@@ -56,6 +65,12 @@ pub struct OpenSpec<'a> {
     pub create: Option<&'a Header>,
     /// Permission bits for a new file.
     pub mode: u32,
+    /// The group of a new file (`None`: whatever the directory gives it). In a shared
+    /// directory, a file of this group is trusted whoever owns it (only its members, and
+    /// root, can give a file a group).
+    pub group: Option<u32>,
+    /// Which missing directories a create may make.
+    pub dirs: Dirs,
 }
 
 /// A file at a limiter's path, opened but not mapped: whose it is, and what it is.
@@ -99,22 +114,28 @@ impl Region {
         check_machine()?;
         let (dir_path, name) = files::split(path)?;
         if spec.create.is_some() {
-            files::create_dir(&dir_path, spec.mode)?;
+            files::create_dirs(&dir_path, spec.dirs, spec.mode)?;
         }
         let dir = files::open_dir(&dir_path)?;
+        let shared = files::is_shared(&dir);
         // A few rounds: the file may be removed between a failed create and the next open.
         for _ in 0..16 {
-            match open_file(&dir, name) {
-                Ok(fd) => return Region::attach(path, fd, spec.create),
+            match open_file(&dir, name, OFlag::O_RDWR) {
+                Ok(fd) => {
+                    if shared {
+                        files::check_trusted(path, &fd, spec.group)?;
+                    }
+                    return Region::attach(path, fd, spec.create, Access::ReadWrite);
+                }
                 Err(Errno::ENOENT) => {}
-                Err(e) => return Err(open_error(path, e)),
+                Err(e) => return Err(open_error(path, &dir, name, e, "write")),
             }
             let Some(header) = spec.create else {
                 return Err(Error::io(path, "open", errno_io(Errno::ENOENT)));
             };
             let owner = Owner {
                 uid: None,
-                gid: None,
+                gid: spec.group,
                 mode: spec.mode,
             };
             let made = files::make(
@@ -128,7 +149,7 @@ impl Region {
             // Only now can anyone else see it; if another process linked one first, attach
             // to theirs.
             if let Some(fd) = made.link(path, &dir, name)? {
-                return Region::map(path, &File::from(fd), header.clone());
+                return Region::map(path, &File::from(fd), header.clone(), Access::ReadWrite);
             }
         }
         Err(Error::io(
@@ -138,8 +159,40 @@ impl Region {
         ))
     }
 
+    /// Opens the existing limiter file at `path` to observe it: read-only (`O_RDONLY`, mapped
+    /// `PROT_READ`), so read permission on the file is enough. The region hands out loads
+    /// only; nothing this process does can write to the file.
+    ///
+    /// # Errors
+    ///
+    /// As attaching, and [`Error::Unsupported`] on a machine whose 128-bit loads write (see
+    /// `atomic.rs`): such a load would fault on a read-only mapping.
+    pub fn observe(path: &Path) -> Result<Region, Error> {
+        check_machine()?;
+        let primitives = atomic::primitives();
+        if primitives.load_writes {
+            return Err(Error::Unsupported(format!(
+                "observing {} read-only needs a 16-byte load that does not write, and this CPU's \
+                 ({}) stores what it reads; open the limiter with write access instead (the \
+                 command line does so by itself when it may write to the file)",
+                path.display(),
+                primitives.load
+            )));
+        }
+        let (dir_path, name) = files::split(path)?;
+        let dir = files::open_dir(&dir_path)?;
+        let fd = open_file(&dir, name, OFlag::O_RDONLY)
+            .map_err(|e| open_error(path, &dir, name, e, "read"))?;
+        Region::attach(path, fd, None, Access::ReadOnly)
+    }
+
     /// Validates an existing file and maps it.
-    fn attach(path: &Path, fd: OwnedFd, expected: Option<&Header>) -> Result<Region, Error> {
+    fn attach(
+        path: &Path,
+        fd: OwnedFd,
+        expected: Option<&Header>,
+        access: Access,
+    ) -> Result<Region, Error> {
         let stat = fstat(&fd).map_err(|e| Error::io(path, "stat", errno_io(e)))?;
         if stat.st_mode & libc_s_ifmt() != libc_s_ifreg() {
             return Err(Error::corrupt(path, "not a regular file"));
@@ -182,15 +235,18 @@ impl Region {
                 expected: header.file_size(),
             });
         }
-        Region::map(path, &file, header)
+        Region::map(path, &file, header, access)
     }
 
     /// Maps `file`, whose header is `header` and whose size was checked against it.
-    fn map(path: &Path, file: &File, header: Header) -> Result<Region, Error> {
-        let map = memmap2::MmapOptions::new()
-            .len(header.file_size() as usize)
-            .map_raw(file)
-            .map_err(|e| Error::io(path, "map", e))?;
+    fn map(path: &Path, file: &File, header: Header, access: Access) -> Result<Region, Error> {
+        let mut options = memmap2::MmapOptions::new();
+        options.len(header.file_size() as usize);
+        let map = match access {
+            Access::ReadWrite => options.map_raw(file),
+            Access::ReadOnly => options.map_raw_read_only(file),
+        }
+        .map_err(|e| Error::io(path, "map", e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
         Ok(Region {
             map,
@@ -199,6 +255,7 @@ impl Region {
             dev: meta.dev(),
             ino: meta.ino(),
             shard: shard(),
+            read_only: access == Access::ReadOnly,
         })
     }
 
@@ -208,7 +265,8 @@ impl Region {
     pub fn examine(path: &Path) -> Result<Examined, Error> {
         let (dir_path, name) = files::split(path)?;
         let dir = files::open_dir(&dir_path)?;
-        let fd = open_file(&dir, name).map_err(|e| open_error(path, e))?;
+        let fd = open_file(&dir, name, OFlag::O_RDWR)
+            .map_err(|e| open_error(path, &dir, name, e, "write"))?;
         examine_file(path, &fd)
     }
 
@@ -252,7 +310,7 @@ impl Region {
             .ok_or_else(|| Error::corrupt(path, "not a regular file"))?
             .try_clone()
             .map_err(|e| Error::io(path, "dup", e))?;
-        Region::attach(path, fd, None)
+        Region::attach(path, fd, None, Access::ReadWrite)
     }
 
     /// The validated header.
@@ -263,6 +321,16 @@ impl Region {
     /// The path this region was opened at.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A word of the mapping at `offset`, in the part before the ring, to write to: on a
+    /// read-only region a process-local stand-in (the counters are statistics).
+    fn word_to_write(&self, offset: usize) -> &AtomicU64 {
+        static STAND_IN: AtomicU64 = AtomicU64::new(0);
+        if self.read_only {
+            return &STAND_IN;
+        }
+        self.word(offset)
     }
 
     /// A word of the mapping at `offset`, in the part before the ring.
@@ -291,8 +359,20 @@ impl Region {
         }
     }
 
-    /// The protocol's words: the hint, the lap counter and the ring.
+    /// The protocol's words, for every protocol step (`acquire` and `retire` write to them).
+    /// On a read-only region they are a stand-in ring that every step reports as corrupt
+    /// (before anything is written), so that nothing can write to a `PROT_READ` mapping;
+    /// readers use [`Region::read_words`].
     pub fn words(&self) -> Words<'_> {
+        if self.read_only {
+            return unusable_words();
+        }
+        self.read_words()
+    }
+
+    /// The protocol's words, for the steps that only load (`usage`, `records_since`): the
+    /// hint, the lap counter and the ring, on a read-only region too.
+    pub fn read_words(&self) -> Words<'_> {
         // The capacity was validated as a power of two within bounds by `Header::decode` (or
         // computed by `capacity_for`), so `Words::new` accepts it; should it not, an empty
         // two-slot ring full of fake records makes every acquire report corruption.
@@ -310,12 +390,12 @@ impl Region {
     /// (see `journal.rs`). Never touched by the hot path.
     #[cfg(feature = "journal")]
     pub fn journaled(&self) -> &AtomicU64 {
-        self.word(layout::JOURNALED_OFFSET)
+        self.word_to_write(layout::JOURNALED_OFFSET)
     }
 
     /// The denial counter of rate `rate` in this process's shard.
     pub fn denial_counter(&self, rate: usize) -> &AtomicU64 {
-        self.word(layout::counter_offset(self.shard, rate))
+        self.word_to_write(layout::counter_offset(self.shard, rate))
     }
 
     /// The total of rate `rate`'s denial counters over all shards; `None` if a shard holds
@@ -326,7 +406,7 @@ impl Region {
 
     /// Counter `tally` in this process's shard.
     pub fn tally_counter(&self, tally: layout::Tally) -> &AtomicU64 {
-        self.word(layout::tally_offset(self.shard, tally))
+        self.word_to_write(layout::tally_offset(self.shard, tally))
     }
 
     /// The total of counter `tally` over all shards; `None` if a shard holds garbage.
@@ -351,23 +431,69 @@ impl Region {
     }
 }
 
-/// Opens the file `name` in `dir` for reading and writing, never through a symbolic link.
-fn open_file(dir: &OwnedFd, name: &std::ffi::OsStr) -> nix::Result<OwnedFd> {
+/// How a region is mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Opens the file `name` in `dir` with `how` (`O_RDWR` or `O_RDONLY`), never through a
+/// symbolic link.
+fn open_file(dir: &OwnedFd, name: &std::ffi::OsStr, how: OFlag) -> nix::Result<OwnedFd> {
     openat(
         dir,
         name,
-        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        how | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
 }
 
-fn open_error(path: &Path, errno: Errno) -> Error {
+/// Why the file `name` in `dir` could not be opened to `purpose` ("read" or "write"), in
+/// words: a symbolic link is refused; a permission error names the file's owner, group and
+/// mode, and what to do.
+fn open_error(
+    path: &Path,
+    dir: &OwnedFd,
+    name: &std::ffi::OsStr,
+    errno: Errno,
+    purpose: &str,
+) -> Error {
     match errno {
         Errno::ELOOP => Error::io(
             path,
-            "open (refusing to follow a symbolic link)",
+            "open (refusing to follow a symbolic link: a limiter is a regular file, and a link \
+             in a shared directory may have been planted by another user)",
             errno_io(Errno::ELOOP),
         ),
+        Errno::EACCES | Errno::EPERM => {
+            let Ok(stat) =
+                nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            else {
+                // Not even its owner can be read: the directory is closed to us.
+                let dir_path = path.parent().unwrap_or(Path::new("."));
+                return files::dir_error(dir_path, dir, "open directory", errno);
+            };
+            let whose = format!("it is {}", files::whose(&stat));
+            let advice = if purpose == "read" {
+                "ask its owner to grant read permission (observing needs nothing more)"
+            } else {
+                "ask its owner to share it with a group you are in (create it with \
+                 `--group GROUP --mode 0660`, or `Builder::group`), or run as its owner; \
+                 status, watch, metrics and top need only read permission"
+            };
+            Error::io(
+                path,
+                "open",
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "permission denied: {} cannot {purpose} it: {whose}; {advice}",
+                        files::user_name(nix::unistd::geteuid().as_raw())
+                    ),
+                ),
+            )
+        }
         e => Error::io(path, "open", errno_io(e)),
     }
 }

@@ -232,7 +232,16 @@ fn a_path_names_a_limiter_outside_the_directory() {
     let fx = Fixture::new();
     let path = fx.dir.path().join("elsewhere").join("api");
     let path_text = path.to_str().unwrap();
-    fx.expect(0, &["acquire", path_text, "--rate", "5/s"]);
+    // A missing directory is created only when asked for (a typo creates nothing).
+    let missing = fx.expect(NO_INPUT, &["acquire", path_text, "--rate", "5/s"]);
+    assert!(
+        missing.stderr.contains("no such directory"),
+        "{}",
+        missing.stderr
+    );
+    assert!(missing.stderr.contains("--parents"), "{}", missing.stderr);
+    assert!(!path.parent().unwrap().exists());
+    fx.expect(0, &["acquire", path_text, "--rate", "5/s", "--parents"]);
     assert!(path.exists());
     assert!(!fx.limiters().exists(), "the directory was not used");
     // --dir wins over HOSTLIMIT_DIR.

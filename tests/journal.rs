@@ -753,12 +753,39 @@ fn a_garbage_journal_is_an_error_and_the_limiter_opens_without_it() {
         reason.contains("1-garbage.sqlite: not a SQLite database"),
         "{reason}"
     );
-    assert!(error.unwrap().contains("without a journal"));
-    // The documented way on: open without `.journal(...)`.
+    assert!(error.unwrap().contains("journal::forget"));
+    // Never recorded (the open failed before it could record it): the limiter opens
+    // without `.journal(...)`.
     Limiter::open(setup.path(), &rates())
         .unwrap()
         .try_acquire(1)
         .unwrap();
+    assert_eq!(hostlimit::journal::recorded(setup.path()).unwrap(), None);
+}
+
+#[test]
+fn a_recorded_journal_that_broke_is_given_up_only_by_forgetting_it() {
+    let setup = Setup::new();
+    journal_some(&setup, &rates(), 3);
+    let record = hostlimit::journal::recorded(setup.path())
+        .unwrap()
+        .expect("the journal is recorded");
+    assert_eq!(record.journal, std::path::absolute(setup.db()).unwrap());
+    std::fs::remove_file(setup.path()).unwrap();
+    std::fs::write(setup.db().join("1-garbage.sqlite"), vec![0x5a; 8192]).unwrap();
+    // Recorded: an open without `.journal(...)` uses the journal, and fails with it.
+    let reason = journal_error(Limiter::open(setup.path(), &rates()));
+    assert!(reason.contains("not a SQLite database"), "{reason}");
+    assert!(!setup.path().exists(), "nothing was created empty");
+    // Forgotten: journal and record are deleted, and the limiter starts empty.
+    assert_eq!(
+        hostlimit::journal::forget(setup.path()).unwrap(),
+        Some(record)
+    );
+    assert!(!setup.db().exists());
+    let fresh = Limiter::open(setup.path(), &rates()).unwrap();
+    assert_eq!(fresh.usage().unwrap()[0].used, 0);
+    assert!(!fresh.info().journaled);
 }
 
 #[test]

@@ -6,6 +6,8 @@
 mod chart;
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(all(feature = "cli", feature = "journal"))]
+mod durable;
 mod hostile;
 #[cfg(feature = "journal")]
 mod journal;
@@ -15,6 +17,8 @@ mod open;
 mod protocol;
 mod readme;
 mod reconfigure;
+#[cfg(feature = "cli")]
+mod sharing;
 mod support;
 #[cfg(feature = "cli")]
 mod top;

@@ -485,7 +485,9 @@ fn a_stopped_worker_blocks_nobody() {
 
 /// Sixteen processes open a limiter that does not exist yet, in a directory that does not
 /// exist yet, at the same instant: all succeed, one file results (no temporary files left),
-/// and they share it: exactly the limit is admitted among them.
+/// and they share it: exactly the limit is admitted among them. The directory is made as
+/// asked (`create_dirs`), and in the last round as the directory of named limiters
+/// (`HOSTLIMIT_DIR`): shared, `01777`, whoever made it.
 #[test]
 fn many_processes_creating_the_file_at_once_share_one_limiter() {
     let _serial = support::exclusive();
@@ -493,10 +495,18 @@ fn many_processes_creating_the_file_at_once_share_one_limiter() {
         let dir = support::temp_dir();
         let limiter_dir = dir.path().join("fresh");
         let path = limiter_dir.join("lim");
+        let named = round == 2;
+        let limiter_dir_text = limiter_dir.to_str().unwrap().to_string();
         let mut workers: Vec<Worker> = (0..16)
             .map(|i| {
-                let script = format!("touch ready.{i}; wait go; open 5/min; fill 1 20");
-                support::spawn(dir.path(), &path, &format!("w{i}"), &script, &[])
+                let parents = if named { "" } else { " parents" };
+                let script = format!("touch ready.{i}; wait go; open 5/min{parents}; fill 1 20");
+                let env: &[(&str, &str)] = if named {
+                    &[("HOSTLIMIT_DIR", &limiter_dir_text)]
+                } else {
+                    &[]
+                };
+                support::spawn(dir.path(), &path, &format!("w{i}"), &script, env)
             })
             .collect();
         for i in 0..16 {
@@ -521,6 +531,18 @@ fn many_processes_creating_the_file_at_once_share_one_limiter() {
             .collect();
         assert_eq!(names, ["lim"], "round {round}");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        let dir_mode = fs::metadata(&limiter_dir).unwrap().mode() & 0o7777;
+        let expected = if named { 0o1777 } else { 0o700 };
+        assert_eq!(
+            dir_mode, expected,
+            "round {round}: directory mode {dir_mode:o}"
+        );
+        let strays: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.starts_with(".fresh"))
+            .collect();
+        assert_eq!(strays, Vec::<String>::new(), "temporary directories left");
         let shared = Limiter::attach(&path).unwrap();
         assert_eq!(shared.admitted().unwrap(), 5);
         assert!(pids.contains(&shared.info().creator_pid));

@@ -614,11 +614,30 @@ proptest! {
     }
 }
 
+/// A missing directory is not created unless asked for (a typo must not create state), and
+/// the error says it is missing; with `create_dirs(true)` the directories are made, private.
 #[test]
-fn files_are_private_by_default_and_directories_are_created() {
+fn files_are_private_by_default_and_directories_are_created_only_when_asked() {
     let dir = support::temp_dir();
     let path = dir.path().join("a").join("b").join("lim");
-    let limiter = Limiter::open(&path, &rates()).unwrap();
+    let error = Limiter::open(&path, &rates()).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(&error, Error::Io { path: at, source, .. }
+            if *at == dir.path().join("a").join("b")
+                && source.kind() == std::io::ErrorKind::NotFound),
+        "{error:?}"
+    );
+    assert!(text.contains("no such directory"), "{text}");
+    assert!(text.contains("create_dirs"), "{text}");
+    assert!(
+        !dir.path().join("a").exists(),
+        "a missing directory was created"
+    );
+    let limiter = Limiter::builder(&rates())
+        .create_dirs(true)
+        .open(&path)
+        .unwrap();
     let meta = fs::metadata(&path).unwrap();
     assert!(meta.is_file());
     assert_eq!(
@@ -652,7 +671,7 @@ fn the_requested_mode_is_exact_whatever_the_umask() {
     let dir = support::temp_dir();
     for (mode, file_mode) in [("660", 0o660), ("644", 0o644), ("600", 0o600)] {
         let path = dir.path().join(format!("m{mode}")).join("lim");
-        let script = format!("umask 077; open 5/s mode={mode}; acquire 1");
+        let script = format!("umask 077; open 5/s mode={mode} parents; acquire 1");
         let mut worker = support::spawn(dir.path(), &path, &format!("mode{mode}"), &script, &[]);
         let output = worker.finish(Duration::from_secs(60));
         assert_eq!(output.errors, Vec::<String>::new());
@@ -675,7 +694,7 @@ fn the_requested_mode_is_exact_whatever_the_umask() {
 fn the_directory_mode_follows_the_file_mode_whatever_the_umask() {
     let dir = support::temp_dir();
     let path = dir.path().join("shared-dir").join("lim");
-    let script = "umask 077; open 5/s mode=660";
+    let script = "umask 077; open 5/s mode=660 parents";
     let mut worker = support::spawn(dir.path(), &path, "dirmode", script, &[]);
     assert_eq!(
         worker.finish(Duration::from_secs(60)).errors,
@@ -757,7 +776,10 @@ fn an_unusable_directory_is_a_clear_io_error() {
     let file = dir.path().join("file");
     fs::write(&file, b"x").unwrap();
     let path = file.join("lim");
-    let error = Limiter::open(&path, &rates()).unwrap_err();
+    let error = Limiter::builder(&rates())
+        .create_dirs(true)
+        .open(&path)
+        .unwrap_err();
     let Error::Io {
         path: at,
         op,
@@ -799,6 +821,9 @@ fn an_unusable_directory_is_a_clear_io_error() {
     };
     assert!(text.contains(&readonly.display().to_string()), "{text}");
     assert!(text.contains("ermission denied"), "{text}");
+    // Whose the directory is, and what to do.
+    assert!(text.contains("mode 0555"), "{text}");
+    assert!(text.contains("ask its owner"), "{text}");
     assert_eq!(fs::read_dir(&readonly).unwrap().count(), 0);
 }
 

@@ -8,7 +8,7 @@
 //!
 //! | step | what it does |
 //! |------|--------------|
-//! | `open RATES [mode=OCT] [interval=MS] [manual]` | `Limiter::builder(RATES)...open(path)`; `RATES` as in `10/s,25/min` |
+//! | `open RATES [mode=OCT] [interval=MS] [manual] [parents]` | `Limiter::builder(RATES)...open(path)`; `RATES` as in `10/s,25/min`; `parents`: `.create_dirs(true)` |
 //! | `attach` | `Limiter::attach(path)` |
 //! | `umask OCT` / `setuid UID` | change the process before opening |
 //! | `touch NAME` / `wait NAME` | create / wait for a signal file in the worker's directory |
@@ -891,6 +891,7 @@ impl WorkerProcess {
                     Some(("interval", ms)) => builder
                         .check_interval(Duration::from_millis(ms.parse().expect("interval ms"))),
                     None if *option == "manual" => builder.clock(Arc::new(ManualClock::new(1))),
+                    None if *option == "parents" => builder.create_dirs(true),
                     _ => panic!("unknown open option {option:?}"),
                 };
             }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use hostlimit::{DenialKind, Denied, Limiter, Stamp};
 use serde::Serialize;
 
-use crate::cli::args::{AdmitArgs, RateArgs};
+use crate::cli::admin::with_journal;
+use crate::cli::args::{AdmitArgs, JournalArgs, RateArgs};
 use crate::cli::exit::{Exit, Failure};
 use crate::cli::target::Target;
 use crate::cli::time::{format_duration, format_timeout, nanos};
@@ -43,6 +44,8 @@ pub struct Request<'a> {
     /// Rates to create the limiter with if it does not exist (and to check it against if it
     /// does), and their shaping; no rates to use an existing limiter as it is.
     pub rates: &'a RateArgs,
+    /// The journal asked for (a journaled limiter uses its recorded journal anyway).
+    pub journal: &'a JournalArgs,
 }
 
 impl<'a> Request<'a> {
@@ -57,26 +60,39 @@ impl<'a> Request<'a> {
             weight: args.weight,
             wait,
             rates: &args.rates,
+            journal: &args.journal,
         }
     }
 
     fn open(&self) -> Result<Limiter, Failure> {
         let path = &self.target.path;
         if !self.rates.rates.is_empty() {
-            return Limiter::builder(&self.rates.rates)
-                .mode(self.rates.mode)
-                .pace(self.rates.pacing())
+            return with_journal(self.rates.builder(), self.journal, self.target)?
                 .open(path)
                 .map_err(|e| Failure::about(self.target, e));
         }
-        Limiter::attach(path).map_err(|error| {
+        // A journaled limiter is opened with its journal by `attach` itself; `--journal`
+        // without `--rate` journals one that was not, with its own rates.
+        let attached = self.rates.builder().attach(path).map_err(|error| {
             let failure = Failure::about(self.target, error);
             if failure.exit == Exit::NoInput {
                 Failure::missing(self.target, true)
             } else {
                 failure
             }
-        })
+        })?;
+        #[cfg(feature = "journal")]
+        let journaled = attached.journal_file().is_some();
+        #[cfg(not(feature = "journal"))]
+        let journaled = false;
+        if !self.journal.wanted() || journaled {
+            return Ok(attached);
+        }
+        let rates = attached.rates();
+        drop(attached);
+        with_journal(self.rates.builder_with(&rates), self.journal, self.target)?
+            .open(path)
+            .map_err(|e| Failure::about(self.target, e))
     }
 
     /// Admits the weight: one try, or waits (the library's `acquire_stamped`: no polling,

@@ -2,10 +2,10 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use hostlimit::{Error, Limiter, OldFile};
+use hostlimit::{Builder, Error, OldFile};
 use serde::Serialize;
 
-use crate::cli::args::RateArgs;
+use crate::cli::args::{JournalArgs, RateArgs};
 use crate::cli::exit::{Exit, Failure, io_exit};
 use crate::cli::mappers;
 use crate::cli::target::Target;
@@ -22,6 +22,20 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Parses `--group`: a group name, or a number.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "no group {text:?} on this host (see `getent group`); give a group name or number"
+        )),
+        Err(e) => Err(format!("cannot look up group {text:?}: {e}")),
+    }
+}
+
 /// The `--json` document of `create`, `reset` and `rm`.
 #[derive(Serialize)]
 struct Done<'a> {
@@ -35,6 +49,13 @@ struct Done<'a> {
     /// Processes that still mapped the file (`--force`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     still_mapped_by: Vec<u32>,
+    /// The limiter's journal directory, if it is journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<String>,
+    /// What the command did to the journal: `recorded` (create), `marked_reset` (reset),
+    /// `removed` or `kept` (rm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal_action: Option<&'static str>,
 }
 
 impl<'a> Done<'a> {
@@ -46,12 +67,71 @@ impl<'a> Done<'a> {
             action,
             rates: None,
             still_mapped_by: Vec::new(),
+            journal: None,
+            journal_action: None,
         }
     }
 }
 
 /// `hostlimit create`: creates the limiter, or checks that it already has these rates.
-pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Failure> {
+/// `builder` with the journal `journal` asks for, if any: `--journal-dir`, else the
+/// limiter's recorded journal, else a directory named after it in the state directory.
+pub fn with_journal(
+    builder: Builder,
+    journal: &JournalArgs,
+    target: &Target,
+) -> Result<Builder, Failure> {
+    if !journal.wanted() {
+        return Ok(builder);
+    }
+    #[cfg(feature = "journal")]
+    {
+        let dir = match &journal.journal_dir {
+            Some(dir) => dir.clone(),
+            None => match hostlimit::journal::recorded(&target.path) {
+                Ok(Some(record)) => record.journal,
+                Ok(None) => hostlimit::journal::default_journal_dir(&target.path)
+                    .map_err(|e| Failure::about(target, e))?,
+                Err(e) => return Err(Failure::about(target, e)),
+            },
+        };
+        Ok(builder.journal(dir, journal.durability()))
+    }
+    #[cfg(not(feature = "journal"))]
+    {
+        let _ = builder;
+        Err(Failure::new(
+            Exit::Usage,
+            format!(
+                "{}: this hostlimit was built without the journal feature; --journal needs it",
+                target.path.display()
+            ),
+        ))
+    }
+}
+
+/// The limiter's journal directory, if it is journaled; an unreadable record is a failure
+/// (whether the command would touch a journal cannot be told).
+fn journal_of(target: &Target) -> Result<Option<String>, Failure> {
+    #[cfg(feature = "journal")]
+    {
+        hostlimit::journal::recorded(&target.path)
+            .map(|record| record.map(|r| r.journal.display().to_string()))
+            .map_err(|e| Failure::about(target, e))
+    }
+    #[cfg(not(feature = "journal"))]
+    {
+        let _ = target;
+        Ok(None)
+    }
+}
+
+pub fn create(
+    target: &Target,
+    rates: &RateArgs,
+    journal: &JournalArgs,
+    json: bool,
+) -> Result<Exit, Failure> {
     if rates.rates.is_empty() {
         return Err(Failure::new(
             Exit::Usage,
@@ -62,19 +142,58 @@ pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Fai
             ),
         ));
     }
-    let limiter = Limiter::builder(&rates.rates)
-        .mode(rates.mode)
-        .pace(rates.pacing())
+    let limiter = with_journal(rates.builder(), journal, target)?
         .open(&target.path)
         .map_err(|e| Failure::about(target, e))?;
+    let info = limiter.info();
+    let created = info.creator_pid == u64::from(std::process::id());
+    if !created {
+        same_permissions(target, rates)?;
+    }
     if json {
-        let info = limiter.info();
-        let created = info.creator_pid == u64::from(std::process::id());
         let mut done = Done::new(target, if created { "created" } else { "exists" });
         done.rates = Some(info.rates.iter().map(ToString::to_string).collect());
+        done.journal = journal_of(target)?;
+        done.journal_action = done.journal.as_ref().map(|_| "recorded");
         print_json(&done)?;
     }
     Ok(Exit::Success)
+}
+
+/// An existing limiter that `create` was asked for must have the mode given with `--mode`
+/// and the group given with `--group`: `create` says so and fails rather than leave other
+/// permissions than the user believes.
+fn same_permissions(target: &Target, rates: &RateArgs) -> Result<(), Failure> {
+    let path = target.path.display();
+    let meta = std::fs::symlink_metadata(&target.path)
+        .map_err(|e| Failure::new(io_exit(&e), format!("{path}: {e}")))?;
+    let mode = meta.mode() & 0o777;
+    let mode_differs = rates.mode.is_some_and(|asked| asked != mode);
+    let group_differs = rates.group.is_some_and(|gid| gid != meta.gid());
+    if !mode_differs && !group_differs {
+        return Ok(());
+    }
+    let group = |gid: u32| match nix::unistd::Group::from_gid(gid.into()) {
+        Ok(Some(group)) => group.name,
+        _ => gid.to_string(),
+    };
+    let asked = [
+        rates.mode.map(|asked| format!("mode {asked:04o}")),
+        rates.group.map(|gid| format!("group {}", group(gid))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" and ");
+    Err(Failure::new(
+        Exit::Data,
+        format!(
+            "{path}: this limiter exists with mode {mode:04o} and group {}, not the {asked} \
+             asked for; change it as its owner (chmod, chgrp), or create it with its own \
+             permissions",
+            group(meta.gid()),
+        ),
+    ))
 }
 
 /// `hostlimit reset`.
@@ -85,6 +204,7 @@ pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> 
         "reset",
         "each of them moves to the fresh file at its next call",
     )?;
+    let journal = journal_of(target)?;
     let old = hostlimit::reset(&target.path).map_err(|e| Failure::about(target, e))?;
     if let OldFile::Damaged(_) = &old {
         print_err(&format!(
@@ -92,18 +212,59 @@ pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> 
             target.path.display()
         ));
     }
-    finish(target, "reset", &scan, json)
+    if let (Some(dir), false) = (&journal, json) {
+        print_err(&format!(
+            "{}: its journal {dir} forgets the admissions before the reset (it stays \
+             journaled)",
+            target.path.display()
+        ));
+    }
+    let action = journal.as_ref().map(|_| "marked_reset");
+    finish(target, "reset", &scan, (journal, action), json)
 }
 
 /// `hostlimit rm`.
-pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+pub fn remove(
+    target: &Target,
+    force: bool,
+    keep_journal: bool,
+    json: bool,
+) -> Result<Exit, Failure> {
+    let journal = journal_of(target)?;
+    let action = journal
+        .as_ref()
+        .map(|_| if keep_journal { "kept" } else { "removed" });
+    // A journaled limiter whose file is gone: its journal is what is left to remove.
+    #[cfg(feature = "journal")]
+    if journal.is_some() && !keep_journal && std::fs::symlink_metadata(&target.path).is_err() {
+        hostlimit::journal::forget(&target.path).map_err(|e| Failure::about(target, e))?;
+        if !json {
+            print_err(&format!(
+                "{}: no file; removed its journal {}",
+                target.path.display(),
+                journal.as_deref().unwrap_or_default()
+            ));
+        }
+        return finish(
+            target,
+            "removed",
+            &mappers::Scan::default(),
+            (journal, action),
+            json,
+        );
+    }
     let scan = refuse_if_mapped(
         target,
         force,
         "remove",
         "each of them re-creates the file with its own rates at its next call",
     )?;
-    match hostlimit::remove(&target.path) {
+    let removed = if keep_journal {
+        hostlimit::remove_keeping_journal(&target.path)
+    } else {
+        hostlimit::remove(&target.path)
+    };
+    match removed {
         Ok(OldFile::Limiter) => {}
         Ok(old) => print_err(&format!("removed {}, {old}", target.path.display())),
         // The library removes only hostlimit files; the user may insist.
@@ -121,7 +282,18 @@ pub fn remove(target: &Target, force: bool, json: bool) -> Result<Exit, Failure>
         }
         Err(error) => return Err(Failure::about(target, error)),
     }
-    finish(target, "removed", &scan, json)
+    if let (Some(dir), false) = (&journal, json) {
+        print_err(&if keep_journal {
+            format!(
+                "{}: removed; its journal {dir} is kept, and the next process to open it \
+                 re-creates it with the journal's history",
+                target.path.display()
+            )
+        } else {
+            format!("{}: removed, and its journal {dir}", target.path.display())
+        });
+    }
+    finish(target, "removed", &scan, (journal, action), json)
 }
 
 /// After a reset or removal: the note about other users' processes that could not be seen
@@ -130,6 +302,7 @@ fn finish(
     target: &Target,
     action: &'static str,
     scan: &mappers::Scan,
+    (journal, journal_action): (Option<String>, Option<&'static str>),
     json: bool,
 ) -> Result<Exit, Failure> {
     if scan.mappers.is_empty() && scan.unreadable > 0 && scan.shared {
@@ -143,6 +316,8 @@ fn finish(
     if json {
         let mut done = Done::new(target, action);
         done.still_mapped_by = scan.mappers.iter().map(|m| m.pid).collect();
+        done.journal = journal;
+        done.journal_action = journal_action;
         print_json(&done)?;
     }
     Ok(Exit::Success)

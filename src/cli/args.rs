@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hostlimit::{Pacing, Rate};
+use hostlimit::{Builder, Limiter, Pacing, Rate};
 
 use crate::cli::admin;
 use crate::cli::exit::EXIT_CODES_HELP;
@@ -139,6 +139,8 @@ pub enum Command {
         limiter: String,
         #[command(flatten)]
         rates: RateArgs,
+        #[command(flatten)]
+        journal: JournalArgs,
     },
     /// Change the rates of a limiter, in use or not, keeping the admissions inside the new
     /// windows
@@ -158,6 +160,8 @@ pub enum Command {
     /// Empty every window of a limiter (a fresh file with the same rates replaces it)
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.
+    /// A journaled limiter stays journaled, and its journal forgets the old admissions (a
+    /// reset mark in it): after a reboot it comes back as the reset left it.
     #[command(after_help = EXIT_CODES_HELP)]
     Reset {
         #[arg(help = LIMITER_HELP)]
@@ -166,13 +170,20 @@ pub enum Command {
         #[arg(long, short)]
         force: bool,
     },
-    /// Remove a limiter
+    /// Remove a limiter, and its journal
     ///
     /// Refuses while other processes map the file (exit 75, naming them), unless --force.
+    /// A journaled limiter's journal and journal record are deleted too, unless
+    /// --keep-journal; a journaled limiter whose file is already gone (after a reboot) has
+    /// its journal deleted, which is how a lost or broken journal's history is given up.
     #[command(after_help = EXIT_CODES_HELP)]
     Rm {
         #[arg(help = LIMITER_HELP)]
         limiter: String,
+        /// Keep the journal and its record: the next process to open the limiter creates it
+        /// again with the journal's history, as after a reboot
+        #[arg(long)]
+        keep_journal: bool,
         /// Remove even if other processes use it (they re-create it with their rates at their
         /// next call)
         #[arg(long, short)]
@@ -258,9 +269,19 @@ impl ViewArgs {
 pub struct RateArgs {
     #[arg(long = "rate", short, value_name = "RATE", help = RATE_HELP, value_parser = parse_rate)]
     pub rates: Vec<Rate>,
-    /// Permission bits of a file created here, in octal (0660 to share with the group)
-    #[arg(long, default_value = "0600", value_parser = admin::parse_mode)]
-    pub mode: u32,
+    /// Permission bits of a file created here, in octal (0660 to share with the group); an
+    /// existing limiter given to `create` must have them [default: 0600]
+    #[arg(long, value_parser = admin::parse_mode)]
+    pub mode: Option<u32>,
+    /// The group of a file created here (a name or a number), to share it with that group's
+    /// users (with --mode 0660); in a directory anyone may write to, a file of another user
+    /// is used only if it has this group
+    #[arg(long, value_name = "GROUP", value_parser = admin::parse_group)]
+    pub group: Option<u32>,
+    /// Create the limiter's directory and its missing parents if they do not exist (the
+    /// directory of named limiters is created without it)
+    #[arg(long)]
+    pub parents: bool,
     /// Space admissions evenly: at most one per window/limit of the slowest rate (adds a
     /// rate that counts requests)
     #[arg(long, requires = "rates")]
@@ -275,6 +296,23 @@ pub struct RateArgs {
 }
 
 impl RateArgs {
+    /// A builder with these rates and options.
+    pub fn builder(&self) -> Builder {
+        self.builder_with(&self.rates)
+    }
+
+    /// A builder with `rates` (a limiter's own) and these options.
+    pub fn builder_with(&self, rates: &[Rate]) -> Builder {
+        let builder = Limiter::builder(rates)
+            .mode(self.mode.unwrap_or(0o600))
+            .create_dirs(self.parents)
+            .pace(self.pacing());
+        match self.group {
+            Some(gid) => builder.group(gid),
+            None => builder,
+        }
+    }
+
     /// The pacing asked for.
     pub fn pacing(&self) -> Pacing {
         let mut pacing = Pacing::none().margin(self.margin.unwrap_or_default());
@@ -284,6 +322,48 @@ impl RateArgs {
                 .margin(self.margin.unwrap_or_default());
         }
         pacing
+    }
+}
+
+/// A journal for the limiter (create, acquire, run): its admissions also go to SQLite on
+/// disk, and the limiter is recorded as journaled, so that every later opener restores them.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Journal the limiter so that its windows survive a reboot; the journal is recorded in
+    /// the state directory ($HOSTLIMIT_STATE_DIR, else /var/lib/hostlimit for root, else
+    /// ~/.local/state/hostlimit), and every later opener, with or without --journal, uses it
+    #[arg(long)]
+    pub journal: bool,
+    /// The journal directory (implies --journal) [default: a directory named after the
+    /// limiter in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Strict durability (implies --journal): capacity is leased from the journal with a
+    /// synchronous write before it is used, so a crash forgets nothing admitted [default:
+    /// periodic, a crash forgets at most the last interval]
+    #[arg(long)]
+    pub strict: bool,
+    /// How often the journal is written (periodic), or how long a lease lasts (--strict)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = time::parse_duration)]
+    pub journal_interval: Duration,
+}
+
+impl JournalArgs {
+    /// Whether a journal was asked for.
+    pub fn wanted(&self) -> bool {
+        self.journal || self.journal_dir.is_some() || self.strict
+    }
+
+    /// The durability asked for.
+    #[cfg(feature = "journal")]
+    pub fn durability(&self) -> hostlimit::Durability {
+        if self.strict {
+            hostlimit::Durability::Strict {
+                lease: self.journal_interval,
+            }
+        } else {
+            hostlimit::Durability::Periodic(self.journal_interval)
+        }
     }
 }
 
@@ -303,6 +383,8 @@ pub struct AdmitArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub rates: RateArgs,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 /// `--rate`: the library's grammar, the reason alone on error (clap names the option).

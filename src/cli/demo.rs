@@ -177,7 +177,11 @@ fn create(
         path: target.path.clone(),
         scratch,
     };
-    let limiter = Limiter::open(&target.path, rates)?;
+    // The scratch directory is ours to make; the limiter directory is made only if it is the
+    // directory of named limiters (shared).
+    let limiter = Limiter::builder(rates)
+        .create_dirs(cleanup.scratch.is_some())
+        .open(&target.path)?;
     Ok((target, limiter, cleanup))
 }
 

@@ -161,7 +161,10 @@ impl Failure {
                     program::ours()
                 ),
             ),
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            // The limiter's directory is missing: the library's words say so.
+            Error::Io { path, source, .. }
+                if source.kind() == io::ErrorKind::NotFound && *path == target.path =>
+            {
                 Failure::missing(target, false)
             }
             _ => Failure::from(error),

@@ -13,6 +13,7 @@ mod chart;
 mod demo;
 mod docs;
 mod exit;
+mod journal;
 mod list;
 mod mappers;
 mod metrics;
@@ -118,16 +119,20 @@ fn dispatch(
             let target = target::resolve(dir, &admit.limiter)?;
             acquire::run(&acquire::Request::new(&admit, &target), &command, json)
         }
-        Command::Create { limiter, rates } => {
-            admin::create(&target::resolve(dir, &limiter)?, &rates, json)
-        }
+        Command::Create {
+            limiter,
+            rates,
+            journal,
+        } => admin::create(&target::resolve(dir, &limiter)?, &rates, &journal, json),
         Command::Set { limiter, rates } => set::set(&target::resolve(dir, &limiter)?, &rates, json),
         Command::Reset { limiter, force } => {
             admin::reset(&target::resolve(dir, &limiter)?, force, json)
         }
-        Command::Rm { limiter, force } => {
-            admin::remove(&target::resolve(dir, &limiter)?, force, json)
-        }
+        Command::Rm {
+            limiter,
+            force,
+            keep_journal,
+        } => admin::remove(&target::resolve(dir, &limiter)?, force, keep_journal, json),
         Command::Metrics { names } => metrics::metrics(dir, &names, json),
         Command::Demo {
             workers,

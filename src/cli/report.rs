@@ -4,12 +4,13 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hostlimit::{
-    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
+    ClockIdentity, Counters, Counts, Error, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
 };
 use serde::Serialize;
 
 use crate::cli::args::Output;
 use crate::cli::exit::{Exit, Failure};
+use crate::cli::journal::JournalView;
 use crate::cli::target::{self, Target};
 use crate::cli::terminal;
 use crate::cli::time::{format_duration, format_utc, nanos, unix_nanos};
@@ -35,6 +36,8 @@ pub struct State {
     pub admitted: u64,
     /// The file's counters (`None` where one holds garbage).
     pub counters: Counters,
+    /// Its journal, if it is journaled.
+    pub journal: JournalView,
 }
 
 /// A counter as people read it: the number, or `implausible` for garbage in the file.
@@ -42,21 +45,50 @@ pub fn count_text(count: Option<u64>) -> String {
     count.map_or_else(|| "implausible".into(), |n| n.to_string())
 }
 
-/// Reads one limiter. Attaching maps the file only until the snapshot is taken.
+/// Reads one limiter. The file is observed read-only (read permission is enough), and mapped
+/// only until the snapshot is taken; on a CPU whose 16-byte loads write (which a read-only
+/// mapping cannot take), it is attached instead, which needs write permission.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        let limiter = Limiter::attach(&target.path).map_err(|e| Failure::about(&target, e))?;
+        // Read-only, and without its journal: looking opens no journal database.
+        let limiter = match Limiter::observe(&target.path) {
+            // Attaching needs write permission; without it, why observing did not work is
+            // the useful message.
+            Err(unsupported @ Error::Unsupported(_)) => {
+                attach_to_look(&target.path).map_err(|error| match error {
+                    Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        unsupported
+                    }
+                    other => other,
+                })
+            }
+            observed => observed,
+        }
+        .map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
+        let info = limiter.info();
         Ok(State {
-            info: limiter.info(),
+            journal: JournalView::of(&target.path, &info),
+            info,
             usage,
             admitted,
             counters,
         })
     })();
     Snapshot { target, state }
+}
+
+/// Attaches to look where observing read-only is not possible: without the journal (looking
+/// opens no journal database).
+fn attach_to_look(path: &Path) -> Result<Limiter, Error> {
+    #[cfg(feature = "journal")]
+    return Limiter::attach_without_journal(path);
+    #[cfg(not(feature = "journal"))]
+    return Limiter::attach(path);
 }
 
 /// Reads the named limiters, or every one in `dir`.
@@ -231,6 +263,7 @@ fn render(snapshot: &Snapshot, wide: bool, out: &mut String) {
             count_text(counters.timed_out),
         ));
     }
+    out.push_str(&state.journal.line());
     if wide {
         out.push_str(&format!(
             "  created by pid {}, uid {}; ring of {} slots, {} bytes\n",
@@ -315,6 +348,7 @@ struct StateJson {
     clock: ClockJson,
     capacity: u64,
     size_bytes: u64,
+    journal: JournalView,
 }
 
 #[derive(Serialize)]
@@ -416,5 +450,6 @@ fn state_json(state: &State) -> StateJson {
         },
         capacity: info.capacity,
         size_bytes: info.size,
+        journal: state.journal.clone(),
     }
 }

@@ -38,15 +38,40 @@ pub fn resolve(dir: &Path, name: &str) -> Result<Target, Failure> {
 }
 
 /// Every entry of the limiter directory except hidden ones (the library's temporary files
-/// start with `.`), sorted by name. A missing directory holds no limiters.
+/// start with `.`), sorted by name. The directory of named limiters holds none until the
+/// first is created; any other missing directory is an error (it may be a typo).
 ///
 /// # Errors
 ///
-/// The directory exists but cannot be read.
+/// The directory does not exist (other than the directory of named limiters), or cannot be
+/// read.
 pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == hostlimit::default_dir() => {
+            return Ok(Vec::new());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(
+                Exit::NoInput,
+                format!(
+                    "{}: no such directory (no limiter was ever created there: check the \
+                     spelling of --dir or $HOSTLIMIT_DIR)",
+                    dir.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Failure::new(
+                io_exit(&e),
+                format!(
+                    "{}: read directory: {e}: it is {}; ask its owner for read and search \
+                     permission, or name the limiters you may read (status NAME...)",
+                    dir.display(),
+                    whose(dir)
+                ),
+            ));
+        }
         Err(e) => {
             return Err(Failure::new(
                 io_exit(&e),
@@ -69,6 +94,26 @@ pub fn list(dir: &Path) -> Result<Vec<Target>, Failure> {
     }
     targets.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(targets)
+}
+
+/// Whose `path` is, in words: `owned by alice with group svc and mode 0700`.
+fn whose(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return "of an owner and mode that cannot be read".into();
+    };
+    let user = match nix::unistd::User::from_uid(meta.uid().into()) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid {}", meta.uid()),
+    };
+    let group = match nix::unistd::Group::from_gid(meta.gid().into()) {
+        Ok(Some(group)) => group.name,
+        _ => format!("gid {}", meta.gid()),
+    };
+    format!(
+        "owned by {user} with group {group} and mode {:04o}",
+        meta.mode() & 0o7777
+    )
 }
 
 /// The named limiters, or every limiter in the directory if none is named.

@@ -297,8 +297,11 @@ impl Handle {
                 loop {
                     let stopping = background.wait();
                     let region = source.region();
-                    // A failure is kept in the status; the next round tries again.
-                    if background.flush(&region, stopping).is_ok() && !stopping {
+                    // A failure is kept in the status; the next round tries again. The last
+                    // round compacts too (if it is due), so that short-lived processes (the
+                    // command line) fold their predecessors' databases and a directory keeps
+                    // about one database per live process.
+                    if background.flush(&region, stopping).is_ok() {
                         let compacted = background.compact();
                         if let Err(e) = compacted {
                             *lock(&background.flush_status) = Some(e.to_string());

@@ -54,6 +54,8 @@ struct Collected {
     admissions: HashSet<(String, i64, i64)>,
     /// Leases seen: the database they were taken in, and their id there.
     leases: HashSet<(String, i64)>,
+    /// The last reset: admissions before it are not restored.
+    reset: Option<super::reset::Mark>,
 }
 
 impl Journal {
@@ -71,7 +73,10 @@ impl Journal {
         // A database folded into another and removed between the listing and its reading
         // would be missed: list and read again then (its rows are in the other one by then).
         for _ in 0..8 {
-            let mut collected = Collected::default();
+            let mut collected = Collected {
+                reset: super::reset::read(&self.path)?,
+                ..Collected::default()
+            };
             let mut vanished = false;
             let databases = self.dir.databases().map_err(|e| Error::Journal {
                 path: self.path.clone(),
@@ -145,8 +150,13 @@ impl Journal {
             conn.prepare("SELECT clock, boot_ns, wall_ns, weight, file_id, seq FROM admissions")?;
         let mut admissions = rows.query([])?;
         while let Some(row) = admissions.next()? {
-            let key = (row.get(4)?, row.get(5)?, row.get(1)?);
-            if collected.admissions.insert(key) {
+            let key: (String, i64, i64) = (row.get(4)?, row.get(5)?, row.get(1)?);
+            let (clock, wall_ns): (String, i64) = (row.get(0)?, row.get(2)?);
+            let reset = collected
+                .reset
+                .as_ref()
+                .is_some_and(|mark| mark.drops(&key.0, &clock, unsql(key.2), unsql(wall_ns)));
+            if !reset && collected.admissions.insert(key) {
                 collected.entries.push(Restored {
                     ts: instant(row, 0)?,
                     weight: unsql(row.get(3)?),

@@ -54,9 +54,20 @@ impl fmt::Display for OldFile {
 /// header, another layout version: remove it and create it again); it was made with another
 /// clock ([`Error::ClockMismatch`]); the directory is not writable; or this process cannot
 /// give the new file the old one's owner and group (only they or root may reset it).
+///
+/// # Journal
+///
+/// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) stays
+/// journaled, and its journal forgets the old file's admissions: the reset writes a mark in
+/// the journal directory, and no restore brings back what was admitted before it (after a
+/// reboot, the limiter comes back as the reset left it, plus what was admitted since). A
+/// mark that cannot be written is an [`Error::Journal`] that says the file was reset
+/// nevertheless. An unreadable record is an error before anything is changed.
 pub fn reset(path: impl AsRef<Path>) -> Result<OldFile, Error> {
     let path = path.as_ref();
     region::check_machine()?;
+    #[cfg(feature = "journal")]
+    let record = crate::journal::recorded(path)?;
     let examined = Region::examine(path)?;
     let header = match examined.kind {
         Kind::Limiter(header) => header,
@@ -74,13 +85,29 @@ pub fn reset(path: impl AsRef<Path>) -> Result<OldFile, Error> {
     let identity = host_clock_of(path, &header)?;
     let fresh = crate::layout::Header {
         labels: header.labels,
+        flags: header.flags,
         // Still the same limiter: a process that slept through a reconfiguration and this
         // reset adopts the rates (`reconfigure.rs`).
         lineage: header.lineage,
         ..new_header(&header.rules, identity, &HostClock)?
     };
     let displaced = Region::replace(path, &fresh, &examined.owner)?;
-    retire_and_delete(displaced)
+    let old = retire_and_delete(displaced)?;
+    // After the old log was closed: nothing of the old file is stamped later than this.
+    #[cfg(feature = "journal")]
+    if let Some(record) = record {
+        crate::journal::mark_reset(&record.journal, &fresh, &identity, HostClock.now()).map_err(
+            |error| Error::Journal {
+                path: record.journal.clone(),
+                reason: format!(
+                    "{} was reset, but its journal could not be told, so a restore would \
+                     bring the old admissions back: {error}",
+                    path.display()
+                ),
+            },
+        )?;
+    }
+    Ok(old)
 }
 
 /// This host's clock, which must be the one the file at `path` (its header `header`) was made
@@ -104,18 +131,54 @@ pub(super) fn host_clock_of(path: &Path, header: &Header) -> Result<ClockIdentit
 /// damaged limiter file (a ring of garbage, a truncated file, a damaged header, another
 /// layout version) is removed too. Returns what the file was.
 ///
+/// A journaled limiter's journal goes too: its record and the journal directory's files
+/// (see [`journal::forget`](crate::journal::forget)), so that the limiter does not come back
+/// with its history. [`remove_keeping_journal`] keeps them.
+///
 /// # Errors
 ///
 /// Nothing is changed on error. The file is missing or is not a hostlimit file
 /// ([`Error::Corrupt`], "not a hostlimit file"), or cannot be removed (the directory is not
-/// writable).
+/// writable); the journal record cannot be read. A journal that cannot be deleted after the
+/// file was removed is an [`Error::Journal`] saying so.
 pub fn remove(path: impl AsRef<Path>) -> Result<OldFile, Error> {
-    let path = path.as_ref();
+    remove_file(path.as_ref(), false)
+}
+
+/// Removes the limiter file at `path` as [`remove`] does, but keeps its journal and its
+/// journal record: the next process that opens the limiter creates it again with the
+/// journal's history, as after a reboot.
+///
+/// # Errors
+///
+/// As [`remove`].
+pub fn remove_keeping_journal(path: impl AsRef<Path>) -> Result<OldFile, Error> {
+    remove_file(path.as_ref(), true)
+}
+
+fn remove_file(path: &Path, keep_journal: bool) -> Result<OldFile, Error> {
     region::check_machine()?;
+    #[cfg(feature = "journal")]
+    let record = crate::journal::recorded(path)?;
     if let Kind::Foreign(reason) = Region::examine(path)?.kind {
         return Err(Error::corrupt(path, reason));
     }
-    retire_and_delete(Region::take_away(path)?)
+    let old = retire_and_delete(Region::take_away(path)?)?;
+    #[cfg(feature = "journal")]
+    if let Some(record) = record
+        && !keep_journal
+    {
+        crate::journal::forget(path).map_err(|error| Error::Journal {
+            path: record.journal.clone(),
+            reason: format!(
+                "{} was removed, but its journal could not be: {error}",
+                path.display()
+            ),
+        })?;
+    }
+    #[cfg(not(feature = "journal"))]
+    let _ = keep_journal;
+    Ok(old)
 }
 
 /// Closes the displaced file's log (if it is a usable limiter), then deletes it. What was

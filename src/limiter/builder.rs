@@ -11,10 +11,11 @@ use crate::journal::{self, Durability, Journal, JournalConfig, WallClock};
 use crate::layout::{self, Header};
 use crate::protocol::{MAX_RATES, Rule};
 use crate::rate::Rate;
-use crate::region::{OpenSpec, Region, SwapCell};
+use crate::region::{Dirs, OpenSpec, Region, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
+use super::file::Files;
 use super::{FileLimiter, Limiter, Time, default_dir, nanos, path_for};
 
 /// Options for opening a limiter; see [`Limiter::builder`].
@@ -22,6 +23,8 @@ use super::{FileLimiter, Limiter, Time, default_dir, nanos, path_for};
 pub struct Builder {
     pub(super) rates: Option<Vec<Rate>>,
     pub(super) mode: u32,
+    pub(super) group: Option<u32>,
+    pub(super) create_dirs: bool,
     pub(super) clock: Time,
     pub(super) check_interval: Duration,
     pub(super) pacing: super::Pacing,
@@ -30,10 +33,36 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Permission bits of a file this builder creates (default `0o600`). The directory, if
-    /// created, gets search permission wherever the mode grants read (`0o660` -> `0o770`).
+    /// Permission bits of a file this builder creates (default `0o600`). A directory created
+    /// with [`Builder::create_dirs`] gets search permission wherever the mode grants read
+    /// (`0o660` -> `0o770`). To share a limiter between users, give it a group too
+    /// ([`Builder::group`]) and a mode that lets the group write (`0o660`).
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// The group (a gid) of a file this builder creates (default: whatever the directory
+    /// gives a new file, usually the creator's own group): the way to share a limiter
+    /// between users, with [`Builder::mode`] `0o660`. The creator must be a member of the
+    /// group (or root).
+    ///
+    /// In a directory anyone may write to (the default directory is one), an existing file
+    /// owned by another user (not root) is used only if it has this group: only the group's
+    /// members can give a file a group, so such a file is the limiter shared with them, and
+    /// any other may have been planted. An existing file's group and mode are never changed.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
+        self
+    }
+
+    /// Whether opening may create the limiter's missing directory and its missing parents
+    /// (default `false`: a missing directory is an error, so that a typo creates nothing).
+    /// The directory of named limiters ([`default_dir`]) is created
+    /// without it, shared (`01777`, sticky like `/tmp`) so that every user of the host can
+    /// use it.
+    pub fn create_dirs(mut self, create: bool) -> Self {
+        self.create_dirs = create;
         self
     }
 
@@ -89,8 +118,11 @@ impl Builder {
     ///     .open(&path)
     /// {
     ///     Ok(limiter) => limiter,
-    ///     // The explicit way to go on without a broken journal.
-    ///     Err(hostlimit::Error::Journal { .. }) => Limiter::open(&path, &rates)?,
+    ///     // The explicit way to go on without a broken journal: give its history up.
+    ///     Err(hostlimit::Error::Journal { .. }) => {
+    ///         hostlimit::journal::forget(&path)?;
+    ///         Limiter::open(&path, &rates)?
+    ///     }
     ///     Err(e) => return Err(e),
     /// };
     /// assert!(limiter.try_acquire(1).is_ok());
@@ -135,6 +167,22 @@ impl Builder {
             .as_dyn()
             .identity()
             .map_err(|e| Error::io(&path, "read clock identity", e))?;
+        // Where the limiter's journal is, if it has one, from its record on disk.
+        #[cfg(feature = "journal")]
+        let resolved = if self.journal.ignore_record {
+            journal::Resolved {
+                target: None,
+                record: None,
+            }
+        } else {
+            journal::resolve(&path, self.journal.target.as_ref())?
+        };
+        #[cfg(feature = "journal")]
+        if self.rates.is_none()
+            && let Some(record) = &resolved.record
+        {
+            self.rates = Some(file_rates(&path).unwrap_or_else(|| record.rates.clone()));
+        }
         if let Some(rates) = &mut self.rates
             && !self.pacing.is_none()
         {
@@ -152,19 +200,26 @@ impl Builder {
                 labels: layout::pack_units(self.rates.iter().flatten().map(|r| r.unit())),
                 ..header
             });
+        // A journal belongs to a set of rates: `Limiter::attach` (no rates) takes the file's,
+        // or the record's when there is no file.
         #[cfg(feature = "journal")]
-        // A journal belongs to a set of rates; `Limiter::attach` (no rates) takes none.
-        let journal = match (&self.journal.target, &rules) {
-            (Some((journal_path, durability)), Some(rules)) => Some(Journal::open(
-                journal_path,
-                *durability,
+        let journal = match &rules {
+            Some(rules) => Journal::open_resolved(
+                &path,
+                &resolved,
                 &self.journal,
+                self.rates.as_deref().unwrap_or_default(),
                 rules,
                 self.clock.shared(),
                 &identity,
-            )?),
-            _ => None,
+            )?,
+            None => None,
         };
+        #[cfg(feature = "journal")]
+        let template = template.map(|header| Header {
+            flags: header.flags | journal.as_ref().map_or(0, |_| layout::FLAG_JOURNALED),
+            ..header
+        });
         // What a file created now starts with: the journal's history.
         #[cfg(feature = "journal")]
         let history = match (&journal, &template) {
@@ -178,6 +233,8 @@ impl Builder {
             &OpenSpec {
                 create: template.as_ref(),
                 mode: self.mode,
+                group: self.group,
+                dirs: self.dirs(&path),
             },
             &history,
         )?;
@@ -200,8 +257,13 @@ impl Builder {
                 self.clock.now().saturating_add(nanos(self.check_interval)),
             ),
             attached,
+            files: Files {
+                mode: self.mode,
+                group: self.group,
+                dirs: self.dirs(&path),
+                read_only: false,
+            },
             path,
-            mode: self.mode,
             clock: self.clock,
             identity,
             check_interval: nanos(self.check_interval),
@@ -212,10 +274,85 @@ impl Builder {
         }))
     }
 
+    /// Attaches to the existing limiter file at `path`, adopting whatever rates it has (the
+    /// builder's rates, and its pacing, are not used; nothing is created), with the rest of
+    /// the builder's options: the group trusted in a shared directory
+    /// ([`Builder::group`]), the clock, the check interval. [`Limiter::attach`] is this with
+    /// the default options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::open`], and a missing file ([`Error::Io`], not found).
+    pub fn attach(self, path: impl AsRef<Path>) -> Result<Limiter, Error> {
+        Builder {
+            rates: None,
+            pacing: super::Pacing::none(),
+            ..self
+        }
+        .open(path)
+    }
+
     /// Opens the limiter called `name` in [`default_dir`].
     pub fn open_named(self, name: &str) -> Result<Limiter, Error> {
         let path = path_for(&default_dir(), name)?;
         self.open(path)
+    }
+
+    /// Which missing directories creating the file at `path` may make: its parents if asked
+    /// for, else the directory of named limiters (shared), else none.
+    fn dirs(&self, path: &Path) -> Dirs {
+        if self.create_dirs {
+            Dirs::Parents
+        } else if path.parent() == Some(default_dir().as_path()) {
+            Dirs::Shared
+        } else {
+            Dirs::Existing
+        }
+    }
+}
+
+/// Opens the file at `path` read-only, as [`Limiter::observe`] does.
+pub(super) fn observe(path: &Path) -> Result<FileLimiter, Error> {
+    let clock = Time::Host;
+    let identity = clock
+        .as_dyn()
+        .identity()
+        .map_err(|e| Error::io(path, "read clock identity", e))?;
+    let attached = Attached::check(Region::observe(path)?, None, &identity, None)?;
+    let check_interval = Duration::from_secs(1);
+    Ok(FileLimiter {
+        next_check: StdAtomicU64::new(clock.now().saturating_add(nanos(check_interval))),
+        attached: Arc::new(SwapCell::new(attached)),
+        path: path.to_path_buf(),
+        files: Files {
+            mode: 0,
+            group: None,
+            dirs: Dirs::Existing,
+            read_only: true,
+        },
+        clock,
+        identity,
+        check_interval: nanos(check_interval),
+        #[cfg(feature = "journal")]
+        strict: None,
+        #[cfg(feature = "journal")]
+        journal: None,
+    })
+}
+
+/// The rates of the limiter file at `path`, if it is one whose header can be read.
+#[cfg(feature = "journal")]
+fn file_rates(path: &Path) -> Option<Vec<Rate>> {
+    match crate::region::Region::examine(path).ok()?.kind {
+        crate::region::Kind::Limiter(header) => Some(
+            header
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| Rate::from_rule_with_unit(rule, layout::unit_of(header.labels, i)))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -272,6 +409,7 @@ pub(super) fn new_header(
         creator_pid,
         creator_uid,
         labels: 0,
+        flags: 0,
         lineage: layout::Lineage::new(created_wall_ns, created_clock_ns, creator_pid, creator_uid),
     })
 }

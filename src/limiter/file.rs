@@ -11,7 +11,7 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::journal::{self, Journal};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
-use crate::region::{Pinned, SwapCell};
+use crate::region::{Dirs, Pinned, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
@@ -24,7 +24,8 @@ pub(crate) struct FileLimiter {
     /// is attached.
     pub(super) attached: Arc<SwapCell<Attached>>,
     pub(super) path: PathBuf,
-    pub(super) mode: u32,
+    /// How the file is opened again when it is replaced (and created, if it is gone).
+    pub(super) files: Files,
     pub(super) clock: Time,
     pub(super) identity: ClockIdentity,
     pub(super) next_check: StdAtomicU64,
@@ -37,6 +38,17 @@ pub(crate) struct FileLimiter {
     pub(super) journal: Option<journal::Handle>,
 }
 
+/// How a limiter opens its file: how it creates a missing one (mode, group, directories), or
+/// only observes it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Files {
+    pub(super) mode: u32,
+    pub(super) group: Option<u32>,
+    pub(super) dirs: Dirs,
+    /// Opened with [`Limiter::observe`](super::Limiter::observe): read-only, never created.
+    pub(super) read_only: bool,
+}
+
 impl FileLimiter {
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
     #[inline]
@@ -46,6 +58,23 @@ impl FileLimiter {
             return self.try_acquire_leased(journal, weight);
         }
         self.acquire_at(self.clock.now(), weight)
+    }
+
+    /// The denial of every acquire on an observer ([`Limiter::observe`](super::Limiter::observe)).
+    #[cold]
+    pub(super) fn observer_denial(&self) -> Denied {
+        Denied {
+            rate_index: usize::MAX,
+            rate: None,
+            kind: DenialKind::Unavailable {
+                reason: format!(
+                    "{} is observed read-only (`Limiter::observe`), which never acquires: open \
+                     it with `Limiter::open` or `Limiter::attach` (write permission needed) to \
+                     acquire",
+                    self.path.display()
+                ),
+            },
+        }
     }
 
     /// One acquire at `now` (a clock reading just taken), with no journal lease.
@@ -108,7 +137,7 @@ impl FileLimiter {
     pub(super) fn admitted(&self) -> Result<u64, Error> {
         let mut now = self.clock.now();
         let (attached, usage) = self.read_usage(&mut now, false)?;
-        Ok(attached.region.words().admitted(usage.head))
+        Ok(attached.region.read_words().admitted(usage.head))
     }
 
     /// Reads a consistent usage snapshot, following a reset to the new file. `now` is read
@@ -122,7 +151,7 @@ impl FileLimiter {
         let mut attached = self.current(now).map_err(unusable)?;
         for _ in 0..4 {
             let rules: &[Rule] = if with_rates { &attached.rules } else { &[] };
-            let Ok(result) = protocol::usage(&attached.region.words(), rules, *now, &NoHook);
+            let Ok(result) = protocol::usage(&attached.region.read_words(), rules, *now, &NoHook);
             match result {
                 Ok(usage) => return Ok((attached, usage)),
                 Err(protocol::RETIRED) => {
@@ -195,6 +224,7 @@ impl FileLimiter {
             creator_pid: header.creator_pid,
             creator_uid: header.creator_uid,
             clock: header.clock,
+            journaled: header.flags & crate::layout::FLAG_JOURNALED != 0,
         }
     }
 }

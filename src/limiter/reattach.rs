@@ -72,13 +72,17 @@ impl FileLimiter {
     }
 
     /// Opens whatever file the path names now (creating it with our rates if it is gone, and
-    /// with the journal's history if there is a journal).
+    /// with the journal's history if there is a journal). An observer only attaches, to
+    /// whatever rates the file has now.
     ///
     /// A file that a reconfiguration of ours put in place (`layout::Lineage::succeeds`) is adopted
     /// with its rates; any other file must have ours. A file we re-create keeps the lineage
     /// (and the rates, adopted or not) of the one we were on, so that the processes still on
     /// an older configuration adopt it too.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        if self.files.read_only {
+            return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
+        }
         self.await_replacement(old)?;
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
@@ -86,14 +90,26 @@ impl FileLimiter {
             ..new_header(&old.rules, self.identity, self.clock.as_dyn())?
         };
         #[cfg(feature = "journal")]
-        let history = match &self.journal {
-            Some(handle) => {
-                // First journal what the old file holds, so that a new file restores it. A
-                // failure is kept in the journal's status.
-                let _ = handle.journal().flush(&old.region, false);
-                handle.journal().restore(header.capacity)?
-            }
-            None => Vec::new(),
+        let (history, header) = {
+            let history = match &self.journal {
+                Some(handle) => {
+                    // First journal what the old file holds, so that a new file restores it.
+                    // A failure is kept in the journal's status.
+                    let _ = handle.journal().flush(&old.region, false);
+                    Some(handle.journal().restore(header.capacity)?)
+                }
+                // Journaled since this process opened it (or opened by an observer): the
+                // record says where the history is, and a file is never made without it.
+                None => self.recorded_history(old, header.capacity)?,
+            };
+            let journaled = history.is_some();
+            let history = history.unwrap_or_default();
+            let flags = if journaled {
+                header.flags | crate::layout::FLAG_JOURNALED
+            } else {
+                header.flags
+            };
+            (history, crate::layout::Header { flags, ..header })
         };
         #[cfg(not(feature = "journal"))]
         let history: Vec<crate::protocol::Record> = Vec::new();
@@ -101,7 +117,9 @@ impl FileLimiter {
             &self.path,
             &OpenSpec {
                 create: Some(&header),
-                mode: self.mode,
+                mode: self.files.mode,
+                group: self.files.group,
+                dirs: self.files.dirs,
             },
             &history,
         )?;
@@ -113,6 +131,28 @@ impl FileLimiter {
             return Attached::check(region, None, &self.identity, None);
         }
         Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+
+    /// The history a file re-created by a process without a journal starts with: the
+    /// recorded journal's, read through a journal opened for this once; none without a
+    /// record (`None`).
+    #[cfg(feature = "journal")]
+    fn recorded_history(
+        &self,
+        old: &Attached,
+        capacity: u64,
+    ) -> Result<Option<Vec<crate::protocol::Record>>, Error> {
+        let resolved = crate::journal::resolve(&self.path, None)?;
+        let journal = crate::journal::Journal::open_resolved(
+            &self.path,
+            &resolved,
+            &crate::journal::JournalConfig::default(),
+            &old.rates,
+            &old.rules,
+            self.clock.shared(),
+            &self.identity,
+        )?;
+        journal.map(|journal| journal.restore(capacity)).transpose()
     }
 
     /// Waits while the path still names `old` after its log was closed and a change of rates

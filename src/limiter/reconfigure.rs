@@ -103,6 +103,8 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         &OpenSpec {
             create: None,
             mode: 0,
+            group: None,
+            dirs: crate::region::Dirs::Existing,
         },
         &[],
     )?;

@@ -29,9 +29,12 @@
 //! 16-byte load that is atomic without a write (on ARMv8.0, `ldxp` is single-copy atomic only
 //! when the `stxp` after it succeeds). The value never changes, so other processes cannot tell,
 //! but the page must be writable: on a read-only mapping such a load faults (`SIGSEGV`).
-//! [`Primitives::load_writes`] says whether this machine's loads write; read-only observation
-//! must either map the file writable or refuse with a clear error where they do (e.g. AWS
-//! Graviton2, Ampere Altra, Raspberry Pi 4: ARMv8.2 and older, without LSE2).
+//! [`Primitives::load_writes`] says whether this machine's loads write; a read-only observer
+//! (`Region::observe`, which maps the file `PROT_READ`) is refused with a clear error where
+//! they do (e.g. AWS Graviton2, Ampere Altra, Raspberry Pi 4: ARMv8.2 and older, without
+//! LSE2; x86_64 CPUs without AVX, or with `HOSTLIMIT_NO_VMOVDQA` set). The choice is made
+//! once per process, at the first [`check_machine`], so a load that was safe on a read-only
+//! mapping when it was opened stays so for the life of the process.
 //!
 //! Ordering: a compare-exchange is sequentially consistent, a load has at least acquire
 //! ordering (the protocol needs no more: see `protocol.rs`).
@@ -111,14 +114,6 @@ impl AtomicPair {
 
 /// The 128-bit atomics this process uses, as [`check_machine`] chose them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "read by the tests (and CI's check of which path ran); read-only observation \
-                  needs `load_writes`"
-    )
-)]
 pub struct Primitives {
     /// The compare-exchange's instruction: `cmpxchg16b`, `casp`, `ldxp/stxp`, `AtomicU128`.
     pub compare_exchange: &'static str,
@@ -129,15 +124,21 @@ pub struct Primitives {
 }
 
 /// The primitives in use now.
-#[cfg_attr(not(test), allow(dead_code, reason = "see `Primitives`"))]
 pub fn primitives() -> Primitives {
     machine::primitives()
 }
 
 /// Checks that this machine has the lock-free atomics the file needs, and chooses the
-/// fastest 128-bit primitives it has. Called before any file is touched.
+/// fastest 128-bit primitives it has. Called before any file is touched. The choice is made
+/// at the first call and kept for the life of the process (later calls, whatever the
+/// environment says by then, return the first call's verdict): a read-only mapping relies on
+/// the load it was opened with never changing to one that writes.
 pub fn check_machine() -> Result<(), Error> {
-    machine::select().map_err(Error::Unsupported)?;
+    static CHOSEN: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    CHOSEN
+        .get_or_init(machine::select)
+        .clone()
+        .map_err(Error::Unsupported)?;
     // 64-bit atomics must be native too: nothing may fall back to a process-local lock.
     #[cfg(not(target_has_atomic = "64"))]
     return Err(Error::Unsupported("no native 64-bit atomics".into()));

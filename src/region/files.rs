@@ -134,13 +134,13 @@ pub(super) fn make(
                     | OFlag::O_NOFOLLOW,
                 perms,
             )
-            .map_err(|e| Error::io(dir_path, "create temporary file", errno_io(e)))?;
+            .map_err(|e| dir_error(dir_path, dir, "create temporary file", e))?;
             Made {
                 fd,
                 temp: Some(temp),
             }
         }
-        Err(e) => return Err(Error::io(dir_path, "create file", errno_io(e))),
+        Err(e) => return Err(dir_error(dir_path, dir, "create file", e)),
     };
     match fill(path, &made.fd, fresh, owner) {
         Ok(()) => Ok(made),
@@ -160,12 +160,16 @@ fn fill(path: &Path, fd: &OwnedFd, fresh: &Fresh<'_>, owner: &Owner) -> Result<(
         let gid = owner.gid.filter(|&gid| gid != stat.st_gid);
         if uid.is_some() || gid.is_some() {
             fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw)).map_err(|e| {
-                Error::io(
-                    path,
+                // A reset keeps the old file's owner; a new file only gets the group asked
+                // for.
+                let op = if owner.uid.is_some() {
                     "give the new file the old one's owner and group (only they or root may \
-                     reset it)",
-                    errno_io(e),
-                )
+                     reset it)"
+                } else {
+                    "give the new file the group asked for (only the group's members and root \
+                     may give a file a group: see `id`, or ask an administrator to add you)"
+                };
+                Error::io(path, op, errno_io(e))
             })?;
         }
     }
@@ -427,7 +431,7 @@ pub(super) fn exchange(
         }
         Err(e) => {
             made.discard(&dir);
-            Err(Error::io(path, "replace", errno_io(e)))
+            Err(rename_error(path, &dir, name, "replace", e))
         }
     }
 }
@@ -445,7 +449,7 @@ pub(super) fn exchange_in_two_steps(
     let old = temp_name(name, "old");
     if let Err(e) = nix::fcntl::renameat(&dir, name, &dir, old.as_str()) {
         made.discard(&dir);
-        return Err(Error::io(path, "replace", errno_io(e)));
+        return Err(rename_error(path, &dir, name, "replace", e));
     }
     let displaced = Displaced::new(dir, old, path);
     // Ours, or one a process made meanwhile: either way the path names a fresh file.
@@ -461,8 +465,34 @@ pub(super) fn exchange_in_two_steps(
 pub(super) fn take_away(path: &Path, dir: OwnedFd, name: &OsStr) -> Result<Displaced, Error> {
     let temp = temp_name(name, "removed");
     nix::fcntl::renameat(&dir, name, &dir, temp.as_str())
-        .map_err(|e| Error::io(path, "remove", errno_io(e)))?;
+        .map_err(|e| rename_error(path, &dir, name, "remove", e))?;
     Ok(Displaced::new(dir, temp, path))
+}
+
+/// `errno` from renaming the file `name` in `dir` to `op` ("remove", "replace") it; a
+/// permission error names the file's owner and mode, the directory's, and who may.
+fn rename_error(path: &Path, dir: &OwnedFd, name: &OsStr, op: &'static str, errno: Errno) -> Error {
+    if !matches!(errno, Errno::EACCES | Errno::EPERM) {
+        return Error::io(path, op, errno_io(errno));
+    }
+    let file = nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_or_else(|_| "of an owner that cannot be read".into(), |s| whose(&s));
+    let directory =
+        fstat(dir).map_or_else(|_| "of an owner that cannot be read".into(), |s| whose(&s));
+    Error::io(
+        path,
+        op,
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "permission denied: {} may not {op} it: the file is {file}, its directory \
+                 {directory}; in a sticky directory (mode 1777, like the default one) only the \
+                 file's owner, the directory's owner and root may remove or replace a file: \
+                 ask one of them",
+                user_name(nix::unistd::geteuid().as_raw())
+            ),
+        ),
+    )
 }
 
 /// A limiter path as its directory (`.` for a bare name) and its file name.
@@ -475,6 +505,20 @@ pub(super) fn split(path: &Path) -> Result<(PathBuf, &OsStr), Error> {
         _ => PathBuf::from("."),
     };
     Ok((dir, name))
+}
+
+/// Which missing directories creating a limiter may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dirs {
+    /// None: a missing directory is reported as missing (a typo creates nothing).
+    Existing,
+    /// The directory of named limiters (the default directory, or `$HOSTLIMIT_DIR`): made,
+    /// if missing, sticky and writable by everyone (`01777`, like `/tmp`), whoever comes
+    /// first; its parent must exist.
+    Shared,
+    /// The directory and its missing parents, each with the file mode's read and write
+    /// classes plus search permission (`Builder::create_dirs`).
+    Parents,
 }
 
 /// Opens the limiter directory, refusing what would let another user swap our files: a
@@ -493,6 +537,12 @@ pub(super) fn open_dir(dir_path: &Path) -> Result<OwnedFd, Error> {
             "open directory (refusing to follow a symbolic link)",
             errno_io(e),
         ),
+        Errno::ENOENT => Error::io(
+            dir_path,
+            "no such directory (nothing is created for a directory that may be a typo: \
+             create it first, or ask for it with `--parents` or `Builder::create_dirs`)",
+            errno_io(e),
+        ),
         e => Error::io(dir_path, "open directory", errno_io(e)),
     })?;
     let stat = fstat(&dir).map_err(|e| Error::io(dir_path, "stat directory", errno_io(e)))?;
@@ -504,6 +554,176 @@ pub(super) fn open_dir(dir_path: &Path) -> Result<OwnedFd, Error> {
         ));
     }
     Ok(dir)
+}
+
+/// Whether anyone may write to the directory (it is sticky then: [`open_dir`] refuses it
+/// otherwise), so that a file in it may have been planted by another user.
+pub(super) fn is_shared(dir: &OwnedFd) -> bool {
+    fstat(dir).is_ok_and(|stat| stat.st_mode & 0o002 != 0)
+}
+
+/// Refuses a file in a shared directory that another user may have planted: one owned by
+/// neither this process's user nor root, unless its group is `group` (only the group's
+/// members, and root, can give a file a group: it is the limiter shared with them).
+pub(super) fn check_trusted(path: &Path, fd: &OwnedFd, group: Option<u32>) -> Result<(), Error> {
+    let stat = fstat(fd).map_err(|e| Error::io(path, "stat", errno_io(e)))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if stat.st_uid == me || stat.st_uid == 0 || group == Some(stat.st_gid) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Err(Error::io(
+        path,
+        "open",
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing a file {} in {}, a directory anyone may write to: another user \
+                 may have planted it. If it is the limiter you share with them, open it with \
+                 its group (`--group {}`, `Builder::group`); otherwise ask its owner or root \
+                 to remove it",
+                whose(&stat),
+                dir.display(),
+                group_word(stat.st_gid),
+            ),
+        ),
+    ))
+}
+
+/// Whose a file or directory is, in words: `owned by alice (uid 1001) with group svc (gid
+/// 1002) and mode 0660`.
+pub(super) fn whose(stat: &nix::sys::stat::FileStat) -> String {
+    format!(
+        "owned by {} with group {} and mode {:04o}",
+        user_name(stat.st_uid),
+        group_name(stat.st_gid),
+        stat.st_mode & 0o7777
+    )
+}
+
+/// `errno` from `op` in the limiter directory `dir`; a permission error names the
+/// directory's owner, group and mode, and what to do.
+pub(super) fn dir_error(dir_path: &Path, dir: &OwnedFd, op: &'static str, errno: Errno) -> Error {
+    if !matches!(errno, Errno::EACCES | Errno::EPERM) {
+        return Error::io(dir_path, op, errno_io(errno));
+    }
+    let whose = fstat(dir).map_or_else(
+        |_| "its owner and mode cannot be read".into(),
+        |s| whose(&s),
+    );
+    Error::io(
+        dir_path,
+        op,
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "permission denied: {} may not use this directory: it is {whose}; ask its owner \
+                 to share it (a group with write and search permission, or mode 1777 as the \
+                 default directory has), or use a directory of your own (--dir, \
+                 $HOSTLIMIT_DIR)",
+                user_name(nix::unistd::geteuid().as_raw())
+            ),
+        ),
+    )
+}
+
+/// A user as people name it: `alice (uid 1001)`, or `uid 1001` when it has no name.
+pub(super) fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// A group as people name it: `svc (gid 1002)`, or `gid 1002` when it has no name.
+pub(super) fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(Gid::from_raw(gid)) {
+        Ok(Some(group)) => format!("{} (gid {gid})", group.name),
+        _ => format!("gid {gid}"),
+    }
+}
+
+/// A group as `--group` takes it: its name, else its number.
+fn group_word(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(Gid::from_raw(gid)) {
+        Ok(Some(group)) => group.name,
+        _ => gid.to_string(),
+    }
+}
+
+/// Makes the missing directories `dirs` allows for a limiter in `dir`.
+pub(super) fn create_dirs(dir: &Path, dirs: Dirs, mode: u32) -> Result<(), Error> {
+    match dirs {
+        Dirs::Existing => Ok(()),
+        Dirs::Shared => create_shared_dir(dir),
+        Dirs::Parents => create_dir(dir, mode),
+    }
+}
+
+/// Makes the shared directory `dir` if it is missing: `01777` (sticky: everyone may create
+/// files in it, nobody may remove or replace another's), whoever comes first. It is made
+/// complete under a temporary name and renamed into place without replacing anything, so
+/// nobody ever sees it with another mode (a `mkdir` would give it the umask's mode first).
+pub(super) fn create_shared_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let (parent, name) = split(dir)?;
+    let temp = parent.join(temp_name(name, "dir"));
+    let made = std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&temp)
+        .and_then(|()| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o1777)));
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir(&temp);
+        let op = if parent.is_dir() {
+            "create the shared limiter directory"
+        } else {
+            "create the shared limiter directory (its parent does not exist)"
+        };
+        return Err(Error::io(dir, op, e));
+    }
+    let parent_fd = match open_dir(&parent) {
+        Ok(fd) => fd,
+        Err(error) => {
+            let _ = std::fs::remove_dir(&temp);
+            return Err(error);
+        }
+    };
+    let temp_name = temp
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let moved = renameat2(&parent_fd, &temp_name, &parent_fd, name, Rename::NoReplace);
+    match moved {
+        Ok(()) => Ok(()),
+        // Another process made it first: theirs is as good as ours.
+        Err(Errno::EEXIST | Errno::ENOTEMPTY) => {
+            let _ = std::fs::remove_dir(&temp);
+            Ok(())
+        }
+        // No `renameat2` here (a plain rename would replace an empty directory): make it in
+        // place, and set the mode the umask narrowed.
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            let _ = std::fs::remove_dir(&temp);
+            match std::fs::DirBuilder::new().mode(0o1777).create(dir) {
+                Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+                    .map_err(|e| Error::io(dir, "set directory permissions", e)),
+                Err(_) if dir.is_dir() => Ok(()),
+                Err(e) => Err(Error::io(dir, "create the shared limiter directory", e)),
+            }
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir(&temp);
+            Err(Error::io(
+                dir,
+                "create the shared limiter directory",
+                errno_io(e),
+            ))
+        }
+    }
 }
 
 /// Creates the limiter directory (and parents) if missing. A directory gets the file mode's
@@ -556,6 +776,7 @@ mod tests {
             creator_pid: 1,
             creator_uid: 0,
             labels: 0,
+            flags: 0,
             lineage: Default::default(),
         }
     }
@@ -586,8 +807,69 @@ mod tests {
         let spec = OpenSpec {
             create: Some(&header),
             mode: 0o600,
+            group: None,
+            dirs: Dirs::Existing,
         };
         Region::open_with_history(path, &spec, &[]).unwrap()
+    }
+
+    /// A read-only region never writes to its file: the protocol steps that write get a
+    /// stand-in ring (reported corrupt; on the real `PROT_READ` mapping they would fault),
+    /// the counters a stand-in word; loads see the file as it is.
+    #[test]
+    #[cfg_attr(miri, ignore)] // real files
+    fn a_read_only_region_never_writes_to_its_file() {
+        use crate::protocol::{self, Hints, NoHook, Outcome};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lim");
+        let writer = limiter_at(&path);
+        let rules = header().rules;
+        let Ok(outcome) = protocol::acquire(
+            &writer.words(),
+            &rules,
+            5,
+            1,
+            &mut Hints::default(),
+            &NoHook,
+        );
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{outcome:?}");
+        if crate::region::atomic::primitives().load_writes {
+            let error = Region::observe(&path).unwrap_err();
+            assert!(matches!(error, Error::Unsupported(_)), "{error:?}");
+            return;
+        }
+        let reader = Region::observe(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let Ok(usage) = protocol::usage(&reader.read_words(), &rules, 6, &NoHook);
+        assert_eq!(usage.unwrap().rates[0].used, 1);
+        let Ok(outcome) = protocol::acquire(
+            &reader.words(),
+            &rules,
+            2_000_000_000,
+            1,
+            &mut Hints::default(),
+            &NoHook,
+        );
+        assert!(matches!(outcome, Outcome::Corrupt(_)), "{outcome:?}");
+        let Ok(retired) = protocol::retire(&reader.words(), &NoHook);
+        assert!(retired.is_err(), "{retired:?}");
+        reader
+            .denial_counter(0)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        reader
+            .tally_counter(layout::Tally::NeverFits)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "a read-only region wrote"
+        );
+        assert_eq!(writer.denials(0), Some(0));
+        // The writer's changes are seen.
+        writer
+            .denial_counter(0)
+            .fetch_add(1, crate::sync::Ordering::Relaxed);
+        assert_eq!(reader.denials(0), Some(1));
     }
 
     /// Where the file system cannot exchange names, the old file is renamed away and the new
