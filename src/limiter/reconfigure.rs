@@ -65,7 +65,7 @@ pub struct Reconfigured {
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
 /// A journal of the limiter records the rates it was made for: make it follow with
-/// [`journal::follow_rates`](crate::journal::follow_rates) (feature `journal`).
+/// `hostlimit::journal::follow_rates` (feature `journal`).
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
@@ -122,7 +122,13 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         capacity: (header.capacity, header.capacity),
         displaced: OldFile::Limiter,
     };
-    if same_rates(&header, &rules, labels) {
+    // A closed log at the path is a change that did not finish: finish it, even to the rates
+    // the file has.
+    let closed_already = matches!(
+        protocol::usage(&old.words(), &[], 0, &NoHook),
+        Ok(Err(protocol::RETIRED))
+    );
+    if same_rates(&header, &rules, labels) && !closed_already {
         return Ok(report);
     }
     let fresh = Header {
