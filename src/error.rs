@@ -83,9 +83,9 @@ pub enum Error {
     /// Also: a journaled limiter's journal record that cannot be read, a recorded journal
     /// that is missing, or a journal other than the recorded one.
     ///
-    /// Nothing falls back silently: a journaled limiter (see [`journal`](crate::journal))
+    /// Nothing falls back silently: a journaled limiter (see `hostlimit::journal`)
     /// is journaled for every process that opens it, with or without `.journal(...)`. To go
-    /// on without the history, forget the journal ([`journal::forget`](crate::journal::forget),
+    /// on without the history, forget the journal (`hostlimit::journal::forget`,
     /// `hostlimit rm`).
     Journal {
         /// The journal directory (the journal record, for a record that cannot be read).

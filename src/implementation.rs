@@ -35,7 +35,7 @@
 //! | 10, 11 | creation time: wall clock and file clock, ns |
 //! | 12, 13 | creator pid and uid |
 //! | 14 | unit labels, one byte per rate: 0 none, 1 tokens (`tok`), 2 bytes (`B`); names only, for display |
-//! | 15 | bits 0..31 and 32..64: lineage, an id drawn when the limiter's first file was made and how often its rates were changed since ([`reconfigure`](crate::reconfigure)); bit 31: made with a journal (where it is, is recorded in the state directory, see [`journal`](crate::journal)); 0 in older files |
+//! | 15 | bits 0..31 and 32..64: lineage, an id drawn when the limiter's first file was made and how often its rates were changed since ([`reconfigure`](crate::reconfigure)); bit 31: made with a journal (where it is, is recorded in the state directory, see `hostlimit::journal`); 0 in older files |
 //! | 16 + 3i .. 18 + 3i | rate i: limit, window in ns, 0 = counts weight / 1 = counts requests |
 //!
 //! **Creation** is race-free: the file is made unnamed (`O_TMPFILE`) in the target directory,

@@ -116,7 +116,7 @@ pub struct FileInfo {
     /// The clock its timestamps come from.
     pub clock: ClockIdentity,
     /// The file was made by a process with a journal (its header says so; where the journal
-    /// is, [`journal::recorded`](crate::journal::recorded) says). False for files made
+    /// is, `hostlimit::journal::recorded` says). False for files made
     /// without one, and for files of versions before the flag.
     pub journaled: bool,
 }
@@ -182,7 +182,7 @@ impl Limiter {
 
     /// Attaches to an existing limiter file, adopting whatever rates it has.
     ///
-    /// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) is
+    /// A journaled limiter (one with a journal record, see `hostlimit::journal`) is
     /// opened with its journal, and if its file is gone (a reboot), created again with the
     /// recorded rates and the journal's history; without a record, a missing file is an
     /// error.

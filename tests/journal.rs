@@ -675,7 +675,9 @@ fn another_boot_restores_through_the_wall_clock() {
     let setup = Setup::new();
     let rates = [Rate::new(100, TEN_MINUTES)];
     let first = journal_some(&setup, &rates, 10);
-    std::thread::sleep(Duration::from_millis(300));
+    // Long enough that rows taken as new (2 s younger than they are) fail the check below even
+    // with a second of scheduling noise on a loaded machine.
+    std::thread::sleep(Duration::from_secs(2));
     // Simulate another boot: the rows' clock is not this boot's.
     let changed = setup.execute_everywhere("UPDATE admissions SET clock = '7:another-boot:0'");
     assert_eq!(changed, 10);
@@ -685,7 +687,7 @@ fn another_boot_restores_through_the_wall_clock() {
     let next_free = usage[0].next_free.unwrap();
     // Converted through the wall clock: as old as it really is, to within clock-read noise.
     assert!(
-        next_free.abs_diff(true_left) < Duration::from_millis(100),
+        next_free.abs_diff(true_left) < Duration::from_secs(1),
         "{next_free:?} vs {true_left:?}"
     );
 }

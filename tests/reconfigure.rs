@@ -75,7 +75,7 @@ fn set_while_four_processes_hammer_keeps_every_window_exact_across_the_change() 
     let open = format!("open {}", support::rates_arg(&old_rates));
     let mut workers: Vec<support::Worker> = (0..4)
         .map(|i| {
-            let script = format!("{open}; touch ready.{i}; wait go; hammer 1600 1,2 200; usage");
+            let script = format!("{open}; touch ready.{i}; wait go; hammer 2500 1,2 200; usage");
             support::spawn(dir.path(), &path, &format!("w{i}"), &script, &[])
         })
         .collect();
@@ -233,8 +233,14 @@ fn an_opener_with_the_old_rates_is_told_what_changed() {
     let path = dir.path().join("lim");
     let old_rates = [Rate::new(10, SEC), Rate::new(100, MIN)];
     drop(Limiter::open(&path, &old_rates).unwrap());
+    // A process that sleeps through the change and a reset after it still adopts: the reset
+    // file is the same limiter (its lineage), with the new rates.
+    let stale = Limiter::open(&path, &old_rates).unwrap();
     let new_rates = [Rate::new(5, SEC), Rate::new(100, MIN)];
     hostlimit::reconfigure(&path, &new_rates).unwrap();
+    hostlimit::reset(&path).unwrap();
+    stale.try_acquire(1).unwrap();
+    assert_eq!(stale.rates(), new_rates);
     let error = Limiter::open(&path, &old_rates).unwrap_err();
     let Error::ConfigMismatch {
         file,
@@ -328,6 +334,11 @@ fn the_set_command_changes_the_rates_and_reports_them() {
     let (code, _, err) = run(&["acquire", "api", "--rate", "2/min"]);
     assert_eq!(code, Some(65));
     assert!(err.contains("set api --rate"), "{err}");
+    assert!(err.contains("were changed with `set`"), "{err}");
+    assert!(
+        err.contains("5/min, 100/h") && err.contains("(2/min)"),
+        "{err}"
+    );
     let (code, _, err) = run(&["set", "api"]);
     assert_eq!(code, Some(64), "--rate is required: {err}");
     let (code, _, err) = run(&["set", "nothing", "--rate", "1/s"]);
@@ -362,6 +373,18 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     let text = denied.to_string();
     assert!(text.contains("no new file took its place"), "{text}");
     assert!(text.contains("hostlimit set"), "{text}");
+    // Run again with the rates it has, the change is finished too.
+    let same = hostlimit::reconfigure(&path, &old_rates).unwrap();
+    assert!(same.changed);
+    assert_eq!((same.read, same.kept), (2, 2));
+    for _ in 0..3 {
+        user.try_acquire(1).unwrap();
+    }
+    assert!(
+        user.try_acquire(1).is_err(),
+        "5 per minute, 2 of them before"
+    );
+    close_log(&path, 5);
 
     // In progress: another process holds the file. The user waits for it, then gives up.
     let holder = fs::File::open(&path).unwrap();
@@ -386,10 +409,17 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
 
     let new_rates = [Rate::new(3, MIN)];
     let done = hostlimit::reconfigure(&path, &new_rates).unwrap();
-    assert_eq!((done.read, done.kept), (2, 2));
-    // The two admissions of the closed file count: one more fits.
+    assert_eq!((done.read, done.kept), (5, 3));
+    // Three of the five admissions of the closed file are kept (the new limit, all it can
+    // count): none more fits.
+    assert!(user.try_acquire(1).is_err());
+    assert_eq!(user.rates(), new_rates);
+    let new_rates = [Rate::new(5, MIN)];
+    hostlimit::reconfigure(&path, &new_rates).unwrap();
+    // Back to five per minute: the three kept count, two more fit.
     user.try_acquire(1).unwrap();
     assert_eq!(user.rates(), new_rates);
+    user.try_acquire(1).unwrap();
     assert!(user.try_acquire(1).is_err());
 }
 
@@ -441,4 +471,39 @@ fn a_journal_follows_the_change_and_restores_under_the_new_rates() {
     assert_eq!(restored.usage().unwrap()[0].used, 3);
     restored.try_acquire(1).unwrap();
     assert!(restored.try_acquire(1).is_err());
+}
+
+/// Another process that had the limiter open before the change adopts the new rates at its
+/// next call, and when the file is deleted afterwards it re-creates it with them: the old
+/// configuration does not come back.
+#[test]
+fn a_process_attached_before_set_adopts_and_never_reverts() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("lim");
+    let old_rates = [Rate::new(2, MIN)];
+    let new_rates = [Rate::new(7, MIN), Rate::new(9, HOUR)];
+    let script = format!(
+        "open {} interval=0; acquire 1; touch ready; wait go; acquire 1; usage; touch \
+         adopted; wait deleted; acquire 1; usage",
+        support::rates_arg(&old_rates)
+    );
+    let mut worker = support::spawn(dir.path(), &path, "w", &script, &[]);
+    support::wait_for_file(&dir.path().join("ready"), HANG);
+    hostlimit::reconfigure(&path, &new_rates).unwrap();
+    support::touch(&dir.path().join("go"));
+    support::wait_for_file(&dir.path().join("adopted"), HANG);
+    fs::remove_file(&path).unwrap();
+    support::touch(&dir.path().join("deleted"));
+    let output = worker.finish(HANG);
+    assert_eq!(output.admissions.len(), 3, "{:?}", output.denials);
+    let limits = |usage: &Vec<support::UsageLine>| -> Vec<u64> {
+        usage.iter().map(|u| u.used + u.remaining).collect()
+    };
+    // Adopted with the history: the admission before the change counts.
+    assert_eq!(limits(&output.usages[0]), [7, 9]);
+    assert_eq!(output.usages[0][0].used, 2);
+    // Re-created with the new rates, empty.
+    assert_eq!(limits(&output.usages[1]), [7, 9]);
+    assert_eq!(output.usages[1][0].used, 1);
+    assert_eq!(Limiter::attach(&path).unwrap().rates(), new_rates);
 }

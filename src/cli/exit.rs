@@ -139,15 +139,25 @@ impl Failure {
     pub fn about(target: &Target, error: Error) -> Failure {
         let name = &target.name;
         match &error {
-            Error::ConfigMismatch { path, file, .. } => Failure::new(
+            Error::ConfigMismatch {
+                path,
+                file,
+                reconfigured,
+                ..
+            } => Failure::new(
                 Exit::Data,
                 format!(
-                    "{}: this limiter's rates are {}, not the --rate given ({}); leave out \
+                    "{}: this limiter's rates are {}, not the --rate given ({}){}; leave out \
                      --rate to use the limiter's own rates, or change them (keeping its \
                      history): {} set {name} --rate ...",
                     path.display(),
                     list(file),
                     requested_list(&error),
+                    if *reconfigured > 0 {
+                        " (they were changed with `set` since it was created)"
+                    } else {
+                        ""
+                    },
                     program::ours()
                 ),
             ),

@@ -71,7 +71,7 @@ pub struct JournalRecord {
     pub rates: Vec<Rate>,
 }
 
-/// The state directory records are written to (see the [module docs](self)); `None` if none
+/// The state directory records are written to (see [the journal's docs](crate::journal#durability-belongs-to-the-limiter)); `None` if none
 /// can be named (no `$HOSTLIMIT_STATE_DIR`, not root, no `$XDG_STATE_HOME` and no `$HOME`).
 pub fn state_dir() -> Option<PathBuf> {
     let env = |name: &str| {

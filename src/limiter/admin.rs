@@ -57,7 +57,7 @@ impl fmt::Display for OldFile {
 ///
 /// # Journal
 ///
-/// A journaled limiter (one with a journal record, see [`journal`](crate::journal)) stays
+/// A journaled limiter (one with a journal record, see `hostlimit::journal`) stays
 /// journaled, and its journal forgets the old file's admissions: the reset writes a mark in
 /// the journal directory, and no restore brings back what was admitted before it (after a
 /// reboot, the limiter comes back as the reset left it, plus what was admitted since). A
@@ -132,7 +132,7 @@ pub(super) fn host_clock_of(path: &Path, header: &Header) -> Result<ClockIdentit
 /// layout version) is removed too. Returns what the file was.
 ///
 /// A journaled limiter's journal goes too: its record and the journal directory's files
-/// (see [`journal::forget`](crate::journal::forget)), so that the limiter does not come back
+/// (see `hostlimit::journal::forget`), so that the limiter does not come back
 /// with its history. [`remove_keeping_journal`] keeps them.
 ///
 /// # Errors

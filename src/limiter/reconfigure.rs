@@ -64,9 +64,10 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
-/// A journaled limiter (one with a journal record, feature `journal`) stays journaled: its journal's databases and its record follow the new rates
-/// ([`journal::follow_rates`](crate::journal::follow_rates)), so that its next opener, with
-/// or without `.journal`, opens the journal with them. A journal that cannot follow is an
+/// A journaled limiter (one with a journal record, feature `journal`) stays journaled: its
+/// journal's databases and its record follow the new rates
+/// (`hostlimit::journal::follow_rates`), so that its next opener, with or without
+/// `.journal`, opens the journal with them. A journal that cannot follow is an
 /// [`Error::Journal`] that says the rates were changed nevertheless.
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
@@ -126,7 +127,13 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         capacity: (header.capacity, header.capacity),
         displaced: OldFile::Limiter,
     };
-    if same_rates(&header, &rules, labels) {
+    // A closed log at the path is a change that did not finish: finish it, even to the rates
+    // the file has.
+    let closed_already = matches!(
+        protocol::usage(&old.words(), &[], 0, &NoHook),
+        Ok(Err(protocol::RETIRED))
+    );
+    if same_rates(&header, &rules, labels) && !closed_already {
         return Ok(report);
     }
     let fresh = Header {
