@@ -603,14 +603,32 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
 }
 
 /// After the rates of the journaled limiter of `record` were changed from `old` to `new`
-/// ([`reconfigure`](crate::reconfigure)): its journal's databases and its record follow, so
-/// that every later opener opens the journal with the new rates.
+/// ([`reconfigure`](crate::reconfigure)): what the old file's closed log holds that is not
+/// journaled yet (the last interval's admissions, those of processes without a journal) is
+/// journaled first, since the new file's history counts as journaled; then the journal's
+/// databases and the record follow the new rates, so that every later opener opens the
+/// journal with them.
 pub(crate) fn follow_limiter(
     record: &JournalRecord,
+    old_file: &Region,
+    identity: &ClockIdentity,
     old: &[crate::rate::Rate],
     new: &[crate::rate::Rate],
 ) -> Result<(), Error> {
-    follow_rates(&record.journal, old, new)
+    let flushed = || -> Result<(), Error> {
+        let rules = crate::limiter::rules_for(old)?;
+        let journal = Journal::open(
+            &record.journal,
+            record.durability,
+            &JournalConfig::default(),
+            &rules,
+            Arc::new(crate::clock::HostClock),
+            identity,
+        )?;
+        journal.flush(old_file, false)
+    };
+    flushed()
+        .and_then(|()| follow_rates(&record.journal, old, new))
         .and_then(|_| state::write(&record.limiter, &record.journal, record.durability, new))
         .map(drop)
         .map_err(|error| Error::Journal {

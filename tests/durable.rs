@@ -655,3 +655,24 @@ fn a_journaled_process_outlives_a_forced_remove_and_starts_the_limiter_again_emp
     assert_eq!(outcome.admitted.len(), 17, "{outcome:?}");
     assert!(outcome.errors.is_empty(), "{outcome:?}");
 }
+
+#[test]
+fn a_change_of_rates_journals_what_the_old_file_held_that_was_not_journaled_yet() {
+    let host = Host::new();
+    let journaled = host.worker("journal", "acquire 3");
+    assert_eq!(journaled.admitted.len(), 3);
+    // Admitted by a process without a journal while no journaled process runs: only the ring
+    // holds them.
+    let unjournaled = host.worker("observer", "acquire 4");
+    assert_eq!(unjournaled.admitted.len(), 4);
+    let set = host.cli(&["set", host.path().to_str().unwrap(), "--rate", "12/h"]);
+    assert!(set.status.success(), "{set:?}");
+    host.reboot();
+    // All 7 came back: 5 left of 12.
+    let first = host.worker("attach", "acquire 10");
+    assert_eq!(first.admitted.len(), 5, "{first:?}");
+    let mut all = journaled.admitted;
+    all.extend(unjournaled.admitted);
+    all.extend(first.admitted);
+    support::check_windows(&all, &[Rate::new(12, HOUR)]).unwrap();
+}

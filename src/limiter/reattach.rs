@@ -159,7 +159,14 @@ impl FileLimiter {
             self.clock.shared(),
             &self.identity,
         )?;
-        journal.map(|journal| journal.restore(capacity)).transpose()
+        journal
+            .map(|journal| {
+                // As a journaled process does: the old file's records first (a failure only
+                // leaves them to the next flush of another process).
+                let _ = journal.flush(&old.region, false);
+                journal.restore(capacity)
+            })
+            .transpose()
     }
 
     /// Waits while the path still names `old` after its log was closed and a change of rates
