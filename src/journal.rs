@@ -611,23 +611,10 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
 pub(crate) fn follow_limiter(
     record: &JournalRecord,
     old_file: &Region,
-    identity: &ClockIdentity,
     old: &[crate::rate::Rate],
     new: &[crate::rate::Rate],
 ) -> Result<(), Error> {
-    let flushed = || -> Result<(), Error> {
-        let rules = crate::limiter::rules_for(old)?;
-        let journal = Journal::open(
-            &record.journal,
-            record.durability,
-            &JournalConfig::default(),
-            &rules,
-            Arc::new(crate::clock::HostClock),
-            identity,
-        )?;
-        journal.flush(old_file, false)
-    };
-    flushed()
+    flush_into(record, old_file)
         .and_then(|()| follow_rates(&record.journal, old, new))
         .and_then(|_| state::write(&record.limiter, &record.journal, record.durability, new))
         .map(drop)
@@ -640,4 +627,20 @@ pub(crate) fn follow_limiter(
                 record.limiter.display()
             ),
         })
+}
+
+/// Journals what the closed log of `file`, a file of the journaled limiter of `record`,
+/// holds that is not journaled yet, through a journal opened for this once (with the file's
+/// rates and clock).
+pub(crate) fn flush_into(record: &JournalRecord, file: &Region) -> Result<(), Error> {
+    let header = file.header();
+    let journal = Journal::open(
+        &record.journal,
+        record.durability,
+        &JournalConfig::default(),
+        &header.rules,
+        Arc::new(crate::clock::HostClock),
+        &header.clock,
+    )?;
+    journal.flush(file, false)
 }

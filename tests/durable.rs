@@ -676,3 +676,14 @@ fn a_change_of_rates_journals_what_the_old_file_held_that_was_not_journaled_yet(
     all.extend(first.admitted);
     support::check_windows(&all, &[Rate::new(12, HOUR)]).unwrap();
 }
+
+#[test]
+fn a_remove_that_keeps_the_journal_keeps_what_was_not_journaled_yet() {
+    let host = Host::new();
+    assert_eq!(host.worker("journal", "acquire 3").admitted.len(), 3);
+    // Only the ring holds these: no journaled process runs.
+    assert_eq!(host.worker("observer", "acquire 4").admitted.len(), 4);
+    let rm = host.cli(&["rm", host.path().to_str().unwrap(), "--keep-journal"]);
+    assert!(rm.status.success(), "{rm:?}");
+    assert_eq!(host.worker("plain", "acquire 10").admitted.len(), 3);
+}

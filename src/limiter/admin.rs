@@ -163,7 +163,18 @@ fn remove_file(path: &Path, keep_journal: bool) -> Result<OldFile, Error> {
     if let Kind::Foreign(reason) = Region::examine(path)?.kind {
         return Err(Error::corrupt(path, reason));
     }
-    let old = retire_and_delete(Region::take_away(path)?)?;
+    let displaced = Region::take_away(path)?;
+    // Kept, the journal must hold everything the file held: what no journaled process
+    // journaled yet is journaled now (a failure only leaves it out, as a crash would).
+    #[cfg(feature = "journal")]
+    let old = match &record {
+        Some(record) if keep_journal => retire_then(displaced, |closed| {
+            let _ = crate::journal::flush_into(record, closed);
+        })?,
+        _ => retire_and_delete(displaced)?,
+    };
+    #[cfg(not(feature = "journal"))]
+    let old = retire_and_delete(displaced)?;
     #[cfg(feature = "journal")]
     if let Some(record) = record
         && !keep_journal
@@ -186,6 +197,12 @@ fn remove_file(path: &Path, keep_journal: bool) -> Result<OldFile, Error> {
 /// process re-creating the file, may have come in between): it is what the path named, and
 /// so what must be retired.
 pub(super) fn retire_and_delete(displaced: Displaced) -> Result<OldFile, Error> {
+    retire_then(displaced, |_| {})
+}
+
+/// [`retire_and_delete`], running `closed` on the old file once its log is closed (nothing
+/// more is committed to it), before it is deleted.
+fn retire_then(displaced: Displaced, closed: impl FnOnce(&Region)) -> Result<OldFile, Error> {
     let path = displaced.path().to_path_buf();
     let kind = match displaced.fd() {
         Some(fd) => region::examine_file(&path, fd)?.kind,
@@ -203,7 +220,10 @@ pub(super) fn retire_and_delete(displaced: Displaced) -> Result<OldFile, Error> 
             Ok(old) => {
                 let Ok(retired) = protocol::retire(&old.words(), &NoHook);
                 match retired {
-                    Ok(_) => OldFile::Limiter,
+                    Ok(_) => {
+                        closed(&old);
+                        OldFile::Limiter
+                    }
                     Err(reason) => OldFile::Damaged(format!("corrupt ring: {reason}")),
                 }
             }

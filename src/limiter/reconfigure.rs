@@ -172,7 +172,7 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     report.displaced = retire_and_delete(displaced)?;
     #[cfg(feature = "journal")]
     if let Some(record) = record {
-        crate::journal::follow_limiter(&record, &old, &identity, &report.old_rates, rates)?;
+        crate::journal::follow_limiter(&record, &old, &report.old_rates, rates)?;
     }
     Ok(report)
 }
