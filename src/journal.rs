@@ -188,6 +188,7 @@ use crate::sync::StdAtomicU64;
 use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
+pub(crate) use rates::follow_change;
 pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
 pub use state::{

@@ -64,8 +64,11 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
-/// A journal of the limiter records the rates it was made for: make it follow with
-/// `hostlimit::journal::follow_rates` (feature `journal`).
+/// A journaled limiter (one with a journal record, see `hostlimit::journal`) keeps its
+/// journal: the journal's databases and its record follow the new rates, so that the file
+/// restored after a reboot has them and counts the journal's admissions against them.
+/// Processes that have the journal open keep the rates they opened it with for its
+/// accounting (their admissions follow the new file's rates).
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
@@ -84,6 +87,10 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     let path = path.as_ref();
     region::check_machine()?;
     let rules = rules_for(rates)?;
+    // A journaled limiter's record, read before anything changes (an unreadable one is an
+    // error then).
+    #[cfg(feature = "journal")]
+    let record = crate::journal::recorded(path)?;
     let examined = Region::examine(path)?;
     match examined.kind {
         Kind::Limiter(_) => {}
@@ -129,10 +136,16 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
         Ok(Err(protocol::RETIRED))
     );
     if same_rates(&header, &rules, labels) && !closed_already {
+        // A change whose journal did not follow is finished here.
+        #[cfg(feature = "journal")]
+        if let Some(record) = &record {
+            crate::journal::follow_change(record, rates)?;
+        }
         return Ok(report);
     }
     let fresh = Header {
         labels,
+        flags: header.flags,
         lineage: header.lineage.next(),
         ..new_header(&rules, identity, &HostClock)?
     };
@@ -164,6 +177,16 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     report.kept = history.len() as u64;
     report.capacity.1 = fresh.capacity;
     report.displaced = retire_and_delete(displaced)?;
+    #[cfg(feature = "journal")]
+    if let Some(record) = &record {
+        crate::journal::follow_change(record, rates).map_err(|error| Error::Journal {
+            path: record.journal.clone(),
+            reason: format!(
+                "the rates were changed, but the journal and its record did not follow \
+                 ({error}); change them again to finish"
+            ),
+        })?;
+    }
     Ok(report)
 }
 
