@@ -88,7 +88,7 @@ pub enum Error {
     /// on without the history, forget the journal ([`journal::forget`](crate::journal::forget),
     /// `hostlimit rm`).
     Journal {
-        /// The journal directory.
+        /// The journal directory (the journal record, for a record that cannot be read).
         path: PathBuf,
         /// What is wrong.
         reason: String,

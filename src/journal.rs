@@ -130,8 +130,13 @@
 //! * A running process whose file was deleted re-creates it with the history too, even if
 //!   it was opened without a journal (it reads the recorded journal once).
 //! * A recorded journal that is missing or cannot be read makes the open fail
-//!   ([`Error::Journal`]); nothing starts empty silently. [`forget`] (or `hostlimit rm`)
-//!   gives the history up.
+//!   ([`Error::Journal`]) wherever the file would have to be created; nothing starts empty
+//!   silently. [`forget`] (or `hostlimit rm`) gives the history up. While the file exists
+//!   (nothing to restore), a process opening without `.journal` that cannot open the
+//!   recorded journal (another user's, not writable for it) attaches without it, never
+//!   creates the file, and says why in
+//!   [`Limiter::journal_status`](crate::Limiter::journal_status); the ring's records reach
+//!   the journal through the limiter's journaled processes.
 //!
 //! Root's records are found by every user; a limiter shared by several users should be
 //! journaled by root, or every user should set the same `HOSTLIMIT_STATE_DIR`. The key is
@@ -433,6 +438,18 @@ impl Journal {
         }
     }
 
+    /// Closes this journal and deletes its own database, which nothing was journaled to yet
+    /// (an open that failed after the journal was opened).
+    pub fn discard(self) {
+        let own = self.dir.own().to_path_buf();
+        drop(self.conn);
+        for suffix in ["-wal", "-shm", ""] {
+            let mut name = own.as_os_str().to_owned();
+            name.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(name));
+        }
+    }
+
     /// This journal's own database, the only one it writes.
     pub fn file(&self) -> &Path {
         self.dir.own()
@@ -496,13 +513,12 @@ pub(crate) fn resolve(
 
 impl Journal {
     /// Opens the journal an open [`resolve`]d: a recorded journal must exist (it is never
-    /// made again empty); a journal named by the builder and not recorded yet is recorded
-    /// (with `rates`) once it is open.
+    /// made again empty). A journal named by the builder and not recorded yet is recorded by
+    /// [`Resolved::record`] once the limiter is open.
     pub(crate) fn open_resolved(
         limiter: &Path,
         resolved: &Resolved,
         config: &JournalConfig,
-        rates: &[crate::rate::Rate],
         rules: &[Rule],
         clock: Arc<dyn Clock>,
         identity: &ClockIdentity,
@@ -522,11 +538,20 @@ impl Journal {
                 ),
             });
         }
-        let journal = Journal::open(path, *durability, config, rules, clock, identity)?;
-        if resolved.record.is_none() {
-            state::write(&state::absolute(limiter)?, path, *durability, rates)?;
+        Journal::open(path, *durability, config, rules, clock, identity).map(Some)
+    }
+}
+
+impl Resolved {
+    /// Records the journal a builder named, if it is not recorded yet: called once the
+    /// limiter is open (an open that fails, on other rates say, records nothing).
+    pub(crate) fn record(&self, limiter: &Path, rates: &[crate::rate::Rate]) -> Result<(), Error> {
+        match (&self.target, &self.record) {
+            (Some((path, durability)), None) => {
+                state::write(&state::absolute(limiter)?, path, *durability, rates).map(drop)
+            }
+            _ => Ok(()),
         }
-        Ok(Some(journal))
     }
 }
 
@@ -569,6 +594,6 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
     let Some(record) = recorded(limiter.as_ref())? else {
         return Ok(None);
     };
-    state::forget(&record, false)?;
+    state::forget(&record)?;
     Ok(Some(record))
 }

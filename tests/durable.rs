@@ -13,8 +13,9 @@
 //! Workers run `durable::durable_worker` with [`HOW_ENV`] saying how they open the limiter
 //! (`journal`: the builder with `.journal(DIR)`; `plain`: the builder without; `attach`;
 //! `observer`: `Limiter::attach_without_journal`) and a script of steps separated by `;`:
-//! `acquire N` (N `try_acquire_stamped(1)`), `sleep MS`, `ready` (creates `OUT.ready`).
-//! Output lines: `A <timestamp> <seq>`, `D <denial>`, `E <open error>`.
+//! `acquire N` (N `try_acquire_stamped(1)`), `sleep MS`, `ready` (creates `OUT.ready`),
+//! `status`. Output lines: `A <timestamp> <seq>`, `D <denial>`, `E <open error>`,
+//! `S <journal status> journaled=<the header's flag>`.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -86,6 +87,11 @@ fn durable_worker() {
                     "ready" => {
                         std::fs::write(out.with_extension("ready"), b"").expect("ready file");
                     }
+                    "status" => lines.push(format!(
+                        "S {:?} journaled={}",
+                        limiter.journal_status(),
+                        limiter.info().journaled
+                    )),
                     other => panic!("unknown step {other}"),
                 }
             }
@@ -110,6 +116,7 @@ struct Outcome {
     admitted: Vec<Admission>,
     denied: usize,
     errors: Vec<String>,
+    statuses: Vec<String>,
 }
 
 impl Host {
@@ -267,6 +274,7 @@ fn parse_worker(text: &str) -> Outcome {
             }
             Some(("D", _)) => outcome.denied += 1,
             Some(("E", error)) => outcome.errors.push(error.to_string()),
+            Some(("S", status)) => outcome.statuses.push(status.to_string()),
             _ => panic!("unknown worker line {line:?}"),
         }
     }
@@ -326,8 +334,37 @@ fn after_a_reboot_the_command_line_without_journal_restores_the_windows() {
 fn after_a_reboot_the_library_without_journal_restores_the_windows() {
     let host = Host::new();
     let before = seven_then_reboot(&host);
-    let first = host.worker("plain", "acquire 10");
+    let mut first = host.worker("plain", "acquire 10; status");
+    // It journals (the recorded journal), and the file it made says it is journaled.
+    assert_eq!(first.statuses, ["Ok(()) journaled=true"], "{first:?}");
+    first.statuses.clear();
     check_after_reboot(&host, before, first, "Limiter::open without .journal");
+}
+
+#[test]
+fn a_process_that_cannot_open_the_recorded_journal_uses_the_existing_file_and_says_so() {
+    let host = Host::new();
+    let before = host.worker("journal", "acquire 7");
+    assert_eq!(before.admitted.len(), 7);
+    std::fs::write(host.journal().join("1-garbage.sqlite"), vec![0x5a; 8192]).unwrap();
+    // The file is there: nothing to restore, so it attaches without the journal, and says so.
+    let degraded = host.worker("plain", "acquire 10; status");
+    assert_eq!(degraded.admitted.len(), 3, "{degraded:?}");
+    assert!(
+        degraded.statuses[0].contains("could not open the limiter's recorded journal")
+            && degraded.statuses[0].contains("1-garbage.sqlite"),
+        "{degraded:?}"
+    );
+    // Gone: nobody re-creates it without the history.
+    host.reboot();
+    for how in ["plain", "attach"] {
+        let outcome = host.worker(how, "acquire 10");
+        assert!(
+            outcome.admitted.is_empty() && outcome.errors[0].contains("1-garbage.sqlite"),
+            "{how}: {outcome:?}"
+        );
+    }
+    assert!(!host.path().exists());
 }
 
 #[test]
@@ -508,6 +545,14 @@ fn the_command_line_journals_with_journal_and_status_shows_it() {
     let before = host.cli_acquires(7);
     assert_eq!(before.admitted.len(), 7);
     host.reboot();
+    // Looking creates nothing, and says the limiter comes back.
+    let status = host.cli(&["status", path]);
+    assert_eq!(status.status.code(), Some(66));
+    assert!(
+        String::from_utf8_lossy(&status.stderr).contains("it is journaled"),
+        "{status:?}"
+    );
+    assert!(!host.path().exists());
     let after = host.cli_acquires(10);
     assert_eq!(after.admitted.len(), 3, "{after:?}");
     let mut all = before.admitted;
@@ -518,6 +563,32 @@ fn the_command_line_journals_with_journal_and_status_shows_it() {
     assert!(
         text.contains(&format!("journal {journal} (periodic, every 1.0s)")),
         "{text}"
+    );
+    // `run --journal --strict` journals a limiter of its own, and status says how.
+    let strict = host.shm().join("strict");
+    let run = host.cli(&[
+        "run",
+        strict.to_str().unwrap(),
+        "--rate",
+        "10/h",
+        "--journal",
+        "--strict",
+        "--",
+        "true",
+    ]);
+    assert!(run.status.success());
+    let text = host.cli(&["status", strict.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("(strict, leases of 1.0s)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    std::fs::remove_file(&strict).unwrap();
+    let again = host.cli(&["acquire", strict.to_str().unwrap(), "-n", "--json"]);
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        again["sequence"], 2,
+        "the run's admission was restored: {again}"
     );
     // `create` with another journal than the recorded one says so and fails.
     let other = host.dir.path().join("elsewhere");

@@ -6,6 +6,8 @@ use std::path::Path;
 use hostlimit::FileInfo;
 use serde::Serialize;
 
+use crate::cli::exit::Failure;
+use crate::cli::target::Target;
 use crate::cli::time::format_duration;
 
 /// A limiter's journal as `status` shows it.
@@ -83,4 +85,24 @@ impl JournalView {
             (None, None) => String::new(),
         }
     }
+}
+
+/// A missing limiter that is journaled is not gone for good: `failure` (no such limiter)
+/// says so, and when its next opener brings it back.
+pub fn explain_missing(target: &Target, failure: Failure) -> Failure {
+    #[cfg(feature = "journal")]
+    if failure.exit == crate::cli::exit::Exit::NoInput
+        && let Ok(Some(record)) = hostlimit::journal::recorded(&target.path)
+    {
+        let message = format!(
+            "{}; it is journaled (journal {}): the next process to open it re-creates it with \
+             its history",
+            failure.message,
+            record.journal.display()
+        );
+        return Failure::new(crate::cli::exit::Exit::NoInput, message);
+    }
+    #[cfg(not(feature = "journal"))]
+    let _ = target;
+    failure
 }

@@ -66,7 +66,7 @@ pub fn read(target: Target) -> Snapshot {
             }
             observed => observed,
         }
-        .map_err(|e| Failure::about(&target, e))?;
+        .map_err(|e| crate::cli::journal::explain_missing(&target, Failure::about(&target, e)))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;

@@ -364,27 +364,24 @@ fn create_state_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
 }
 
-/// Deletes `record`'s journal directory (the journal's own files only: databases, their
-/// `-wal`/`-shm` files, locks and the reset mark; anything else stays, and the directory
-/// with it) and then the record. Says whether the directory went too.
-pub(crate) fn forget(record: &JournalRecord, keep_journal: bool) -> Result<bool, Error> {
-    let mut journal_gone = keep_journal;
-    if !keep_journal {
-        journal_gone = remove_journal(&record.journal)?;
-    }
+/// Deletes `record` and then its journal directory's own files (databases, their
+/// `-wal`/`-shm` files, locks and the reset mark; anything else stays, and the directory with
+/// it). The record goes first: a journal left half-deleted by a failure is then only an
+/// orphan, never a history restored in part.
+pub(crate) fn forget(record: &JournalRecord) -> Result<(), Error> {
     match fs::remove_file(&record.record) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(Error::io(&record.record, "remove the journal record", e));
         }
         _ => {}
     }
-    Ok(journal_gone || keep_journal)
+    remove_journal(&record.journal)
 }
 
-fn remove_journal(journal: &Path) -> Result<bool, Error> {
+fn remove_journal(journal: &Path) -> Result<(), Error> {
     let entries = match fs::read_dir(journal) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(journal, "read the journal directory", e)),
     };
     let ours = |name: &OsStr| {
@@ -405,7 +402,9 @@ fn remove_journal(journal: &Path) -> Result<bool, Error> {
             }
         }
     }
-    Ok(fs::remove_dir(journal).is_ok())
+    // Left in place if anything else is in it.
+    let _ = fs::remove_dir(journal);
+    Ok(())
 }
 
 #[cfg(test)]

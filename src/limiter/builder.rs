@@ -203,42 +203,93 @@ impl Builder {
         // A journal belongs to a set of rates: `Limiter::attach` (no rates) takes the file's,
         // or the record's when there is no file.
         #[cfg(feature = "journal")]
-        let journal = match &rules {
+        let opened = match &rules {
             Some(rules) => Journal::open_resolved(
                 &path,
                 &resolved,
                 &self.journal,
-                self.rates.as_deref().unwrap_or_default(),
                 rules,
                 self.clock.shared(),
                 &identity,
-            )?,
-            None => None,
+            ),
+            None => Ok(None),
+        };
+        // A recorded journal this process cannot open (another user's, not writable for it;
+        // or broken) is needed only to create the file. While the file exists, the process
+        // attaches without it (never creating the file), and says so in `journal_status`:
+        // its admissions reach the journal through the limiter's journaled processes.
+        #[cfg(feature = "journal")]
+        let (journal, journal_problem) = match opened {
+            Ok(journal) => (journal, None),
+            Err(error) if self.journal.target.is_none() && path.exists() => {
+                let problem = format!(
+                    "this process could not open the limiter's recorded journal, so it attached \
+                     to the existing file without it and journals nothing itself (the \
+                     limiter's journaled processes journal its admissions; if the file is \
+                     deleted, it is not re-created by this process): {error}"
+                );
+                (None, Some((problem, error)))
+            }
+            Err(error) => return Err(error),
         };
         #[cfg(feature = "journal")]
         let template = template.map(|header| Header {
             flags: header.flags | journal.as_ref().map_or(0, |_| layout::FLAG_JOURNALED),
             ..header
         });
-        // What a file created now starts with: the journal's history.
-        #[cfg(feature = "journal")]
-        let history = match (&journal, &template) {
-            (Some(journal), Some(template)) => journal.restore(template.capacity)?,
-            _ => Vec::new(),
+        #[cfg(not(feature = "journal"))]
+        let journal_problem: Option<(String, Error)> = None;
+        let opened = (|| {
+            // What a file created now starts with: the journal's history.
+            #[cfg(feature = "journal")]
+            let history = match (&journal, &template) {
+                (Some(journal), Some(template)) => journal.restore(template.capacity)?,
+                _ => Vec::new(),
+            };
+            #[cfg(not(feature = "journal"))]
+            let history: Vec<crate::protocol::Record> = Vec::new();
+            let create = if journal_problem.is_some() {
+                None
+            } else {
+                template.as_ref()
+            };
+            let region = Region::open_with_history(
+                &path,
+                &OpenSpec {
+                    create,
+                    mode: self.mode,
+                    group: self.group,
+                    dirs: self.dirs(&path),
+                },
+                &history,
+            );
+            // Gone meanwhile: what is wrong is the journal that could not restore it.
+            let (region, journal_problem) = match (region, journal_problem) {
+                (Err(_), Some((_, error))) if !path.exists() => return Err(error),
+                (region, problem) => (region, problem.map(|(text, _)| text)),
+            };
+            let attached =
+                Attached::check(region?, rules.as_deref(), &identity, self.rates.as_deref())?;
+            #[cfg(feature = "journal")]
+            if journal.is_some() {
+                resolved.record(&path, &attached.rates)?;
+            }
+            Ok((attached, journal_problem))
+        })();
+        let (attached, journal_problem) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                // Nothing was admitted through it: its database goes, so that it does not
+                // stand in the way of the next open (made for other rates, say).
+                #[cfg(feature = "journal")]
+                if let Some(journal) = journal {
+                    journal.discard();
+                }
+                return Err(error);
+            }
         };
         #[cfg(not(feature = "journal"))]
-        let history: Vec<crate::protocol::Record> = Vec::new();
-        let region = Region::open_with_history(
-            &path,
-            &OpenSpec {
-                create: template.as_ref(),
-                mode: self.mode,
-                group: self.group,
-                dirs: self.dirs(&path),
-            },
-            &history,
-        )?;
-        let attached = Attached::check(region, rules.as_deref(), &identity, self.rates.as_deref())?;
+        let _ = journal_problem;
         let attached = Arc::new(SwapCell::new(attached));
         #[cfg(feature = "journal")]
         let (journal, strict) = match journal {
@@ -271,6 +322,8 @@ impl Builder {
             strict,
             #[cfg(feature = "journal")]
             journal,
+            #[cfg(feature = "journal")]
+            journal_problem,
         }))
     }
 
@@ -337,6 +390,8 @@ pub(super) fn observe(path: &Path) -> Result<FileLimiter, Error> {
         strict: None,
         #[cfg(feature = "journal")]
         journal: None,
+        #[cfg(feature = "journal")]
+        journal_problem: None,
     })
 }
 

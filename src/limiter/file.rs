@@ -36,6 +36,10 @@ pub(crate) struct FileLimiter {
     /// The journal and its background thread (stopped, after a last flush, on drop).
     #[cfg(feature = "journal")]
     pub(super) journal: Option<journal::Handle>,
+    /// Why the limiter's recorded journal could not be opened by this process, which then
+    /// attached to the existing file without it (see `Builder::open`).
+    #[cfg(feature = "journal")]
+    pub(super) journal_problem: Option<String>,
 }
 
 /// How a limiter opens its file: how it creates a missing one (mode, group, directories), or
@@ -171,9 +175,11 @@ impl FileLimiter {
     /// ring still holds them.
     #[cfg(feature = "journal")]
     pub(super) fn journal_status(&self) -> Result<(), String> {
-        self.journal
-            .as_ref()
-            .map_or(Ok(()), |handle| handle.journal().status())
+        match (&self.journal, &self.journal_problem) {
+            (Some(handle), _) => handle.journal().status(),
+            (None, Some(problem)) => Err(problem.clone()),
+            (None, None) => Ok(()),
+        }
     }
 
     /// The SQLite database this limiter journals to: its own, in the journal directory given

@@ -147,7 +147,6 @@ impl FileLimiter {
             &self.path,
             &resolved,
             &crate::journal::JournalConfig::default(),
-            &old.rates,
             &old.rules,
             self.clock.shared(),
             &self.identity,

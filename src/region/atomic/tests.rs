@@ -81,6 +81,36 @@ fn primitives_are_the_ones_expected() {
     }
 }
 
+/// Runs [`primitives_are_the_ones_expected`] in a fresh process of this test binary, with
+/// `baseline` (one of [`BASELINE`]'s variables, or none of them) set, and checks that its
+/// `check_machine` chose `expected` (`COMPARE_EXCHANGE,LOAD`).
+pub(super) fn expect_primitives(baseline: Option<&str>, expected: &str) {
+    let test = format!(
+        "{}::primitives_are_the_ones_expected",
+        module_path!().split_once("::").unwrap().1
+    );
+    let mut command = runner::command(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+        .env("HOSTLIMIT_EXPECT_ATOMICS", expected)
+        .stdin(Stdio::null());
+    for (name, _) in BASELINE {
+        command.env_remove(name);
+    }
+    if let Some(name) = baseline {
+        command.env(name, "1");
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("start the test binary: {e}{}", runner::hint()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "with {baseline:?}, expected {expected}: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn pair_is_atomic_across_threads() {
     let pair = std::sync::Arc::new(AtomicPair::new(0));

@@ -133,20 +133,27 @@ unsafe fn vmovdqa(src: *const u128) -> u128 {
     (u128::from(high) << 64) | u128::from(low)
 }
 
+/// Whether this CPU guarantees aligned 16-byte `vmovdqa` loads atomic.
 fn vendor_guarantees_vmovdqa() -> bool {
     let leaf = std::arch::x86_64::__cpuid(0);
     let mut vendor = [0u8; 12];
     vendor[..4].copy_from_slice(&leaf.ebx.to_le_bytes());
     vendor[4..8].copy_from_slice(&leaf.edx.to_le_bytes());
     vendor[8..].copy_from_slice(&leaf.ecx.to_le_bytes());
-    (&vendor == b"GenuineIntel" || &vendor == b"AuthenticAMD")
-        && std::arch::is_x86_feature_detected!("avx")
+    guaranteed_by(&vendor, std::arch::is_x86_feature_detected!("avx"))
+}
+
+/// Whether a CPU of `vendor` (CPUID leaf 0), with or without AVX, guarantees aligned 16-byte
+/// `vmovdqa` loads atomic: Intel and AMD do for CPUs with AVX (see the module docs), nobody
+/// else says so.
+fn guaranteed_by(vendor: &[u8; 12], avx: bool) -> bool {
+    (vendor == b"GenuineIntel" || vendor == b"AuthenticAMD") && avx
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::AtomicPair;
-    use super::super::tests::exercise;
+    use super::super::tests::{exercise, expect_primitives};
     use super::*;
 
     fn cas(pair: &AtomicPair, current: u128, new: u128) -> Result<u128, u128> {
@@ -166,6 +173,68 @@ mod tests {
         assert!(vendor_guarantees_vmovdqa());
         // SAFETY: as in `cas`; the vendor guarantees the load atomic (asserted).
         unsafe { vmovdqa(pair.value.get()) }
+    }
+
+    /// Only Intel and AMD CPUs with AVX get `vmovdqa` loads.
+    #[test]
+    fn vmovdqa_only_where_the_vendor_guarantees_it() {
+        for (vendor, avx, guaranteed) in [
+            (b"GenuineIntel", true, true),
+            (b"AuthenticAMD", true, true),
+            (b"GenuineIntel", false, false),
+            (b"AuthenticAMD", false, false),
+            (b"HygonGenuine", true, false),
+            (b"CentaurHauls", true, false),
+            (b"  Shanghai  ", true, false),
+        ] {
+            assert_eq!(
+                guaranteed_by(vendor, avx),
+                guaranteed,
+                "{} with avx {avx}",
+                String::from_utf8_lossy(vendor)
+            );
+        }
+    }
+
+    /// The vendor and AVX as CPUID gives them here are what the kernel reports in
+    /// `/proc/cpuinfo` (the `vendor_id` line and the `avx` flag).
+    #[test]
+    fn the_vendor_check_reads_this_cpu() {
+        let Ok(cpuinfo) = std::fs::read_to_string("/proc/cpuinfo") else {
+            println!("no /proc/cpuinfo: not checked");
+            return;
+        };
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find_map(|line| {
+                    let (key, value) = line.split_once(':')?;
+                    (key.trim() == name).then(|| value.trim().to_string())
+                })
+                .unwrap_or_default()
+        };
+        let vendor = field("vendor_id");
+        let avx = field("flags").split_whitespace().any(|flag| flag == "avx");
+        println!("/proc/cpuinfo: {vendor}, avx {avx}");
+        assert_eq!(
+            vendor_guarantees_vmovdqa(),
+            matches!(vendor.as_str(), "GenuineIntel" | "AuthenticAMD") && avx
+        );
+    }
+
+    /// `check_machine` (in a fresh process, as a user's would be) takes `vmovdqa` loads
+    /// exactly where the vendor guarantees them, and `cmpxchg16b` loads when
+    /// `HOSTLIMIT_NO_VMOVDQA` is set.
+    #[test]
+    #[cfg_attr(miri, ignore)] // spawns processes
+    fn check_machine_takes_vmovdqa_where_guaranteed_unless_told_not_to() {
+        let best = if vendor_guarantees_vmovdqa() {
+            "cmpxchg16b,vmovdqa"
+        } else {
+            "cmpxchg16b,cmpxchg16b"
+        };
+        expect_primitives(None, best);
+        expect_primitives(Some("HOSTLIMIT_NO_VMOVDQA"), "cmpxchg16b,cmpxchg16b");
     }
 
     /// Each primitive on its own, whatever `select` chose: `cmpxchg16b`, and `vmovdqa` loads
