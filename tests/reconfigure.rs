@@ -368,7 +368,13 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     let user = Limiter::open(&path, &old_rates).unwrap();
     user.try_acquire(1).unwrap();
     user.try_acquire(1).unwrap();
+    let observer = Limiter::observe(&path).unwrap();
     close_log(&path, 2);
+    let unusable = observer.usage().unwrap_err().to_string();
+    assert!(
+        unusable.contains("no new file took its place"),
+        "{unusable}"
+    );
     let denied = user.try_acquire(1).unwrap_err();
     let text = denied.to_string();
     assert!(text.contains("no new file took its place"), "{text}");
@@ -421,6 +427,12 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     assert_eq!(user.rates(), new_rates);
     user.try_acquire(1).unwrap();
     assert!(user.try_acquire(1).is_err());
+    // The observer follows to the new file and its rates.
+    let usage = observer.usage().unwrap();
+    assert_eq!(
+        (usage.len(), usage[0].rate, usage[0].used),
+        (1, new_rates[0], 5)
+    );
 }
 
 /// A journaled limiter, as the command line makes one (its journal recorded in a state

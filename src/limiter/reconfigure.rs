@@ -132,7 +132,7 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     // A closed log at the path is a change that did not finish: finish it, even to the rates
     // the file has.
     let closed_already = matches!(
-        protocol::usage(&old.words(), &[], 0, &NoHook),
+        protocol::usage(&old.read_words(), &[], 0, &NoHook),
         Ok(Err(protocol::RETIRED))
     );
     if same_rates(&header, &rules, labels) && !closed_already {
@@ -196,11 +196,11 @@ fn read_log(old: &Region) -> Result<Vec<Restored>, Error> {
     let corrupt = |reason: &str| Error::corrupt(old.path(), format!("corrupt ring: {reason}"));
     // The final head first (the log is closed, so it stays the head), then everything the
     // ring holds up to it.
-    let Ok(since) = protocol::records_since(&old.words(), 0, &NoHook, |_, _| {});
+    let Ok(since) = protocol::records_since(&old.read_words(), 0, &NoHook, |_, _| {});
     let head = since.map_err(corrupt)?.head;
     let mut entries = Vec::new();
     let after = head.wrapping_sub(old.header().capacity as u32);
-    let Ok(read) = protocol::records_since(&old.words(), after, &NoHook, |record, weight| {
+    let Ok(read) = protocol::records_since(&old.read_words(), after, &NoHook, |record, weight| {
         if record.ts >= Record::FIRST_TS {
             entries.push(Restored {
                 ts: record.ts,
