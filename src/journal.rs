@@ -193,6 +193,7 @@ use crate::sync::StdAtomicU64;
 use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
+pub(crate) use rates::follow_change;
 pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
 pub use state::{
@@ -600,33 +601,6 @@ pub fn forget(limiter: impl AsRef<Path>) -> Result<Option<JournalRecord>, Error>
     };
     state::forget(&record)?;
     Ok(Some(record))
-}
-
-/// After the rates of the journaled limiter of `record` were changed from `old` to `new`
-/// ([`reconfigure`](crate::reconfigure)): what the old file's closed log holds that is not
-/// journaled yet (the last interval's admissions, those of processes without a journal) is
-/// journaled first, since the new file's history counts as journaled; then the journal's
-/// databases and the record follow the new rates, so that every later opener opens the
-/// journal with them.
-pub(crate) fn follow_limiter(
-    record: &JournalRecord,
-    old_file: &Region,
-    old: &[crate::rate::Rate],
-    new: &[crate::rate::Rate],
-) -> Result<(), Error> {
-    flush_into(record, old_file)
-        .and_then(|()| follow_rates(&record.journal, old, new))
-        .and_then(|_| state::write(&record.limiter, &record.journal, record.durability, new))
-        .map(drop)
-        .map_err(|error| Error::Journal {
-            path: record.journal.clone(),
-            reason: format!(
-                "the rates of {} were changed, but its journal could not follow (run \
-                 hostlimit::journal::follow_rates, or the next opener fails on the journal's \
-                 rates): {error}",
-                record.limiter.display()
-            ),
-        })
 }
 
 /// Journals what the closed log of `file`, a file of the journaled limiter of `record`,

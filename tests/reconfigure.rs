@@ -368,7 +368,13 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     let user = Limiter::open(&path, &old_rates).unwrap();
     user.try_acquire(1).unwrap();
     user.try_acquire(1).unwrap();
+    let observer = Limiter::observe(&path).unwrap();
     close_log(&path, 2);
+    let unusable = observer.usage().unwrap_err().to_string();
+    assert!(
+        unusable.contains("no new file took its place"),
+        "{unusable}"
+    );
     let denied = user.try_acquire(1).unwrap_err();
     let text = denied.to_string();
     assert!(text.contains("no new file took its place"), "{text}");
@@ -421,56 +427,75 @@ fn a_change_that_died_half_way_is_reported_and_can_be_finished() {
     assert_eq!(user.rates(), new_rates);
     user.try_acquire(1).unwrap();
     assert!(user.try_acquire(1).is_err());
+    // The observer follows to the new file and its rates.
+    let usage = observer.usage().unwrap();
+    assert_eq!(
+        (usage.len(), usage[0].rate, usage[0].used),
+        (1, new_rates[0], 5)
+    );
 }
 
-/// A journaled limiter: a change of rates makes its journal (and its journal record) follow
-/// (`journal::follow_rates`), so that the limiter opens with the new rates and the journal,
-/// and a file restored from the journal (after a reboot) counts the old admissions against
-/// the new rates.
-#[cfg(feature = "journal")]
+/// A journaled limiter, as the command line makes one (its journal recorded in a state
+/// directory of its own): after `set`, its journal and record follow the new rates without
+/// anyone asking, so that after a reboot (the shared file gone) any opener (`acquire` with
+/// no rates) re-creates it with the new rates, restoring the old admissions against them.
+#[cfg(all(feature = "journal", feature = "cli"))]
 #[test]
-fn a_journal_follows_the_change_and_restores_under_the_new_rates() {
-    use hostlimit::Durability;
-    let dir = support::temp_dir();
-    let path = dir.path().join("lim");
-    let journal = dir.path().join("lim.journal");
-    let durability = Durability::Periodic(Duration::from_millis(20));
-    let old_rates = [Rate::new(5, HOUR)];
-    let new_rates = [Rate::new(4, HOUR), Rate::new(20, 24 * HOUR)];
-    let first = Limiter::builder(&old_rates)
-        .journal(&journal, durability)
-        .open(&path)
-        .unwrap();
-    for _ in 0..3 {
-        first.try_acquire(1).unwrap();
-    }
-    first.journal_flush().unwrap();
-    drop(first);
-    hostlimit::reconfigure(&path, &new_rates).unwrap();
-
-    // The journal follows already: following again changes nothing, and is fine.
+fn a_journaled_limiter_keeps_its_journal_across_set_and_a_reboot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (limiters, state) = (dir.path().join("shm"), dir.path().join("state"));
+    let run = |args: &[&str]| {
+        let output = support::command(env!("CARGO_BIN_EXE_hostlimit"))
+            .args(args)
+            .env("HOSTLIMIT_DIR", &limiters)
+            .env("HOSTLIMIT_STATE_DIR", &state)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8(output.stderr).unwrap();
+        eprintln!("$ hostlimit {}\n{err}", args.join(" "));
+        (output.status.code(), err)
+    };
     assert_eq!(
-        hostlimit::journal::follow_rates(&journal, &old_rates, &new_rates).unwrap(),
-        0
+        run(&["create", "api", "--rate", "5/h", "--journal"]).0,
+        Some(0)
     );
-    let record = hostlimit::journal::recorded(&path).unwrap().unwrap();
-    assert_eq!(record.rates, new_rates);
-    drop(
-        Limiter::builder(&new_rates)
-            .journal(&journal, durability)
-            .open(&path)
-            .unwrap(),
-    );
+    for _ in 0..3 {
+        assert_eq!(run(&["acquire", "api", "-n"]).0, Some(0));
+    }
+    let (code, err) = run(&["set", "api", "--rate", "4/h", "--rate", "20/day"]);
+    assert_eq!(code, Some(0), "{err}");
+    let record: Vec<_> = fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "limiter"))
+        .collect();
+    assert_eq!(record.len(), 1, "{record:?}");
+    let text = fs::read_to_string(&record[0]).unwrap();
+    assert!(text.contains("rates 4/h 20/d\n"), "{text}");
 
-    // A reboot: the shared file is gone, the journal restores it under the new rates.
-    fs::remove_file(&path).unwrap();
-    let restored = Limiter::builder(&new_rates)
-        .journal(&journal, durability)
-        .open(&path)
-        .unwrap();
-    assert_eq!(restored.usage().unwrap()[0].used, 3);
-    restored.try_acquire(1).unwrap();
-    assert!(restored.try_acquire(1).is_err());
+    // The new file still says it is journaled.
+    let observer = Limiter::attach_without_journal(limiters.join("api")).unwrap();
+    assert!(observer.info().journaled);
+    drop(observer);
+
+    // The reboot: the shared file is gone; the next opener restores it from the journal.
+    fs::remove_dir_all(&limiters).unwrap();
+    fs::create_dir(&limiters).unwrap();
+    let (code, err) = run(&["acquire", "api", "-n"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["acquire", "api", "-n"]);
+    assert_eq!(
+        code,
+        Some(75),
+        "4 per hour, 3 of them before the change: {err}"
+    );
+    assert!(err.contains("4/h"), "{err}");
+    let attached = Limiter::attach(limiters.join("api"));
+    assert_eq!(
+        attached.map(|l| l.rates()).ok(),
+        Some(vec![Rate::new(4, HOUR), Rate::new(20, 24 * HOUR)])
+    );
 }
 
 /// Another process that had the limiter open before the change adopts the new rates at its

@@ -11,6 +11,7 @@ use crate::rate::Rate;
 use super::files::Directory;
 use super::name;
 use super::schema::{self, Kind, describe, open_other, rates_text};
+use super::state::{self, JournalRecord};
 
 /// Records `new` as the rates of every database of the journal directory `journal` that
 /// records `old`, after the limiter's rates were changed from `old` to `new`
@@ -62,4 +63,20 @@ pub fn follow_rates(journal: &Path, old: &[Rate], new: &[Rate]) -> Result<usize,
         }
     }
     Ok(changed)
+}
+
+/// After the rates of the journaled limiter of `record` were changed to `rates`: its journal
+/// and its record follow (the record first names the rates an attach re-creates the file
+/// with after a reboot). Done again after a failure, it finishes what is left.
+pub(crate) fn follow_change(record: &JournalRecord, rates: &[Rate]) -> Result<(), Error> {
+    if record.journal.is_dir() {
+        follow_rates(&record.journal, &record.rates, rates)?;
+    }
+    if record.rates != rates {
+        state::rewrite(&JournalRecord {
+            rates: rates.to_vec(),
+            ..record.clone()
+        })?;
+    }
+    Ok(())
 }

@@ -287,28 +287,40 @@ pub(crate) fn write(
             });
         }
     }
-    let record = dir.join(format!("{key}.{RECORD}"));
+    let record = JournalRecord {
+        record: dir.join(format!("{key}.{RECORD}")),
+        limiter: limiter.to_path_buf(),
+        journal,
+        durability,
+        rates: rates.to_vec(),
+    };
+    create_state_dir(&dir).map_err(|e| Error::io(&dir, "create the state directory", e))?;
+    install_record(&dir, &record)?;
+    Ok(record)
+}
+
+/// Writes `record` over its file, in place: the same state directory (a record found in
+/// root's stays there), atomically.
+pub(crate) fn rewrite(record: &JournalRecord) -> Result<(), Error> {
+    let dir = record.record.parent().unwrap_or(Path::new("/"));
+    install_record(dir, record)
+}
+
+fn install_record(dir: &Path, record: &JournalRecord) -> Result<(), Error> {
     let text = format!(
         "{FIRST_LINE}\n{RECORD} {}\n{JOURNAL} {}\ndurability {}\nrates {}\n",
-        limiter.display(),
-        journal.display(),
-        durability_text(durability),
-        rates
+        record.limiter.display(),
+        record.journal.display(),
+        durability_text(record.durability),
+        record
+            .rates
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(" "),
     );
-    let failed = |op: &'static str, e: io::Error| Error::io(&record, op, e);
-    create_state_dir(&dir).map_err(|e| Error::io(&dir, "create the state directory", e))?;
-    install(&dir, &record, text.as_bytes()).map_err(|(op, e)| failed(op, e))?;
-    Ok(JournalRecord {
-        record,
-        limiter: limiter.to_path_buf(),
-        journal,
-        durability,
-        rates: rates.to_vec(),
-    })
+    install(dir, &record.record, text.as_bytes())
+        .map_err(|(op, e)| Error::io(&record.record, op, e))
 }
 
 /// Writes `bytes` to a temporary file of its own in `dir` (readable by every user: whoever

@@ -80,10 +80,11 @@ impl FileLimiter {
     /// (and the rates, adopted or not) of the one we were on, so that the processes still on
     /// an older configuration adopt it too.
     pub(super) fn reopen(&self, old: &Attached) -> Result<Attached, Error> {
+        // An observer too: it would otherwise read the closed log again until it gave up.
+        self.await_replacement(old)?;
         if self.files.read_only {
             return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
         }
-        self.await_replacement(old)?;
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
             lineage: old.region.header().lineage,
@@ -183,7 +184,7 @@ impl FileLimiter {
                 return Ok(());
             }
             let Ok(Err(crate::protocol::RETIRED)) =
-                crate::protocol::usage(&old.region.words(), &[], 0, &crate::protocol::NoHook)
+                crate::protocol::usage(&old.region.read_words(), &[], 0, &crate::protocol::NoHook)
             else {
                 return Ok(());
             };

@@ -64,11 +64,11 @@ pub struct Reconfigured {
 /// should it be deleted, with the new rates. A process that opens it later with the old rates
 /// gets [`Error::ConfigMismatch`], which names both configurations.
 ///
-/// A journaled limiter (one with a journal record, feature `journal`) stays journaled: its
-/// journal's databases and its record follow the new rates
-/// (`hostlimit::journal::follow_rates`), so that its next opener, with or without
-/// `.journal`, opens the journal with them. A journal that cannot follow is an
-/// [`Error::Journal`] that says the rates were changed nevertheless.
+/// A journaled limiter (one with a journal record, see `hostlimit::journal`) keeps its
+/// journal: the journal's databases and its record follow the new rates, so that the file
+/// restored after a reboot has them and counts the journal's admissions against them.
+/// Processes that have the journal open keep the rates they opened it with for its
+/// accounting (their admissions follow the new file's rates).
 ///
 /// The owner, group, mode and clock of the file are kept; the denial counters start again
 /// from zero. An admission older than what the old ring held (possible only when a new
@@ -87,6 +87,8 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     let path = path.as_ref();
     region::check_machine()?;
     let rules = rules_for(rates)?;
+    // A journaled limiter's record, read before anything changes (an unreadable one is an
+    // error then).
     #[cfg(feature = "journal")]
     let record = crate::journal::recorded(path)?;
     let examined = Region::examine(path)?;
@@ -130,16 +132,21 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     // A closed log at the path is a change that did not finish: finish it, even to the rates
     // the file has.
     let closed_already = matches!(
-        protocol::usage(&old.words(), &[], 0, &NoHook),
+        protocol::usage(&old.read_words(), &[], 0, &NoHook),
         Ok(Err(protocol::RETIRED))
     );
     if same_rates(&header, &rules, labels) && !closed_already {
+        // A change whose journal did not follow is finished here.
+        #[cfg(feature = "journal")]
+        if let Some(record) = &record {
+            crate::journal::follow_change(record, rates)?;
+        }
         return Ok(report);
     }
     let fresh = Header {
         labels,
-        lineage: header.lineage.next(),
         flags: header.flags,
+        lineage: header.lineage.next(),
         ..new_header(&rules, identity, &HostClock)?
     };
     // Held from before the close until the new file is in place: a process that meets the
@@ -171,8 +178,18 @@ pub fn reconfigure(path: impl AsRef<Path>, rates: &[Rate]) -> Result<Reconfigure
     report.capacity.1 = fresh.capacity;
     report.displaced = retire_and_delete(displaced)?;
     #[cfg(feature = "journal")]
-    if let Some(record) = record {
-        crate::journal::follow_limiter(&record, &old, &report.old_rates, rates)?;
+    if let Some(record) = &record {
+        // The new file's history counts as journaled: what the old file held that no
+        // journaled process journaled yet (the last interval, processes without a journal)
+        // is journaled first (a failure only leaves it out, as a crash would).
+        let _ = crate::journal::flush_into(record, &old);
+        crate::journal::follow_change(record, rates).map_err(|error| Error::Journal {
+            path: record.journal.clone(),
+            reason: format!(
+                "the rates were changed, but the journal and its record did not follow \
+                 ({error}); change them again to finish"
+            ),
+        })?;
     }
     Ok(report)
 }
@@ -183,11 +200,11 @@ fn read_log(old: &Region) -> Result<Vec<Restored>, Error> {
     let corrupt = |reason: &str| Error::corrupt(old.path(), format!("corrupt ring: {reason}"));
     // The final head first (the log is closed, so it stays the head), then everything the
     // ring holds up to it.
-    let Ok(since) = protocol::records_since(&old.words(), 0, &NoHook, |_, _| {});
+    let Ok(since) = protocol::records_since(&old.read_words(), 0, &NoHook, |_, _| {});
     let head = since.map_err(corrupt)?.head;
     let mut entries = Vec::new();
     let after = head.wrapping_sub(old.header().capacity as u32);
-    let Ok(read) = protocol::records_since(&old.words(), after, &NoHook, |record, weight| {
+    let Ok(read) = protocol::records_since(&old.read_words(), after, &NoHook, |record, weight| {
         if record.ts >= Record::FIRST_TS {
             entries.push(Restored {
                 ts: record.ts,
