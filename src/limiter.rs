@@ -29,6 +29,8 @@ use crate::rate::Rate;
 
 pub use admin::{OldFile, remove, reset};
 pub use builder::Builder;
+#[cfg(feature = "redis")]
+pub(crate) use builder::rules_for;
 pub use counters::Counters;
 use counters::Refusal;
 use file::FileLimiter;
@@ -148,6 +150,9 @@ pub struct Limiter {
 enum Backend {
     /// A file every process on this host maps.
     File(FileLimiter),
+    /// A Redis server every host of a fleet reaches (feature `redis`).
+    #[cfg(feature = "redis")]
+    Redis(Box<crate::redis::RedisLimiter>),
 }
 
 impl Limiter {
@@ -224,6 +229,84 @@ impl Limiter {
         }
     }
 
+    /// Connects to the limiter called `name` on the Redis (or Valkey) server at `url`
+    /// (`redis://[user:password@]host:port/db`, `rediss://` for TLS is not built in), with
+    /// `rates`: the same limiter as a file's, shared by every host that reaches the server.
+    /// The per-call timeout is [`DEFAULT_TIMEOUT`](crate::redis::DEFAULT_TIMEOUT) and an
+    /// unreachable server denies; [`Limiter::redis`] sets both.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hostlimit::{Limiter, Rate};
+    ///
+    /// let limiter = Limiter::connect("redis://10.0.0.5:6379/0", "openai", &[
+    ///     Rate::requests(60, Duration::from_secs(60)),
+    ///     Rate::new(90_000, Duration::from_secs(60)),
+    /// ])?;
+    /// limiter.try_acquire(1200)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`RedisBuilder::connect`](crate::redis::RedisBuilder::connect).
+    #[cfg(feature = "redis")]
+    pub fn connect(url: &str, name: &str, rates: &[Rate]) -> Result<Limiter, Error> {
+        Limiter::redis(url, name, rates).connect()
+    }
+
+    /// Options for a Redis limiter beyond [`Limiter::connect`]'s: the per-call timeout and
+    /// the outage policy.
+    #[cfg(feature = "redis")]
+    pub fn redis(url: &str, name: &str, rates: &[Rate]) -> crate::redis::RedisBuilder {
+        crate::redis::RedisBuilder::new(url, name, rates)
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_backend(redis: crate::redis::RedisLimiter) -> Limiter {
+        Limiter {
+            backend: Backend::Redis(Box::new(redis)),
+        }
+    }
+
+    /// The Redis backend, for its tests.
+    #[cfg(all(test, feature = "redis"))]
+    pub(crate) fn as_redis(&self) -> Option<&crate::redis::RedisLimiter> {
+        match &self.backend {
+            Backend::Redis(redis) => Some(redis),
+            Backend::File(_) => None,
+        }
+    }
+
+    /// What the outage policy of a Redis limiter decided so far in this process; `None`
+    /// for a file limiter (it has no server to lose).
+    #[cfg(feature = "redis")]
+    pub fn outages(&self) -> Option<crate::redis::Outages> {
+        match &self.backend {
+            Backend::File(_) => None,
+            Backend::Redis(redis) => Some(redis.outages()),
+        }
+    }
+
+    /// Empties the limiter: every process (every host, on Redis) starts from an empty log
+    /// at its next call. For a file this is [`reset`](crate::reset) of its path (a new file
+    /// replaces it); for Redis the limiter's keys are deleted. True if there was a history
+    /// to drop (always true for a file).
+    ///
+    /// # Errors
+    ///
+    /// As [`reset`](crate::reset) for a file; [`Error::Redis`] if the server cannot be
+    /// reached.
+    pub fn reset(&self) -> Result<bool, Error> {
+        match &self.backend {
+            Backend::File(file) => admin::reset(file.path()).map(|_| true),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.reset(),
+        }
+    }
+
     /// The file's counters now.
     ///
     /// # Errors
@@ -232,6 +315,8 @@ impl Limiter {
     pub fn counters(&self) -> Result<Counters, Error> {
         match &self.backend {
             Backend::File(file) => file.counters(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.counters(),
         }
     }
 
@@ -240,14 +325,18 @@ impl Limiter {
     fn count_refusal(&self, denied: &Denied, how: Refusal) {
         match &self.backend {
             Backend::File(file) => file.count_refusal(denied, how),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.count_refusal(denied, how == Refusal::Wait),
         }
     }
 
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
     #[inline]
-    fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+    pub(crate) fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         match &self.backend {
             Backend::File(file) => file.try_once(weight),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.try_once(weight),
         }
     }
 
@@ -259,6 +348,8 @@ impl Limiter {
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
         match &self.backend {
             Backend::File(file) => file.usage(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.usage(),
         }
     }
 
@@ -270,6 +361,8 @@ impl Limiter {
     pub fn admitted(&self) -> Result<u64, Error> {
         match &self.backend {
             Backend::File(file) => file.admitted(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.admitted(),
         }
     }
 
@@ -282,6 +375,8 @@ impl Limiter {
     pub fn journal_status(&self) -> Result<(), String> {
         match &self.backend {
             Backend::File(file) => file.journal_status(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Ok(()),
         }
     }
 
@@ -292,6 +387,8 @@ impl Limiter {
     pub fn journal_file(&self) -> Option<&Path> {
         match &self.backend {
             Backend::File(file) => file.journal_file(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => None,
         }
     }
 
@@ -308,6 +405,8 @@ impl Limiter {
     pub fn journal_flush(&self) -> Result<(), Error> {
         match &self.backend {
             Backend::File(file) => file.journal_flush(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Ok(()),
         }
     }
 
@@ -315,6 +414,8 @@ impl Limiter {
     pub fn rates(&self) -> Vec<Rate> {
         match &self.backend {
             Backend::File(file) => file.rates(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.rates(),
         }
     }
 
@@ -322,6 +423,8 @@ impl Limiter {
     pub fn path(&self) -> &Path {
         match &self.backend {
             Backend::File(file) => file.path(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.path(),
         }
     }
 
@@ -329,6 +432,8 @@ impl Limiter {
     pub fn info(&self) -> FileInfo {
         match &self.backend {
             Backend::File(file) => file.info(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.info(),
         }
     }
 }

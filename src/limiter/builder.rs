@@ -220,7 +220,7 @@ impl Builder {
 }
 
 /// Validates a rate list and turns it into protocol rules.
-pub(super) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
+pub(crate) fn rules_for(rates: &[Rate]) -> Result<Vec<Rule>, Error> {
     if rates.is_empty() {
         return Err(Error::InvalidRates("at least one rate is needed".into()));
     }
