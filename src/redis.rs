@@ -77,6 +77,7 @@ pub struct RedisBuilder {
     rates: Vec<Rate>,
     timeout: Duration,
     on_outage: OnOutage,
+    fallback: Option<PathBuf>,
 }
 
 impl RedisBuilder {
@@ -87,6 +88,7 @@ impl RedisBuilder {
             rates: rates.to_vec(),
             timeout: DEFAULT_TIMEOUT,
             on_outage: OnOutage::default(),
+            fallback: None,
         }
     }
 
@@ -100,6 +102,13 @@ impl RedisBuilder {
     /// What to do when the server is unreachable; [`OnOutage::Deny`] unless set.
     pub fn on_outage(mut self, policy: OnOutage) -> RedisBuilder {
         self.on_outage = policy;
+        self
+    }
+
+    /// The host-wide file [`OnOutage::FallBack`] falls back to; the limiter of the same
+    /// name in [`default_dir`](crate::default_dir) unless set.
+    pub fn fallback_path(mut self, path: impl Into<PathBuf>) -> RedisBuilder {
+        self.fallback = Some(path.into());
         self
     }
 
@@ -122,7 +131,10 @@ impl RedisBuilder {
             reason: e.to_string(),
         })?;
         let fallback = match self.on_outage {
-            OnOutage::FallBack => Some(Box::new(Limiter::named(&self.name, &self.rates)?)),
+            OnOutage::FallBack => Some(Box::new(match &self.fallback {
+                Some(path) => Limiter::open(path, &self.rates)?,
+                None => Limiter::named(&self.name, &self.rates)?,
+            })),
             _ => None,
         };
         let limiter = RedisLimiter::new(

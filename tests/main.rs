@@ -14,6 +14,8 @@ mod multiprocess;
 mod open;
 mod protocol;
 mod readme;
+#[cfg(feature = "redis")]
+mod redis;
 mod support;
 #[cfg(feature = "cli")]
 mod top;

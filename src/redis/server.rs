@@ -28,6 +28,25 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A server for a test in `dir`, or `None` where the machine has no `redis-server`: the
+/// test then says so and passes, except under `CI=true`, where this panics (CI must run the
+/// Redis tests).
+///
+/// # Panics
+///
+/// Under `CI=true` without `redis-server`, or when the server does not start.
+pub fn for_test(dir: &Path, durable: bool) -> Option<LocalServer> {
+    if !available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "redis-server is missing, and CI must run the Redis tests: apt-get install redis-server"
+        );
+        eprintln!("SKIPPED: no redis-server on this machine (apt-get install redis-server)");
+        return None;
+    }
+    Some(LocalServer::start(dir, durable).expect("redis-server starts"))
+}
+
 /// A running `redis-server`.
 #[derive(Debug)]
 pub struct LocalServer {

@@ -3,7 +3,7 @@
 //! trimmed, expiring, one hash tag), the rates check and garbage in the keys.
 //!
 //! Without `redis-server` these tests say so and pass, except under `CI=true`, where they
-//! fail: CI must run them.
+//! fail: CI must run them (`server::for_test`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,16 +16,8 @@ use crate::Limiter;
 
 /// A server for one test, or `None` (skipped) where there is no `redis-server` outside CI.
 pub(crate) fn local_server() -> Option<(tempfile::TempDir, LocalServer)> {
-    if !server::available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "redis-server is missing, and CI must run the Redis tests: apt-get install redis-server"
-        );
-        eprintln!("SKIPPED: no redis-server on this machine (apt-get install redis-server)");
-        return None;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(dir.path(), false).expect("redis-server starts");
+    let server = server::for_test(dir.path(), false)?;
     Some((dir, server))
 }
 
