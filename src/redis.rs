@@ -12,7 +12,9 @@
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
 //!   form, compared at every call), `rates` (as their owner wrote them), `seq`, `cum`, `ts`
-//!   (the newest admission) and the counters (`denied:I`, `never_fits`, `timed_out`).
+//!   (the newest admission), `first` (the oldest member's sequence number, where ranks
+//!   start), `exp` (when the expiry must next be pushed back) and the counters (`denied:I`,
+//!   `never_fits`, `timed_out`).
 //!
 //! # The script
 //!
@@ -25,8 +27,10 @@
 //! member and the new head, all rates at once; otherwise it finds the exact retry time (the
 //! admission whose leaving makes room: by rank for requests, by bisection over ranks for
 //! weight) and changes nothing. It trims what lies before the newest admission outside the
-//! longest window, so the log holds at most one window's admissions plus one, and sets both
-//! keys to expire when idle longer than the longest window (nothing in them counts then).
+//! longest window, so the log holds at most one window's admissions plus one, and keeps both
+//! keys set to expire when idle for between one and two longest windows (plus a second):
+//! nothing in them counts then. The expiry is pushed back only when less than one window is
+//! left, not at every call.
 //!
 //! The guarantee is the file's, stated in the recorded timestamps of the server: in every
 //! window of every rate, at most the limit. Windows are counted in whole microseconds (a

@@ -8,6 +8,8 @@
 --          v = layout version, rules = the rates in canonical form (compared),
 --          rates = the rates as their owner wrote them (for error messages),
 --          seq, cum, ts = the newest admission (0, 0, 0 before the first),
+--          first = the sequence number of the oldest member (the trim moves it),
+--          exp = when (server µs) the keys' expiry must next be pushed back,
 --          denied:<i>, never_fits, timed_out = counters (statistics)
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
@@ -59,8 +61,8 @@ end
 local rules_text, rates_text = ARGV[3], ARGV[4]
 local ttl = ARGV[5]
 
-local m = redis.call('HMGET', meta, 'v', 'rules', 'rates', 'seq', 'cum', 'ts')
-local seq, cum, last = 0, 0, 0
+local m = redis.call('HMGET', meta, 'v', 'rules', 'rates', 'seq', 'cum', 'ts', 'first', 'exp')
+local seq, cum, last, oldest, exp = 0, 0, 0, 1, 0
 if m[1] then
   if m[1] ~= LAYOUT then
     return redis.error_reply('HLLAYOUT ' .. tostring(m[1]))
@@ -69,9 +71,10 @@ if m[1] then
     return redis.error_reply('HLMISMATCH ' .. tostring(m[3]))
   end
   if m[4] or m[5] or m[6] then
-    seq, cum, last = integer(m[4]), integer(m[5]), integer(m[6])
-    if seq == nil or cum == nil or last == nil or cum >= MOD then
-      return corrupt('the head is not three integers')
+    seq, cum, last, oldest, exp = integer(m[4]), integer(m[5]), integer(m[6]), integer(m[7]), integer(m[8])
+    if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or cum >= MOD
+      or oldest < 1 or oldest > seq then
+      return corrupt('the head is not five integers in range')
     end
   end
 elseif redis.call('EXISTS', log) == 1 then
@@ -119,20 +122,13 @@ local function parse(member, score)
   return e
 end
 
--- The oldest member, where ranks start (sequence numbers are consecutive in the log).
-local first = nil
+-- The member with sequence number s: ranks start at the oldest (`first` in the head), and
+-- sequence numbers are consecutive in the log.
 local function at_seq(s)
-  if first == nil then
-    local r = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
-    first = parse(r[1], r[2])
-    if first == nil then
-      return nil
-    end
-  end
-  if s < first.seq then
+  if s < oldest or s > seq then
     return nil
   end
-  local r = redis.call('ZRANGE', log, fmt(s - first.seq), fmt(s - first.seq), 'WITHSCORES')
+  local r = redis.call('ZRANGE', log, fmt(s - oldest), fmt(s - oldest), 'WITHSCORES')
   local e = parse(r[1], r[2])
   if e == nil or e.seq ~= s then
     return nil
@@ -147,7 +143,7 @@ local START = { seq = 0, cum = 0, ts = 0 }
 local function boundary(w)
   local r = redis.call('ZREVRANGEBYSCORE', log, fmt(t - w), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if #r == 0 then
-    if seq > 0 and at_seq(1) == nil then
+    if oldest ~= 1 then
       return nil
     end
     return START
@@ -202,12 +198,16 @@ if not anything then
 end
 
 local refusing, refusing_at = -1, -1
+local base = nil -- the boundary of the longest window, for the trim
 for i, rule in ipairs(rules) do
   local units = rule.requests and 1 or weight
   if units > 0 then
     local b = boundary(rule.window)
     if b == nil then
       return corrupt('the log does not reach back over the window')
+    end
+    if rule.window == longest then
+      base = b
     end
     if used(rule, b) + units > rule.limit then
       -- The oldest admission x whose leaving (with all before it) makes room: for requests
@@ -247,22 +247,35 @@ if refusing >= 0 then
   return { 0, refusing, math.max(refusing_at - now, 1) }
 end
 
+-- Trim: keep the newest member outside the longest window (the base of every window from
+-- now on, since t never decreases) and everything after it.
+if base == nil then
+  base = boundary(longest)
+  if base == nil then
+    return corrupt('the log does not reach back over the window')
+  end
+end
+if base.seq > oldest then
+  oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
+end
+
 seq = seq + 1
 cum = (cum + charge) % MOD
 redis.call('ZADD', log, fmt(t), string.format('%016d:%s', seq, fmt(cum)))
-if m[1] then
-  redis.call('HSET', meta, 'seq', fmt(seq), 'cum', fmt(cum), 'ts', fmt(t))
-else
-  redis.call('HSET', meta, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text,
-    'seq', fmt(seq), 'cum', fmt(cum), 'ts', fmt(t))
+-- Idle longer than the longest window (plus a second), the whole limiter expires: nothing
+-- in it counts then. The expiry is pushed back to twice that only when less than that is
+-- left, not at every admission.
+local fields = { 'seq', fmt(seq), 'cum', fmt(cum), 'ts', fmt(t), 'first', fmt(oldest) }
+local ttl_us = tonumber(ttl) * 1000
+if exp < now + ttl_us then
+  redis.call('PEXPIRE', log, 2 * tonumber(ttl))
+  redis.call('PEXPIRE', meta, 2 * tonumber(ttl))
+  fields[9], fields[10] = 'exp', fmt(now + 2 * ttl_us)
 end
--- Trim: keep the newest member outside the longest window (the base of every window from
--- now on, since t never decreases) and everything after it.
-local b = redis.call('ZREVRANGEBYSCORE', log, fmt(t - longest), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if #b > 0 then
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. b[2])
+if not m[1] then
+  table.insert(fields, 'v'); table.insert(fields, LAYOUT)
+  table.insert(fields, 'rules'); table.insert(fields, rules_text)
+  table.insert(fields, 'rates'); table.insert(fields, rates_text)
 end
--- Idle longer than the longest window, the whole limiter expires: nothing in it counts.
-redis.call('PEXPIRE', log, ttl)
-redis.call('PEXPIRE', meta, ttl)
+redis.call('HSET', meta, unpack(fields))
 return { 1, t, seq }

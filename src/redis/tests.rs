@@ -362,7 +362,9 @@ fn the_keys_expire_when_idle_and_share_a_hash_tag() {
     let mut con = raw(&server);
     for key in redis.keys() {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con).unwrap();
-        assert!((29_000..=31_000).contains(&ttl), "{key}: {ttl} ms");
+        // Pushed back to twice the longest window plus a second, and only once less than
+        // one window plus a second is left.
+        assert!((60_000..=62_000).contains(&ttl), "{key}: {ttl} ms");
         // Cluster hashes only what is inside the first {...}: the name.
         let tag = key
             .split_once('{')
