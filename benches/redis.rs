@@ -85,8 +85,28 @@ impl Case {
     }
 }
 
-/// One round of `case`: calls per second.
-fn round(case: Case, url: &str, round: usize) -> f64 {
+/// The server's time per call of the command `case` sends, from `INFO commandstats` (reset
+/// before the round): what the script costs the server, apart from the round trip.
+fn server_micros(con: &mut redis::Connection, case: Case) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    let command = if matches!(case, Case::Set) {
+        "cmdstat_set:"
+    } else {
+        "cmdstat_evalsha:"
+    };
+    info.lines()
+        .find_map(|line| line.strip_prefix(command))
+        .and_then(|stats| {
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// One round of `case`: calls per second, and the server's µs per call.
+fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_connection().unwrap();
     let calls = case.calls();
@@ -148,6 +168,11 @@ fn round(case: Case, url: &str, round: usize) -> f64 {
     for i in 0..20 {
         assert!(call(i), "{case:?}: a warm-up call was denied");
     }
+    let mut stats = client.get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut stats)
+        .unwrap();
     let started = Instant::now();
     for i in 20..20 + calls {
         assert!(
@@ -155,7 +180,8 @@ fn round(case: Case, url: &str, round: usize) -> f64 {
             "{case:?}: a call was denied; the bench measures admissions"
         );
     }
-    calls as f64 / started.elapsed().as_secs_f64()
+    let rate = calls as f64 / started.elapsed().as_secs_f64();
+    (rate, server_micros(&mut stats, case))
 }
 
 fn main() {
@@ -196,7 +222,7 @@ fn main() {
     let rounds: usize = std::env::var("HOSTLIMIT_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(9);
     let mut results = vec![Vec::new(); cases.len()];
     for r in 0..rounds {
         for (i, case) in cases.iter().enumerate() {
@@ -207,12 +233,19 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let medians: Vec<f64> = results.iter_mut().map(median).collect();
+    let medians: Vec<f64> = results
+        .iter()
+        .map(|r| median(&mut r.iter().map(|x| x.0).collect()))
+        .collect();
+    let server: Vec<f64> = results
+        .iter()
+        .map(|r| median(&mut r.iter().map(|x| x.1).collect()))
+        .collect();
     let set = medians[0];
-    println!("| case | calls/s (median of {rounds}) | vs plain SET |");
-    println!("|------|------|------|");
-    for (case, m) in cases.iter().zip(&medians) {
-        println!("| {} | {m:.0} | {:.2}x |", case.label(), m / set);
+    println!("| case | calls/s (median of {rounds}) | vs plain SET | server µs per call |");
+    println!("|------|------|------|------|");
+    for ((case, m), us) in cases.iter().zip(&medians).zip(&server) {
+        println!("| {} | {m:.0} | {:.2}x | {us:.2} |", case.label(), m / set);
     }
     let ratio = |a: usize, b: usize| medians[a] / medians[b];
     println!();

@@ -258,7 +258,8 @@ impl Limiter {
     }
 
     /// Options for a Redis limiter beyond [`Limiter::connect`]'s: the per-call timeout and
-    /// the outage policy.
+    /// the outage policy. No rates (`&[]`) adopts those stored beside an existing limiter's
+    /// log, as [`Limiter::attach`] does for a file.
     #[cfg(feature = "redis")]
     pub fn redis(url: &str, name: &str, rates: &[Rate]) -> crate::redis::RedisBuilder {
         crate::redis::RedisBuilder::new(url, name, rates)
@@ -292,8 +293,8 @@ impl Limiter {
 
     /// Empties the limiter: every process (every host, on Redis) starts from an empty log
     /// at its next call. For a file this is [`reset`](crate::reset) of its path (a new file
-    /// replaces it); for Redis the limiter's keys are deleted. True if there was a history
-    /// to drop (always true for a file).
+    /// replaces it); for Redis the log is emptied and the rates kept. True if there was a
+    /// history to drop (always true for a file).
     ///
     /// # Errors
     ///

@@ -126,14 +126,17 @@ impl RedisBuilder {
     /// [`Error::Redis`] if the URL cannot be parsed, the server cannot be reached within
     /// the timeout, or the keys hold something else; with [`OnOutage::FallBack`], what
     /// opening the host-wide file gives.
-    pub fn connect(self) -> Result<Limiter, Error> {
+    pub fn connect(mut self) -> Result<Limiter, Error> {
         path_for(Path::new("/"), &self.name)?;
-        let rules = rules_for(&self.rates)?;
         let target = format!("{}#{}", without_credentials(&self.url), self.name);
         let link = Link::new(&self.url, self.timeout).map_err(|e| Error::Redis {
             target: target.clone(),
             reason: e.to_string(),
         })?;
+        if self.rates.is_empty() {
+            self.rates = stored_rates(&link, &self.name, &target)?;
+        }
+        let rules = rules_for(&self.rates)?;
         let fallback = match self.on_outage {
             OnOutage::FallBack => Some(Box::new(match &self.fallback {
                 Some(path) => Limiter::open(path, &self.rates)?,
@@ -153,6 +156,39 @@ impl RedisBuilder {
         limiter.check()?;
         Ok(Limiter::redis_backend(limiter))
     }
+}
+
+/// The limiter's keys, its log and its head: the name in a hash tag, so one Cluster slot.
+fn keys_for(name: &str) -> [String; 2] {
+    [
+        format!("hostlimit:{{{name}}}:log"),
+        format!("hostlimit:{{{name}}}:head"),
+    ]
+}
+
+/// The rates stored beside an existing limiter's log, for [`Limiter::redis`] without rates.
+fn stored_rates(link: &Link, name: &str, target: &str) -> Result<Vec<Rate>, Error> {
+    let failed = |reason: String| Error::Redis {
+        target: target.to_string(),
+        reason,
+    };
+    let text: Option<String> = link
+        .call(|connection| {
+            redis::cmd("HGET")
+                .arg(&keys_for(name)[1])
+                .arg("rates")
+                .query(connection)
+        })
+        .map_err(|e| failed(e.to_string()))?;
+    let text = text.ok_or_else(|| {
+        failed("no such limiter on the server (or it expired): give its rates to create it".into())
+    })?;
+    text.split(", ")
+        .map(|rate| {
+            rate.parse::<Rate>()
+                .map_err(|e| failed(format!("the stored rates {text:?} do not parse: {e}")))
+        })
+        .collect()
 }
 
 /// The URL as it may be shown: without a password.
@@ -194,6 +230,7 @@ enum Mode {
     Usage,
     Check,
     Count,
+    Reset,
 }
 
 impl Mode {
@@ -203,6 +240,7 @@ impl Mode {
             Mode::Usage => "usage",
             Mode::Check => "check",
             Mode::Count => "count",
+            Mode::Reset => "reset",
         }
     }
 }
@@ -255,10 +293,7 @@ impl RedisLimiter {
         RedisLimiter {
             path: PathBuf::from(&target),
             target,
-            keys: [
-                format!("hostlimit:{{{name}}}:log"),
-                format!("hostlimit:{{{name}}}:head"),
-            ],
+            keys: keys_for(name),
             rates,
             rules,
             fixed: [
@@ -535,18 +570,13 @@ impl RedisLimiter {
         let _ = self.run(Mode::Count, None, [&rate, tally.unwrap_or("")]);
     }
 
-    /// Deletes the limiter's keys: every client starts from an empty log at its next call.
-    /// True if there was something to delete.
+    /// Empties the log, keeping the rates (and zeroing the counters): every client starts
+    /// from an empty log at its next call. True if there was a log to drop.
     pub(crate) fn reset(&self) -> Result<bool, Error> {
-        self.link
-            .call(|connection| {
-                redis::cmd("DEL")
-                    .arg(&self.keys[0])
-                    .arg(&self.keys[1])
-                    .query::<u64>(connection)
-            })
-            .map(|deleted| deleted > 0)
-            .map_err(|e| self.refused(&e))
+        match self.run(Mode::Reset, None, ["", ""]) {
+            Ok(reply) => Ok(reply.first() == Some(&1)),
+            Err(e) => Err(self.refused(&e)),
+        }
     }
 
     pub(crate) fn rates(&self) -> Vec<Rate> {

@@ -381,3 +381,62 @@ fn the_async_wait_is_admitted_at_the_servers_retry_time() {
     assert_eq!(limiter.admitted().unwrap(), 2);
     assert_eq!(limiter.counters().unwrap().denied_total(), Some(1));
 }
+
+/// The command takes `redis://HOST:PORT/DB#NAME` wherever it takes a limiter: `acquire`
+/// creates it with its rates or adopts the stored ones, denies when full, refuses other
+/// rates naming both; `status` reads it; `run` waits on it; `reset` empties it.
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_takes_redis_targets() {
+    let dir = support::temp_dir();
+    let Some(server) = server::for_test(dir.path(), false) else {
+        return;
+    };
+    let target = format!("{}#cli", server.url());
+    let hostlimit = |args: &[&str]| {
+        let output = support::command(env!("CARGO_BIN_EXE_hostlimit"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        eprintln!("$ hostlimit {}\n{stdout}{stderr}", args.join(" "));
+        (output.status.code().unwrap_or(-1), stdout, stderr)
+    };
+    assert_eq!(
+        hostlimit(&["acquire", &target, "--rate", "2/min", "-n"]).0,
+        0
+    );
+    assert_eq!(
+        hostlimit(&["acquire", &target, "-n"]).0,
+        0,
+        "adopts the stored rates"
+    );
+    let (code, _, stderr) = hostlimit(&["acquire", &target, "-n"]);
+    assert_eq!(code, 75, "full: try later");
+    assert!(stderr.contains("2/min"), "{stderr}");
+    let (code, _, _) = hostlimit(&["run", &target, "--timeout", "100ms", "--", "true"]);
+    assert_eq!(code, 75, "the retry time is past the timeout");
+    let (code, stdout, _) = hostlimit(&["status", "--json", &target]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["limiters"][0]["rates"][0]["used"], 2, "{status}");
+    let (code, _, stderr) = hostlimit(&["acquire", &target, "--rate", "5/min", "-n"]);
+    assert_eq!(code, 65, "other rates: a data error");
+    assert!(
+        stderr.contains("[2/min]") && stderr.contains("[5/min]"),
+        "{stderr}"
+    );
+    assert_eq!(hostlimit(&["reset", &target]).0, 0);
+    assert_eq!(
+        hostlimit(&["acquire", &target, "-n"]).0,
+        0,
+        "empty after the reset"
+    );
+    assert_ne!(
+        hostlimit(&["acquire", "redis://127.0.0.1:1/0", "-n"]).0,
+        0,
+        "no #NAME"
+    );
+}

@@ -62,6 +62,12 @@ impl<'a> Request<'a> {
 
     fn open(&self) -> Result<Limiter, Failure> {
         let path = &self.target.path;
+        #[cfg(feature = "redis")]
+        if let Some((url, name)) = self.target.remote() {
+            return Limiter::redis(url, name, &self.rates.rates)
+                .connect()
+                .map_err(|e| Failure::about(self.target, e));
+        }
         if !self.rates.rates.is_empty() {
             return Limiter::builder(&self.rates.rates)
                 .mode(self.rates.mode)
@@ -69,7 +75,7 @@ impl<'a> Request<'a> {
                 .open(path)
                 .map_err(|e| Failure::about(self.target, e));
         }
-        Limiter::attach(path).map_err(|error| {
+        self.target.attach().map_err(|error| {
             let failure = Failure::about(self.target, error);
             if failure.exit == Exit::NoInput {
                 Failure::missing(self.target, true)

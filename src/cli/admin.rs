@@ -79,6 +79,16 @@ pub fn create(target: &Target, rates: &RateArgs, json: bool) -> Result<Exit, Fai
 
 /// `hostlimit reset`.
 pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+    #[cfg(feature = "redis")]
+    if target.remote().is_some() {
+        // Every client of a server is on another host: nothing to scan, nothing to force.
+        target
+            .attach()
+            .and_then(|limiter| limiter.reset())
+            .map_err(|e| Failure::about(target, e))?;
+        let scan = Default::default();
+        return finish(target, "reset", &scan, json);
+    }
     let scan = refuse_if_mapped(
         target,
         force,

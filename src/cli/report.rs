@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use hostlimit::{
-    ClockIdentity, Counters, Counts, FileInfo, HostClock, Limiter, ManualClock, RateUsage,
-};
+use hostlimit::{ClockIdentity, Counters, Counts, FileInfo, HostClock, ManualClock, RateUsage};
 use serde::Serialize;
 
 use crate::cli::args::Output;
@@ -45,7 +43,7 @@ pub fn count_text(count: Option<u64>) -> String {
 /// Reads one limiter. Attaching maps the file only until the snapshot is taken.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        let limiter = Limiter::attach(&target.path).map_err(|e| Failure::about(&target, e))?;
+        let limiter = target.attach().map_err(|e| Failure::about(&target, e))?;
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;

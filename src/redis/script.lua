@@ -14,7 +14,7 @@
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
 --
--- ARGV: mode (acquire | usage | check | count), layout, rules, rates, ttl_ms, now_us
+-- ARGV: mode (acquire | usage | check | count | reset), layout, rules, rates, ttl_ms, now_us
 -- ('' = the server's clock), weight (capped at 2^32), charge (weight mod 2^32), then the
 -- count of rates and per rate: limit, window_us, requests (1) or weight (0). Mode count
 -- takes the counter's field in place of the weight.
@@ -23,7 +23,7 @@
 --   acquire: {1, ts, seq} admitted | {2} nothing to charge | {0, rate, retry_after_us}
 --            denied | {3, rate} never fits
 --   usage:   {t, used_1, next_free_1, ...} (next_free -1 for an empty window)
---   check:   {seq}            count: {0 or 1}
+--   check:   {seq}            count: {0 or 1}            reset: {1 if a log was dropped}
 -- Errors: "HLMISMATCH <stored rates>", "HLLAYOUT <stored version>", "HLCORRUPT <why>".
 --
 -- Everything read from the keys is checked: garbage gives HLCORRUPT, never a guess.
@@ -61,17 +61,29 @@ end
 local rules_text, rates_text = ARGV[3], ARGV[4]
 local ttl = ARGV[5]
 
-local m = redis.call('HMGET', meta, 'v', 'rules', 'rates', 'seq', 'cum', 'ts', 'first', 'exp')
+local m = redis.call('HMGET', meta, 'v', 'rules', 'seq', 'cum', 'ts', 'first', 'exp')
 local seq, cum, last, oldest, exp = 0, 0, 0, 1, 0
 if m[1] then
   if m[1] ~= LAYOUT then
     return redis.error_reply('HLLAYOUT ' .. tostring(m[1]))
   end
   if m[2] ~= rules_text then
-    return redis.error_reply('HLMISMATCH ' .. tostring(m[3]))
+    -- Read only here: the rates as written are for this message.
+    return redis.error_reply('HLMISMATCH ' .. tostring(redis.call('HGET', meta, 'rates')))
   end
-  if m[4] or m[5] or m[6] then
-    seq, cum, last, oldest, exp = integer(m[4]), integer(m[5]), integer(m[6]), integer(m[7]), integer(m[8])
+end
+if mode == 'reset' then
+  -- An empty log with the same rates (whatever garbage the keys held): {1} if there was
+  -- a log to drop.
+  local had = redis.call('EXISTS', log)
+  redis.call('DEL', log, meta)
+  redis.call('HSET', meta, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
+  redis.call('PEXPIRE', meta, ttl)
+  return { had }
+end
+if m[1] then
+  if m[3] or m[4] or m[5] then
+    seq, cum, last, oldest, exp = integer(m[3]), integer(m[4]), integer(m[5]), integer(m[6]), integer(m[7])
     if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or cum >= MOD
       or oldest < 1 or oldest > seq then
       return corrupt('the head is not five integers in range')
