@@ -17,7 +17,7 @@
 -- ARGV: mode (acquire | usage | check | count | reset), layout, rules, rates, ttl_ms, now_us
 -- ('' = the server's clock), weight (capped at 2^32), charge (weight mod 2^32), then the
 -- count of rates and per rate: limit, window_us, requests (1) or weight (0). Mode count
--- takes the counter's field in place of the weight.
+-- takes the rate's counter and a tally ('' for none) in place of the weight and charge.
 --
 -- Replies (integers):
 --   acquire: {1, ts, seq} admitted | {2} nothing to charge | {0, rate, retry_after_us}
@@ -105,6 +105,9 @@ if mode == 'count' then
     return { 0 }
   end
   redis.call('HINCRBY', meta, ARGV[7], 1)
+  if ARGV[8] ~= '' then
+    redis.call('HINCRBY', meta, ARGV[8], 1)
+  end
   return { 1 }
 end
 

@@ -300,6 +300,31 @@ fn a_heavy_admission_is_one_member() {
     assert_eq!(limiter.admitted().unwrap(), 3);
 }
 
+/// Refusals are counted beside the log as the file counts them: per rate, never-fits,
+/// timed-out waits; the tries of a wait that is admitted are not refusals.
+#[test]
+fn refusals_are_counted_beside_the_log() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let rates = [
+        Rate::new(3, Duration::from_secs(60)),
+        Rate::requests(10, Duration::from_secs(60)),
+    ];
+    let limiter = Limiter::connect(&server.url(), &fresh_name(), &rates).unwrap();
+    limiter.try_acquire(3).unwrap();
+    assert!(limiter.try_acquire(1).is_err());
+    assert!(limiter.try_acquire(4).is_err());
+    assert!(limiter.acquire(1, Duration::from_millis(10)).is_err());
+    let counters = limiter.counters().unwrap();
+    assert_eq!(counters.denied, [Some(3), Some(0)]);
+    assert_eq!(
+        (counters.never_fits, counters.timed_out),
+        (Some(1), Some(1))
+    );
+    assert_eq!(limiter.usage().unwrap()[0].denied, 3);
+}
+
 /// Rates are stored beside the log: other rates are refused at connect, naming both; the
 /// same rates in another order are the same limiter.
 #[test]
