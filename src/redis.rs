@@ -82,6 +82,7 @@ pub struct RedisBuilder {
     timeout: Duration,
     on_outage: OnOutage,
     fallback: Option<PathBuf>,
+    cluster: bool,
 }
 
 impl RedisBuilder {
@@ -93,7 +94,16 @@ impl RedisBuilder {
             timeout: DEFAULT_TIMEOUT,
             on_outage: OnOutage::default(),
             fallback: None,
+            cluster: false,
         }
+    }
+
+    /// The URL names a node of a Redis Cluster: the client learns the cluster's slots from
+    /// it and sends each call to the node that holds the limiter's slot (both keys carry the
+    /// name as a hash tag, so they are in one slot).
+    pub fn cluster(mut self, cluster: bool) -> RedisBuilder {
+        self.cluster = cluster;
+        self
     }
 
     /// The longest one call may wait for the server (connecting, sending, the reply) before
@@ -129,7 +139,7 @@ impl RedisBuilder {
     pub fn connect(mut self) -> Result<Limiter, Error> {
         path_for(Path::new("/"), &self.name)?;
         let target = format!("{}#{}", without_credentials(&self.url), self.name);
-        let link = Link::new(&self.url, self.timeout).map_err(|e| Error::Redis {
+        let link = Link::new(&self.url, self.timeout, self.cluster).map_err(|e| Error::Redis {
             target: target.clone(),
             reason: e.to_string(),
         })?;

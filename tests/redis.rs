@@ -440,3 +440,87 @@ fn the_command_takes_redis_targets() {
         "no #NAME"
     );
 }
+
+/// On a Redis Cluster of three nodes started here, limiters whose names hash to slots on
+/// different nodes each work (the client follows the slots), and each limiter's two keys
+/// are in one slot (the hash tag).
+#[test]
+fn limiters_work_on_a_redis_cluster() {
+    let dir = support::temp_dir();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let node_dir = dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&node_dir).unwrap();
+        if !server::available() {
+            server::for_test(&node_dir, false); // skips, or fails under CI
+            return;
+        }
+        nodes.push(
+            LocalServer::start_with(&node_dir, false, &["--cluster-enabled", "yes"]).unwrap(),
+        );
+    }
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("redis-cli (it comes with redis-server)");
+    assert!(created.success());
+    let node = |n: &LocalServer| {
+        redis::Client::open(n.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !nodes.iter().all(|n| {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut node(n))
+            .unwrap();
+        info.contains("cluster_state:ok")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rates = [Rate::new(3, Duration::from_secs(60))];
+    let mut con = node(&nodes[0]);
+    let mut thirds = std::collections::BTreeSet::new();
+    for i in 0..12 {
+        let name = format!("fleet{i}");
+        let limiter = Limiter::redis(&nodes[i % 3].url(), &name, &rates)
+            .cluster(true)
+            .connect()
+            .unwrap();
+        limiter.try_acquire(2).unwrap();
+        limiter.try_acquire(1).unwrap();
+        let denied = limiter.try_acquire(1).unwrap_err();
+        assert!(
+            matches!(denied.kind(), DenialKind::Exhausted { .. }),
+            "{name}: {denied}"
+        );
+        assert_eq!(limiter.usage().unwrap()[0].used, 3);
+        let mut slot = |key: String| -> u64 {
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query(&mut con)
+                .unwrap()
+        };
+        let log = slot(format!("hostlimit:{{{name}}}:log"));
+        assert_eq!(log, slot(format!("hostlimit:{{{name}}}:head")), "{name}");
+        thirds.insert(log * 3 / 16384);
+    }
+    assert!(
+        thirds.len() > 1,
+        "the names landed on one node only: {thirds:?}"
+    );
+}

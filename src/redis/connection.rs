@@ -6,12 +6,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+/// A server, or a Redis Cluster (the client follows its slots: both keys of a limiter are
+/// in one).
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A connection to either.
+enum Connection {
+    Single(redis::Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Connection {
+    fn get(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Connection::Single(connection) => connection,
+            Connection::Cluster(connection) => &mut **connection,
+        }
+    }
+}
 
 /// The connection and how to make it again.
 pub(super) struct Link {
-    client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    client: Client,
+    connection: Mutex<Option<Connection>>,
     timeout: Duration,
     /// Connections made after the first (each after a failure).
     reconnects: AtomicU64,
@@ -28,10 +51,21 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// A link to the server `url` names; connects at the first call.
-    pub(super) fn new(url: &str, timeout: Duration) -> RedisResult<Link> {
+    /// A link to the server `url` names (with `cluster`, a node of a Redis Cluster);
+    /// connects at the first call.
+    pub(super) fn new(url: &str, timeout: Duration, cluster: bool) -> RedisResult<Link> {
+        let client = if cluster {
+            Client::Cluster(
+                ClusterClient::builder([url])
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .build()?,
+            )
+        } else {
+            Client::Single(redis::Client::open(url)?)
+        };
         Ok(Link {
-            client: redis::Client::open(url)?,
+            client,
             connection: Mutex::new(None),
             timeout,
             reconnects: AtomicU64::new(0),
@@ -49,16 +83,22 @@ impl Link {
     /// hold the late reply, so nothing may read from it again.
     pub(super) fn call<T>(
         &self,
-        call: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
+        call: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> RedisResult<T> {
         let mut guard = self
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if guard.is_none() {
-            let connection = self.client.get_connection_with_timeout(self.timeout)?;
-            connection.set_read_timeout(Some(self.timeout))?;
-            connection.set_write_timeout(Some(self.timeout))?;
+            let connection = match &self.client {
+                Client::Single(client) => {
+                    let connection = client.get_connection_with_timeout(self.timeout)?;
+                    connection.set_read_timeout(Some(self.timeout))?;
+                    connection.set_write_timeout(Some(self.timeout))?;
+                    Connection::Single(connection)
+                }
+                Client::Cluster(client) => Connection::Cluster(Box::new(client.get_connection()?)),
+            };
             if self.made_one.swap(true, Ordering::Relaxed) {
                 self.reconnects.fetch_add(1, Ordering::Relaxed);
             }
@@ -67,7 +107,7 @@ impl Link {
         let Some(connection) = guard.as_mut() else {
             unreachable!("a connection was just made")
         };
-        let result = call(connection);
+        let result = call(connection.get());
         if let Err(error) = &result
             && !is_answer(error)
         {

@@ -54,6 +54,7 @@ pub struct LocalServer {
     port: u16,
     dir: PathBuf,
     fsync_always: bool,
+    extra: Vec<String>,
 }
 
 impl LocalServer {
@@ -64,6 +65,16 @@ impl LocalServer {
     ///
     /// The program is missing, or the server did not answer within 10 s.
     pub fn start(dir: &Path, durable: bool) -> io::Result<LocalServer> {
+        LocalServer::start_with(dir, durable, &[])
+    }
+
+    /// [`LocalServer::start`] with more arguments for `redis-server` (a Cluster node:
+    /// `--cluster-enabled yes`).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalServer::start`].
+    pub fn start_with(dir: &Path, durable: bool, extra: &[&str]) -> io::Result<LocalServer> {
         let mut last = None;
         for _ in 0..5 {
             // A port the kernel just handed out and took back: free, short of a race, which
@@ -76,6 +87,7 @@ impl LocalServer {
                 port,
                 dir: dir.to_path_buf(),
                 fsync_always: durable,
+                extra: extra.iter().map(ToString::to_string).collect(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -102,6 +114,7 @@ impl LocalServer {
             command.args(["--appendonly", "no"]);
         }
         let child = command
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
