@@ -140,6 +140,7 @@ pub(super) fn is_outage(error: &RedisError) -> bool {
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
+        || error.kind() == ErrorKind::ClusterConnectionNotFound
         || matches!(
             error.kind(),
             ErrorKind::Server(
