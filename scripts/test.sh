@@ -9,5 +9,9 @@ cd "$(dirname "$0")/.."
 printf '=== Rust: cargo test --locked --features cli\n'
 cargo test --locked --features cli
 
+printf '\n=== Rust: the Redis backend and the async wait (features redis, tokio; needs redis-server, fails without it under CI=true)\n'
+cargo test --locked --features cli,redis,tokio --lib -- redis:: limiter::wait::
+cargo test --locked --features cli,redis,tokio --test main -- redis::
+
 printf '\n=== Python: python/ci.sh\n'
 python/ci.sh

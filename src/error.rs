@@ -93,6 +93,24 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A Redis limiter (feature `redis`) could not be used: a URL the client cannot parse, a
+    /// server that cannot be reached at connect, or a limiter key that another layout
+    /// version wrote or that holds garbage.
+    Redis {
+        /// The limiter: its server (without credentials) and name.
+        target: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The Redis limiter exists with other rates than the ones asked for.
+    RedisMismatch {
+        /// The limiter: its server (without credentials) and name.
+        target: String,
+        /// The rates stored beside its log, as their owner wrote them.
+        stored: String,
+        /// The rates asked for.
+        requested: Vec<Rate>,
+    },
     /// A system call failed.
     Io {
         /// The file or directory involved.
@@ -233,6 +251,17 @@ impl fmt::Display for Error {
                  and its record",
                 path.display()
             ),
+            Error::Redis { target, reason } => write!(f, "{target}: {reason}"),
+            Error::RedisMismatch {
+                target,
+                stored,
+                requested,
+            } => write!(
+                f,
+                "{target}: the limiter on the server limits [{stored}] but [{}] was asked for; \
+                 connect with the same rates, or reset it to change them",
+                list(requested)
+            ),
             Error::Io { path, op, source } => write!(f, "{}: {op}: {source}", path.display()),
         }
     }
@@ -260,6 +289,13 @@ pub enum DenialKind {
     NeverFits {
         /// The weight asked for (or 1 for a rate that counts requests).
         weight: u64,
+    },
+    /// The Redis server could not be reached, or did not answer within the call's timeout,
+    /// and the outage policy is to deny (the default): nothing was admitted on the server.
+    /// Retrying can help once the server is back; no retry time is known.
+    Unreachable {
+        /// What went wrong.
+        reason: String,
     },
     /// The shared state could not be trusted (garbage in the file, or the file was replaced
     /// by one that cannot be attached); nothing was admitted.
@@ -307,9 +343,13 @@ impl Denied {
         &self.kind
     }
 
-    /// True if retrying can never help: the weight exceeds a limit or the file is unusable.
+    /// True if retrying can never help: the weight exceeds a limit or the file is unusable
+    /// (an unreachable Redis server is not final: it may come back).
     pub fn is_final(&self) -> bool {
-        !matches!(self.kind, DenialKind::Exhausted { .. })
+        !matches!(
+            self.kind,
+            DenialKind::Exhausted { .. } | DenialKind::Unreachable { .. }
+        )
     }
 }
 
@@ -336,6 +376,9 @@ impl fmt::Display for Denied {
                 None => write!(f, "weight {weight} can never fit rate {rate}"),
             },
             DenialKind::Unavailable { reason } => write!(f, "limiter unavailable: {reason}"),
+            DenialKind::Unreachable { reason } => {
+                write!(f, "limiter server unreachable, denied: {reason}")
+            }
         }
     }
 }

@@ -73,6 +73,8 @@ mod limiter;
 #[cfg_attr(loom, doc(hidden))]
 mod protocol;
 mod rate;
+#[cfg(all(feature = "redis", not(loom)))]
+pub mod redis;
 #[cfg(not(loom))]
 mod region;
 mod sync;

@@ -30,7 +30,7 @@ use crate::rate::Rate;
 
 pub use admin::{OldFile, remove, remove_keeping_journal, reset};
 pub use builder::Builder;
-#[cfg(feature = "journal")]
+#[cfg(any(feature = "journal", feature = "redis"))]
 pub(crate) use builder::rules_for;
 pub use counters::Counters;
 use counters::Refusal;
@@ -159,6 +159,9 @@ enum Backend {
     /// A file mapped read-only ([`Limiter::observe`]): readings only; every acquire is
     /// refused, and nothing is counted in the file.
     Observer(FileLimiter),
+    /// A Redis server every host of a fleet reaches (feature `redis`).
+    #[cfg(feature = "redis")]
+    Redis(Box<crate::redis::RedisLimiter>),
 }
 
 impl Limiter {
@@ -295,6 +298,89 @@ impl Limiter {
         }
     }
 
+    /// Connects to the limiter called `name` on the Redis (or Valkey) server at `url`
+    /// (`redis://[user:password@]host:port/db`, `rediss://` for TLS is not built in), with
+    /// `rates`: the same limiter as a file's, shared by every host that reaches the server.
+    /// The per-call timeout is [`DEFAULT_TIMEOUT`](crate::redis::DEFAULT_TIMEOUT) and an
+    /// unreachable server denies; [`Limiter::redis`] sets both.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use hostlimit::{Limiter, Rate};
+    ///
+    /// let limiter = Limiter::connect("redis://10.0.0.5:6379/0", "openai", &[
+    ///     Rate::requests(60, Duration::from_secs(60)),
+    ///     Rate::new(90_000, Duration::from_secs(60)),
+    /// ])?;
+    /// limiter.try_acquire(1200)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`RedisBuilder::connect`](crate::redis::RedisBuilder::connect).
+    #[cfg(feature = "redis")]
+    pub fn connect(url: &str, name: &str, rates: &[Rate]) -> Result<Limiter, Error> {
+        Limiter::redis(url, name, rates).connect()
+    }
+
+    /// Options for a Redis limiter beyond [`Limiter::connect`]'s: the per-call timeout and
+    /// the outage policy. No rates (`&[]`) adopts those stored beside an existing limiter's
+    /// log, as [`Limiter::attach`] does for a file.
+    #[cfg(feature = "redis")]
+    pub fn redis(url: &str, name: &str, rates: &[Rate]) -> crate::redis::RedisBuilder {
+        crate::redis::RedisBuilder::new(url, name, rates)
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_backend(redis: crate::redis::RedisLimiter) -> Limiter {
+        Limiter {
+            backend: Backend::Redis(Box::new(redis)),
+        }
+    }
+
+    /// The Redis backend, for its tests.
+    #[cfg(all(test, feature = "redis"))]
+    pub(crate) fn as_redis(&self) -> Option<&crate::redis::RedisLimiter> {
+        match &self.backend {
+            Backend::Redis(redis) => Some(redis),
+            Backend::File(_) | Backend::Observer(_) => None,
+        }
+    }
+
+    /// What the outage policy of a Redis limiter decided so far in this process; `None`
+    /// for a file limiter (it has no server to lose).
+    #[cfg(feature = "redis")]
+    pub fn outages(&self) -> Option<crate::redis::Outages> {
+        match &self.backend {
+            Backend::File(_) | Backend::Observer(_) => None,
+            Backend::Redis(redis) => Some(redis.outages()),
+        }
+    }
+
+    /// Empties the limiter: every process (every host, on Redis) starts from an empty log
+    /// at its next call. For a file this is [`reset`](crate::reset) of its path (a new file
+    /// replaces it); for Redis the log is emptied and the rates kept. True if there was a
+    /// history to drop (always true for a file).
+    ///
+    /// # Errors
+    ///
+    /// As [`reset`](crate::reset) for a file; [`Error::Redis`] if the server cannot be
+    /// reached.
+    pub fn reset(&self) -> Result<bool, Error> {
+        match &self.backend {
+            // A reset is an operation on the path, as `hostlimit::reset` is: an observer's
+            // handle writes nothing to its file, but whoever may replace it may reset it.
+            Backend::File(file) | Backend::Observer(file) => {
+                admin::reset(file.path()).map(|_| true)
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.reset(),
+        }
+    }
+
     /// The file's counters now.
     ///
     /// # Errors
@@ -303,6 +389,8 @@ impl Limiter {
     pub fn counters(&self) -> Result<Counters, Error> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.counters(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.counters(),
         }
     }
 
@@ -313,15 +401,19 @@ impl Limiter {
             Backend::File(file) => file.count_refusal(denied, how),
             // An observer may not write to the file, and refuses only for that.
             Backend::Observer(_) => {}
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.count_refusal(denied, how == Refusal::Wait),
         }
     }
 
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
     #[inline]
-    fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+    pub(crate) fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         match &self.backend {
             Backend::File(file) => file.try_once(weight),
             Backend::Observer(file) => Err(file.observer_denial()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.try_once(weight),
         }
     }
 
@@ -333,6 +425,8 @@ impl Limiter {
     pub fn usage(&self) -> Result<Vec<RateUsage>, Error> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.usage(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.usage(),
         }
     }
 
@@ -344,6 +438,8 @@ impl Limiter {
     pub fn admitted(&self) -> Result<u64, Error> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.admitted(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.admitted(),
         }
     }
 
@@ -356,6 +452,8 @@ impl Limiter {
     pub fn journal_status(&self) -> Result<(), String> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.journal_status(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Ok(()),
         }
     }
 
@@ -366,6 +464,8 @@ impl Limiter {
     pub fn journal_file(&self) -> Option<&Path> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.journal_file(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => None,
         }
     }
 
@@ -382,6 +482,8 @@ impl Limiter {
     pub fn journal_flush(&self) -> Result<(), Error> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.journal_flush(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => Ok(()),
         }
     }
 
@@ -389,6 +491,8 @@ impl Limiter {
     pub fn rates(&self) -> Vec<Rate> {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.rates(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.rates(),
         }
     }
 
@@ -396,6 +500,8 @@ impl Limiter {
     pub fn path(&self) -> &Path {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.path(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.path(),
         }
     }
 
@@ -403,6 +509,8 @@ impl Limiter {
     pub fn info(&self) -> FileInfo {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.info(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.info(),
         }
     }
 }

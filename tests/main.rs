@@ -17,6 +17,8 @@ mod open;
 mod protocol;
 mod readme;
 mod reconfigure;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "cli")]
 mod sharing;
 mod support;

@@ -97,8 +97,9 @@ class RateLimited(TimeoutError):
     """A blocking acquire was not admitted.
 
     ``retry_after`` is how many seconds off admission was (``None`` if it never can be:
-    ``kind == "never_fits"``, a weight above a limit, or ``"unavailable"``, an unusable
-    file); ``rate`` is the rate that refused.
+    ``kind == "never_fits"``, a weight above a limit, ``"unavailable"``, an unusable
+    file, or ``"unreachable"``, a Redis server out of reach); ``rate`` is the rate that
+    refused.
     """
 
     def __init__(

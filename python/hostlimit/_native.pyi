@@ -76,7 +76,7 @@ class Decision:
     @property
     def rate_index(self) -> Optional[int]: ...
     @property
-    def kind(self) -> Optional[Literal["exhausted", "never_fits", "unavailable"]]: ...
+    def kind(self) -> Optional[Literal["exhausted", "never_fits", "unavailable", "unreachable"]]: ...
     @property
     def is_final(self) -> bool: ...
     @property
@@ -158,6 +158,15 @@ class Limiter:
         journal_busy_timeout: Optional[float] = None,
         check_interval: float = 1.0,
         clock: Optional[ManualClock] = None,
+    ) -> Limiter: ...
+    @staticmethod
+    def connect(
+        url: str,
+        name: str,
+        rates: Optional[_Rates] = None,
+        *,
+        timeout: float = 0.5,
+        on_outage: Literal["deny", "allow", "fall_back"] = "deny",
     ) -> Limiter: ...
     @staticmethod
     def attach(path: _Path) -> Limiter: ...

@@ -104,6 +104,7 @@ pub fn kind_name(denied: &Denied) -> &'static str {
     match denied.kind() {
         DenialKind::Exhausted { .. } => "exhausted",
         DenialKind::NeverFits { .. } => "never_fits",
+        DenialKind::Unreachable { .. } => "unreachable",
         _ => "unavailable",
     }
 }

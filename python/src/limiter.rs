@@ -33,9 +33,21 @@ struct JournalSpec {
     busy_timeout: Option<Duration>,
 }
 
+/// A limiter on a Redis server (the core's Redis backend): where, and how calls fail.
+#[derive(Clone)]
+struct Remote {
+    url: String,
+    name: String,
+    timeout: Duration,
+    on_outage: hostlimit::redis::OnOutage,
+}
+
 /// Everything needed to open the limiter again (after a fork, or after a pause).
 #[derive(Clone)]
 struct Spec {
+    /// A limiter on a Redis server instead of a file (then `path` is `URL#NAME`, for
+    /// messages); a forked child connects again, it never shares its parent's socket.
+    remote: Option<Remote>,
     path: PathBuf,
     /// `None` only for the first open of `Limiter.attach`.
     rates: Option<Vec<Rate>>,
@@ -47,6 +59,16 @@ struct Spec {
 
 impl Spec {
     fn open(&self) -> Result<hostlimit::Limiter, Error> {
+        if let Some(remote) = &self.remote {
+            return hostlimit::Limiter::redis(
+                &remote.url,
+                &remote.name,
+                self.rates.as_deref().unwrap_or(&[]),
+            )
+            .timeout(remote.timeout)
+            .on_outage(remote.on_outage)
+            .connect();
+        }
         let Some(rates) = &self.rates else {
             return hostlimit::Limiter::attach(&self.path);
         };
@@ -80,7 +102,8 @@ impl Spec {
 struct Opened {
     limiter: Owned<hostlimit::Limiter>,
     generation: u64,
-    /// Strict journal mode: an acquire may wait for a SQLite commit (a new lease).
+    /// An acquire may wait: in strict journal mode for a SQLite commit (a new lease), on
+    /// Redis for a round trip. Such acquires run without the GIL.
     strict: bool,
 }
 
@@ -115,7 +138,7 @@ impl Shared {
         let fresh = Arc::new(Opened {
             limiter: Owned::new(limiter),
             generation,
-            strict: self.spec.strict(),
+            strict: self.spec.strict() || self.spec.remote.is_some(),
         });
         let old = self.current.swap(Some(fresh.clone()));
         // Dropping a core limiter with a journal joins its thread: not while holding the GIL.
@@ -216,6 +239,7 @@ fn spec_for(
         }
     };
     Ok(Spec {
+        remote: None,
         path,
         rates,
         mode,
@@ -242,7 +266,7 @@ impl PyLimiter {
         let opened = Opened {
             limiter: Owned::new(limiter),
             generation,
-            strict: spec.strict(),
+            strict: spec.strict() || spec.remote.is_some(),
         };
         let journaled = spec.journal.is_some();
         let shared = Arc::new(Shared {
@@ -388,6 +412,49 @@ impl PyLimiter {
             check_interval,
             clock,
         )
+    }
+
+    /// Connects to the limiter ``name`` on the Redis (or Valkey) server at ``url``
+    /// (``redis://host:port/db``): the same limiter, shared by every host that reaches the
+    /// server. ``rates`` as for ``open``; ``None`` adopts the rates stored on the server.
+    /// ``timeout`` (seconds) bounds each call; ``on_outage`` says what a call does when the
+    /// server is unreachable: ``"deny"`` (a denial with reason ``"unreachable"``),
+    /// ``"allow"`` (admitted uncounted) or ``"fall_back"`` (the host-wide file limiter of
+    /// the same name and rates decides).
+    ///
+    /// Raises ``InvalidRateError``, ``InvalidNameError``, or ``HostlimitError`` (the server
+    /// is unreachable, or holds the limiter with other rates: the message names both).
+    #[staticmethod]
+    #[pyo3(signature = (url, name, rates = None, *, timeout = 0.5, on_outage = "deny"))]
+    fn connect(
+        py: Python<'_>,
+        url: String,
+        name: String,
+        rates: Option<&Bound<'_, PyAny>>,
+        timeout: f64,
+        on_outage: &str,
+    ) -> PyResult<PyLimiter> {
+        use hostlimit::redis::OnOutage;
+        let rates = rates.map(|r| rates_from(py, r)).transpose()?;
+        let on_outage = match on_outage {
+            "deny" => OnOutage::Deny,
+            "allow" => OnOutage::Allow,
+            "fall_back" => OnOutage::FallBack,
+            other => {
+                return Err(value_error(format!(
+                    "on_outage must be \"deny\", \"allow\" or \"fall_back\", got {other:?}"
+                )));
+            }
+        };
+        let path = PathBuf::from(format!("{url}#{name}"));
+        let mut spec = spec_for(path, rates, 0o600, None, "periodic", 1.0, None, 1.0, None)?;
+        spec.remote = Some(Remote {
+            url,
+            name,
+            timeout: duration(timeout, "timeout")?,
+            on_outage,
+        });
+        PyLimiter::start(py, spec)
     }
 
     /// Attaches to an existing limiter file, adopting its rates. A missing file is a
@@ -543,6 +610,17 @@ impl PyLimiter {
     /// Empties every window, for every process using the file (they move to a fresh file
     /// with the same rates at their next call). The journal is not cleared.
     fn reset(&self, py: Python<'_>) -> PyResult<()> {
+        if self.shared.spec.remote.is_some() {
+            // On Redis: the log emptied, the rates kept, for every host.
+            let opened = match self.shared.current.load_full() {
+                Some(opened) if opened.generation == fork::generation() => opened,
+                _ => self.shared.reopen(py)?,
+            };
+            return py
+                .detach(move || opened.limiter.get().reset())
+                .map(|_| ())
+                .map_err(|e| setup_error(py, e));
+        }
         let path = self.shared.spec.path.clone();
         py.detach(move || hostlimit::reset(&path))
             .map(|_| ())
@@ -603,6 +681,11 @@ impl PyLimiter {
         if spec.clock.is_some() {
             return Err(PyTypeError::new_err(
                 "a limiter with a manual clock cannot be pickled",
+            ));
+        }
+        if spec.remote.is_some() {
+            return Err(PyTypeError::new_err(
+                "a Redis limiter cannot be pickled: connect again where it is needed",
             ));
         }
         let rates: Vec<String> = slf

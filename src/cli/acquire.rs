@@ -66,6 +66,12 @@ impl<'a> Request<'a> {
 
     fn open(&self) -> Result<Limiter, Failure> {
         let path = &self.target.path;
+        #[cfg(feature = "redis")]
+        if let Some((url, name)) = self.target.remote() {
+            return Limiter::redis(url, name, &self.rates.rates)
+                .connect()
+                .map_err(|e| Failure::about(self.target, e));
+        }
         if !self.rates.rates.is_empty() {
             return with_journal(self.rates.builder(), self.journal, self.target)?
                 .open(path)
@@ -73,7 +79,11 @@ impl<'a> Request<'a> {
         }
         // A journaled limiter is opened with its journal by `attach` itself; `--journal`
         // without `--rate` journals one that was not, with its own rates.
-        let attached = self.rates.builder().attach(path).map_err(|error| {
+        let attached = match self.target.remote_limiter() {
+            Some(remote) => remote,
+            None => self.rates.builder().attach(path),
+        }
+        .map_err(|error| {
             let failure = Failure::about(self.target, error);
             if failure.exit == Exit::NoInput {
                 Failure::missing(self.target, true)

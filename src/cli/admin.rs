@@ -198,6 +198,17 @@ fn same_permissions(target: &Target, rates: &RateArgs) -> Result<(), Failure> {
 
 /// `hostlimit reset`.
 pub fn reset(target: &Target, force: bool, json: bool) -> Result<Exit, Failure> {
+    #[cfg(feature = "redis")]
+    if target.remote().is_some() {
+        // Every client of a server is on another host: nothing to scan, nothing to force.
+        target
+            .attach()
+            .and_then(|limiter| limiter.reset())
+            .map_err(|e| Failure::about(target, e))?;
+        let scan = Default::default();
+        // The server keeps the log: there is no journal to speak of.
+        return finish(target, "reset", &scan, (None, None), json);
+    }
     let scan = refuse_if_mapped(
         target,
         force,

@@ -242,7 +242,8 @@ impl From<Error> for Failure {
             | Error::Corrupt { .. }
             | Error::Truncated { .. }
             | Error::Version { .. }
-            | Error::ClockMismatch { .. } => Exit::Data,
+            | Error::ClockMismatch { .. }
+            | Error::RedisMismatch { .. } => Exit::Data,
             Error::Io { source, .. } => io_exit(source),
             _ => Exit::Io,
         };

@@ -50,23 +50,10 @@ pub fn count_text(count: Option<u64>) -> String {
 /// mapping cannot take), it is attached instead, which needs write permission.
 pub fn read(target: Target) -> Snapshot {
     let state = (|| {
-        // Read-only, and without its journal: looking opens no journal database.
-        let limiter = match Limiter::observe(&target.path) {
-            // Attaching needs write permission; without it, why observing did not work is
-            // the useful message.
-            Err(unsupported @ Error::Unsupported(_)) => {
-                attach_to_look(&target.path).map_err(|error| match error {
-                    Error::Io { source, .. }
-                        if source.kind() == std::io::ErrorKind::PermissionDenied =>
-                    {
-                        unsupported
-                    }
-                    other => other,
-                })
-            }
-            observed => observed,
-        }
-        .map_err(|e| crate::cli::journal::explain_missing(&target, Failure::about(&target, e)))?;
+        let limiter = match target.remote_limiter() {
+            Some(remote) => remote.map_err(|e| Failure::about(&target, e))?,
+            None => observe(&target)?,
+        };
         let usage = limiter.usage()?;
         let admitted = limiter.admitted()?;
         let counters = limiter.counters()?;
@@ -84,6 +71,26 @@ pub fn read(target: Target) -> Snapshot {
 
 /// Attaches to look where observing read-only is not possible: without the journal (looking
 /// opens no journal database).
+/// A file observed read-only, and without its journal: looking opens no journal database.
+fn observe(target: &Target) -> Result<Limiter, Failure> {
+    match Limiter::observe(&target.path) {
+        // Attaching needs write permission; without it, why observing did not work is the
+        // useful message.
+        Err(unsupported @ Error::Unsupported(_)) => {
+            attach_to_look(&target.path).map_err(|error| match error {
+                Error::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    unsupported
+                }
+                other => other,
+            })
+        }
+        observed => observed,
+    }
+    .map_err(|e| crate::cli::journal::explain_missing(target, Failure::about(target, e)))
+}
+
 fn attach_to_look(path: &Path) -> Result<Limiter, Error> {
     #[cfg(feature = "journal")]
     return Limiter::attach_without_journal(path);

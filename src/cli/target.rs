@@ -1,8 +1,11 @@
 //! Which file a command works on: a limiter is named by a path (anything containing `/`) or
 //! by a name in the limiter directory (`--dir`, else `$HOSTLIMIT_DIR`, else
-//! `/dev/shm/hostlimit`).
+//! `/dev/shm/hostlimit`). With the `redis` feature, `redis://HOST:PORT/DB#NAME` names the
+//! limiter `NAME` on a Redis server instead.
 
 use std::path::{Path, PathBuf};
+
+use hostlimit::Limiter;
 
 use crate::cli::exit::{Exit, Failure, io_exit};
 
@@ -20,12 +23,61 @@ pub fn directory(flag: Option<&Path>) -> PathBuf {
     flag.map_or_else(hostlimit::default_dir, Path::to_path_buf)
 }
 
+/// The scheme of a limiter on a Redis server.
+#[cfg(feature = "redis")]
+const REDIS_SCHEME: &str = "redis://";
+
+impl Target {
+    /// For `redis://HOST:PORT/DB#NAME`: the server's URL and the limiter's name.
+    #[cfg(feature = "redis")]
+    pub fn remote(&self) -> Option<(&str, &str)> {
+        if !self.name.starts_with(REDIS_SCHEME) {
+            return None;
+        }
+        self.name.rsplit_once('#')
+    }
+
+    /// Attaches to the limiter as it is: a file's rates, or those stored on the server.
+    ///
+    /// # Errors
+    ///
+    /// What [`Limiter::attach`] or [`Limiter::redis`]'s `connect` gives.
+    #[cfg(feature = "redis")]
+    pub fn attach(&self) -> Result<Limiter, hostlimit::Error> {
+        self.remote_limiter()
+            .unwrap_or_else(|| Limiter::attach(&self.path))
+    }
+
+    /// For a limiter on a Redis server, the connection to it with the rates stored there;
+    /// `None` for a file.
+    pub fn remote_limiter(&self) -> Option<Result<Limiter, hostlimit::Error>> {
+        #[cfg(feature = "redis")]
+        if let Some((url, name)) = self.remote() {
+            return Some(Limiter::redis(url, name, &[]).connect());
+        }
+        None
+    }
+}
+
 /// Resolves one limiter argument.
 ///
 /// # Errors
 ///
 /// A name that cannot be a limiter file name (exit 64).
 pub fn resolve(dir: &Path, name: &str) -> Result<Target, Failure> {
+    #[cfg(feature = "redis")]
+    if name.starts_with(REDIS_SCHEME) {
+        if !name.contains('#') {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("{name}: name the limiter on the server: redis://HOST:PORT/DB#NAME"),
+            ));
+        }
+        return Ok(Target {
+            name: name.to_string(),
+            path: PathBuf::from(name),
+        });
+    }
     let path = if name.contains('/') {
         PathBuf::from(name)
     } else {

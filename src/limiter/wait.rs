@@ -1,4 +1,5 @@
-//! Blocking acquires: sleep until the log says the request fits, with jitter.
+//! Waiting acquires, blocking and async: one retry policy (sleep until the log says the
+//! request fits, with jitter).
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -40,10 +41,7 @@ impl Limiter {
     ///
     /// As [`Limiter::acquire_until`].
     pub fn acquire_stamped(&self, weight: u64, timeout: Duration) -> Result<Option<Stamp>, Denied> {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32));
-        self.acquire_until_stamped(weight, deadline)
+        self.acquire_until_stamped(weight, deadline_after(timeout))
     }
 
     /// [`Limiter::acquire_until`], returning the admission's [`Stamp`] as
@@ -57,27 +55,94 @@ impl Limiter {
         weight: u64,
         deadline: Instant,
     ) -> Result<Option<Stamp>, Denied> {
-        let mut jitter = Jitter::new();
+        let mut retry = Retry::new(deadline);
         loop {
-            // The tries are not refusals; giving up is one, counted once.
             let denied = match self.try_once(weight) {
                 Ok(stamp) => return Ok(stamp),
                 Err(denied) => denied,
             };
-            let Some(wait) = denied.retry_after() else {
-                self.count_refusal(&denied, Refusal::Try);
-                return Err(denied);
-            };
-            let left = deadline.saturating_duration_since(Instant::now());
-            // `left` zero: the deadline has passed. Only garbage in the file gives a zero
-            // `wait` (a real denial frees at least a nanosecond later), and without this
-            // check such a denial would spin past the deadline.
-            if wait > left || left.is_zero() {
-                self.count_refusal(&denied, Refusal::Wait);
-                return Err(denied);
+            match retry.after(&denied) {
+                Ok(sleep) => std::thread::sleep(sleep),
+                Err(how) => {
+                    self.count_refusal(&denied, how);
+                    return Err(denied);
+                }
             }
-            std::thread::sleep((wait + jitter.next(wait)).min(left));
         }
+    }
+
+    /// [`Limiter::acquire`] for async code (feature `tokio`): waits on tokio's timer, never
+    /// blocking a thread while it waits, with the same retry policy (it sleeps until the
+    /// moment the log says the request fits, plus jitter, and gives up at once when that
+    /// moment is past the timeout).
+    ///
+    /// Cancel-safe: the future holds nothing while it sleeps, so dropping it (a
+    /// `tokio::time::timeout`, a `select!`) leaves the limiter as it was. Each try is one
+    /// synchronous call: none on a file; on Redis one round trip, bounded by the per-call
+    /// timeout, during which the task does not yield.
+    ///
+    /// Needs a tokio runtime with the time driver (`enable_time`, or `enable_all`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::acquire_until`].
+    #[cfg(feature = "tokio")]
+    pub async fn acquire_async(&self, weight: u64, timeout: Duration) -> Result<(), Denied> {
+        let mut retry = Retry::new(deadline_after(timeout));
+        loop {
+            let denied = match self.try_once(weight) {
+                Ok(_) => return Ok(()),
+                Err(denied) => denied,
+            };
+            match retry.after(&denied) {
+                Ok(sleep) => tokio::time::sleep(sleep).await,
+                Err(how) => {
+                    self.count_refusal(&denied, how);
+                    return Err(denied);
+                }
+            }
+        }
+    }
+}
+
+/// `timeout` from now, or a deadline far away for a timeout too long to add.
+fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 32))
+}
+
+/// The retry policy every waiting acquire shares, blocking or async: after a denial, sleep
+/// until the moment the log says the request fits, plus [`Jitter`], unless that moment is
+/// past the deadline (nothing short of a reset could admit it sooner), or the denial has no
+/// retry time (never fits, unusable, unreachable), or the deadline has passed.
+struct Retry {
+    deadline: Instant,
+    jitter: Jitter,
+}
+
+impl Retry {
+    fn new(deadline: Instant) -> Retry {
+        Retry {
+            deadline,
+            jitter: Jitter::new(),
+        }
+    }
+
+    /// How long to sleep before the next try after `denied`, or how the wait ends (the
+    /// refusal to count, once).
+    fn after(&mut self, denied: &Denied) -> Result<Duration, Refusal> {
+        let Some(wait) = denied.retry_after() else {
+            return Err(Refusal::Try);
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        // `left` zero: the deadline has passed. Only garbage in the file gives a zero
+        // `wait` (a real denial frees at least a nanosecond later), and without this
+        // check such a denial would spin past the deadline.
+        if wait > left || left.is_zero() {
+            return Err(Refusal::Wait);
+        }
+        Ok((wait + self.jitter.next(wait)).min(left))
     }
 }
 
@@ -140,6 +205,99 @@ mod tests {
                 "{wait:?}: only {} distinct delays",
                 distinct.len()
             );
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    mod async_wait {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use crate::rate::Rate;
+
+        use super::*;
+
+        fn runtime() -> tokio::runtime::Runtime {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        }
+
+        fn full(dir: &tempfile::TempDir, window: Duration) -> Limiter {
+            let limiter = Limiter::open(dir.path().join("l"), &[Rate::new(2, window)]).unwrap();
+            limiter.try_acquire(2).unwrap();
+            limiter
+        }
+
+        /// It waits for the retry time on the runtime's timer, and the one thread keeps
+        /// running other tasks meanwhile: a blocking sleep would leave the ticker at 0.
+        #[test]
+        fn it_waits_for_the_retry_time_without_blocking_the_thread() {
+            let dir = tempfile::tempdir().unwrap();
+            let limiter = full(&dir, Duration::from_millis(300));
+            let retry = limiter.try_once(1).unwrap_err().retry_after().unwrap();
+            let ticks = Arc::new(AtomicU64::new(0));
+            let started = Instant::now();
+            runtime().block_on(async {
+                let ticker = {
+                    let ticks = ticks.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            ticks.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                };
+                limiter
+                    .acquire_async(1, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                ticker.abort();
+            });
+            assert!(started.elapsed() >= retry, "admitted before the retry time");
+            assert!(ticks.load(Ordering::Relaxed) > 0, "the thread was blocked");
+            assert_eq!(limiter.admitted().unwrap(), 2);
+            assert_eq!(limiter.counters().unwrap().timed_out, Some(0));
+        }
+
+        /// A retry time past the timeout gives up at once, counted once as timed out.
+        #[test]
+        fn it_gives_up_at_once_when_the_retry_time_is_past_the_timeout() {
+            let dir = tempfile::tempdir().unwrap();
+            let limiter = full(&dir, Duration::from_secs(60));
+            let denied = runtime()
+                .block_on(limiter.acquire_async(1, Duration::from_millis(50)))
+                .unwrap_err();
+            assert!(denied.retry_after().unwrap() > Duration::from_secs(50));
+            let counters = limiter.counters().unwrap();
+            assert_eq!((counters.timed_out, counters.denied[0]), (Some(1), Some(1)));
+            let never = runtime()
+                .block_on(limiter.acquire_async(3, Duration::from_secs(60)))
+                .unwrap_err();
+            assert!(matches!(never.kind(), crate::DenialKind::NeverFits { .. }));
+        }
+
+        /// Dropping the future while it sleeps leaves the limiter as it was: nothing
+        /// admitted, nothing counted; a later wait is admitted.
+        #[test]
+        fn dropping_it_while_it_waits_changes_nothing() {
+            let dir = tempfile::tempdir().unwrap();
+            let limiter = full(&dir, Duration::from_millis(200));
+            let rt = runtime();
+            let dropped = rt.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_millis(20),
+                    limiter.acquire_async(1, Duration::from_secs(30)),
+                )
+                .await
+            });
+            assert!(dropped.is_err(), "the wait was still sleeping");
+            assert_eq!(limiter.admitted().unwrap(), 1);
+            assert_eq!(limiter.counters().unwrap().denied_total(), Some(0));
+            rt.block_on(limiter.acquire_async(2, Duration::from_secs(30)))
+                .unwrap();
+            assert_eq!(limiter.admitted().unwrap(), 2);
         }
     }
 }

@@ -1,0 +1,275 @@
+//! Calls per second on a loopback `redis-server` this run starts: hostlimit's script (1 and
+//! 2 rates, weight 1 and 1000) side by side with its floor (a plain `SET`: one round trip)
+//! and with the two published designs the issue compares against, each re-implemented
+//! here in a script of our own that reads the server's clock like ours:
+//!
+//! * **list-per-unit moving window** (the design of `limits`' moving window): one list per
+//!   rate, one entry per unit of weight; check the entry `limit - weight` from the head, push
+//!   `weight` timestamps, trim to the limit. Single rate.
+//! * **sorted-set-per-unit** (the design of PyrateLimiter's Redis bucket): one sorted set,
+//!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
+//!   `ZADD`s. Two rates here, like ours.
+//!
+//! Every case is one client, one connection, calls one after the other (the latency a
+//! caller sees, whose floor is one round trip). Limits never bind, so every call admits;
+//! the bench checks that. Rounds of all cases alternate, and the median round counts.
+//!
+//! `cargo bench --features redis --bench redis` (needs `redis-server` on the `PATH`).
+
+use std::time::{Duration, Instant};
+
+use hostlimit::redis::server::{self, LocalServer};
+use hostlimit::{Limiter, Rate};
+
+/// The `limits`-style list per unit (single rate), reading the server's clock.
+const LIST_PER_UNIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit, window, weight = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local oldest = redis.call('LINDEX', KEYS[1], limit - weight)
+if oldest and tonumber(oldest) >= now - window then
+  return 0
+end
+local stamps = {}
+for i = 1, weight do stamps[i] = string.format('%.6f', now) end
+redis.call('LPUSH', KEYS[1], unpack(stamps))
+redis.call('LTRIM', KEYS[1], 0, limit)
+redis.call('EXPIRE', KEYS[1], window)
+return 1
+";
+
+/// The PyrateLimiter-style sorted set per unit (any number of rates), reading the server's
+/// clock (milliseconds, as its items carry).
+const ZSET_PER_UNIT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local weight, id = tonumber(ARGV[1]), ARGV[2]
+for i = 1, tonumber(ARGV[3]) do
+  local interval, limit = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  if limit - redis.call('ZCOUNT', KEYS[1], now - interval, now) < weight then
+    return 0
+  end
+end
+for i = 1, weight do redis.call('ZADD', KEYS[1], now, id .. ':' .. i) end
+return 1
+";
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    Set,
+    Ours { rates: usize, weight: u64 },
+    ListPerUnit { weight: u64 },
+    ZsetPerUnit { weight: u64 },
+}
+
+impl Case {
+    fn label(self) -> String {
+        match self {
+            Case::Set => "plain SET (one round trip)".into(),
+            Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
+            Case::ListPerUnit { weight } => {
+                format!("list per unit (limits), 1 rate, weight {weight}")
+            }
+            Case::ZsetPerUnit { weight } => {
+                format!("zset per unit (pyrate), 2 rates, weight {weight}")
+            }
+        }
+    }
+
+    /// Calls per round: fewer for the designs whose state grows with the weight.
+    fn calls(self) -> u64 {
+        match self {
+            Case::ListPerUnit { weight: 1000 } | Case::ZsetPerUnit { weight: 1000 } => 300,
+            _ => 3000,
+        }
+    }
+}
+
+/// The server's time per call of the command `case` sends, from `INFO commandstats` (reset
+/// before the round): what the script costs the server, apart from the round trip.
+fn server_micros(con: &mut redis::Connection, case: Case) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    let command = if matches!(case, Case::Set) {
+        "cmdstat_set:"
+    } else {
+        "cmdstat_evalsha:"
+    };
+    info.lines()
+        .find_map(|line| line.strip_prefix(command))
+        .and_then(|stats| {
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// One round of `case`: calls per second, and the server's µs per call.
+fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let calls = case.calls();
+    let key = format!("bench:{round}:{case:?}");
+    let list = redis::Script::new(LIST_PER_UNIT);
+    let zset = redis::Script::new(ZSET_PER_UNIT);
+    let limiter = match case {
+        Case::Ours { rates, .. } => {
+            let all = [
+                Rate::new(4_000_000_000, Duration::from_secs(1)),
+                Rate::requests(1_000_000_000, Duration::from_secs(60)),
+            ];
+            Some(
+                Limiter::connect(
+                    url,
+                    &format!("bench-{round}-{rates}-{case:?}")
+                        .replace([' ', '{', '}', ':', ','], "_"),
+                    &all[..rates],
+                )
+                .unwrap(),
+            )
+        }
+        _ => None,
+    };
+    let mut call = |i: u64| -> bool {
+        match case {
+            Case::Set => {
+                let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut con).unwrap();
+                true
+            }
+            Case::Ours { weight, .. } => limiter.as_ref().unwrap().try_acquire(weight).is_ok(),
+            Case::ListPerUnit { weight } => {
+                let admitted: i64 = list
+                    .key(&key)
+                    .arg(1_000_000_000u64)
+                    .arg(1)
+                    .arg(weight)
+                    .invoke(&mut con)
+                    .unwrap();
+                admitted == 1
+            }
+            Case::ZsetPerUnit { weight } => {
+                let admitted: i64 = zset
+                    .key(&key)
+                    .arg(weight)
+                    .arg(i)
+                    .arg(2)
+                    .arg(1000)
+                    .arg(1_000_000_000u64)
+                    .arg(60_000)
+                    .arg(1_000_000_000u64)
+                    .invoke(&mut con)
+                    .unwrap();
+                admitted == 1
+            }
+        }
+    };
+    // Warm up: the script cached, the connection made.
+    for i in 0..20 {
+        assert!(call(i), "{case:?}: a warm-up call was denied");
+    }
+    let mut stats = client.get_connection().unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut stats)
+        .unwrap();
+    let started = Instant::now();
+    for i in 20..20 + calls {
+        assert!(
+            call(i),
+            "{case:?}: a call was denied; the bench measures admissions"
+        );
+    }
+    let rate = calls as f64 / started.elapsed().as_secs_f64();
+    (rate, server_micros(&mut stats, case))
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !server::available() {
+        eprintln!("redis bench: no redis-server on the PATH, nothing measured");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hostlimit-redis-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = LocalServer::start(&dir, false).expect("redis-server starts");
+    let url = server.url();
+    let cases = [
+        Case::Set,
+        Case::Ours {
+            rates: 1,
+            weight: 1,
+        },
+        Case::Ours {
+            rates: 1,
+            weight: 1000,
+        },
+        Case::Ours {
+            rates: 2,
+            weight: 1,
+        },
+        Case::Ours {
+            rates: 2,
+            weight: 1000,
+        },
+        Case::ListPerUnit { weight: 1 },
+        Case::ListPerUnit { weight: 1000 },
+        Case::ZsetPerUnit { weight: 1 },
+        Case::ZsetPerUnit { weight: 1000 },
+    ];
+    let rounds: usize = std::env::var("HOSTLIMIT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(9);
+    let mut results = vec![Vec::new(); cases.len()];
+    for r in 0..rounds {
+        for (i, case) in cases.iter().enumerate() {
+            results[i].push(round(*case, &url, r));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let medians: Vec<f64> = results
+        .iter()
+        .map(|r| median(&mut r.iter().map(|x| x.0).collect()))
+        .collect();
+    let server: Vec<f64> = results
+        .iter()
+        .map(|r| median(&mut r.iter().map(|x| x.1).collect()))
+        .collect();
+    let set = medians[0];
+    println!("| case | calls/s (median of {rounds}) | vs plain SET | server µs per call |");
+    println!("|------|------|------|------|");
+    for ((case, m), us) in cases.iter().zip(&medians).zip(&server) {
+        println!("| {} | {m:.0} | {:.2}x | {us:.2} |", case.label(), m / set);
+    }
+    let ratio = |a: usize, b: usize| medians[a] / medians[b];
+    println!();
+    println!(
+        "weight 1000 / weight 1, 1 rate: {:.2}x (target >= 0.9)",
+        ratio(2, 1)
+    );
+    println!(
+        "weight 1000 / weight 1, 2 rates: {:.2}x (target >= 0.9)",
+        ratio(4, 3)
+    );
+    println!(
+        "1 rate / list per unit (limits), weight 1: {:.2}x (target >= 1)",
+        ratio(1, 5)
+    );
+    println!(
+        "2 rates / plain SET, weight 1: {:.2}x (target >= 0.5)",
+        ratio(3, 0)
+    );
+    println!(
+        "2 rates / zset per unit (pyrate), weight 1: {:.2}x; weight 1000: {:.2}x",
+        ratio(3, 7),
+        ratio(4, 8)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

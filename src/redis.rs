@@ -1,0 +1,619 @@
+//! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
+//! (or Valkey) server instead of a file shared by one host.
+//!
+//! # The data layout (version 1)
+//!
+//! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
+//! slot:
+//!
+//! * `hostlimit:{NAME}:log`: a sorted set, **one member per admission** (never one per unit
+//!   of weight): score = the recorded timestamp in microseconds of the server's clock,
+//!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
+//!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
+//! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
+//!   form, compared at every call), `rates` (as their owner wrote them), `seq`, `cum`, `ts`
+//!   (the newest admission), `first` (the oldest member's sequence number, where ranks
+//!   start), `exp` (when the expiry must next be pushed back) and the counters (`denied:I`,
+//!   `never_fits`, `timed_out`).
+//!
+//! # The script
+//!
+//! One Lua script (`src/redis/script.lua`, carrying the layout version) does a whole call
+//! atomically on the server: it reads the server's clock (`TIME`) and records
+//! `max(server time, last recorded)`; for every rate it finds the newest admission at or
+//! before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and takes the window's
+//! use as a difference of cumulative sums (or of sequence numbers for a rate that counts
+//! requests), so the cost does not depend on the weight; if every rate has room it adds one
+//! member and the new head, all rates at once; otherwise it finds the exact retry time (the
+//! admission whose leaving makes room: by rank for requests, by bisection over ranks for
+//! weight) and changes nothing. It trims what lies before the newest admission outside the
+//! longest window, so the log holds at most one window's admissions plus one, and keeps both
+//! keys set to expire when idle for between one and two longest windows (plus a second):
+//! nothing in them counts then. The expiry is pushed back only when less than one window is
+//! left, not at every call.
+//!
+//! The guarantee is the file's, stated in the recorded timestamps of the server: in every
+//! window of every rate, at most the limit. Windows are counted in whole microseconds (a
+//! window that is not a whole number of microseconds is rounded up, which only admits less).
+//!
+//! # What the server must keep
+//!
+//! Replication is asynchronous: a failover to a replica can lose the admissions the primary
+//! had not yet sent it, and the limit can then be exceeded by at most what was admitted in
+//! that gap. A server restarted from its append-only file keeps what was fsynced:
+//! `appendfsync always` loses nothing, `everysec` (Redis's default) up to a second of
+//! admissions. A client whose cached script is gone after a restart loads it again.
+
+mod connection;
+mod outage;
+#[doc(hidden)]
+pub mod server;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::ClockIdentity;
+use crate::error::{DenialKind, Denied, Error};
+use crate::limiter::{FileInfo, Limiter, RateUsage, Stamp, path_for, rules_for};
+use crate::protocol::Rule;
+use crate::rate::Rate;
+
+use connection::{Link, is_outage};
+pub use outage::{OnOutage, Outages};
+
+/// The script's text, versioned with the key layout.
+const SCRIPT: &str = include_str!("redis/script.lua");
+
+/// The key layout the script reads and writes.
+const LAYOUT: &str = "1";
+
+/// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Options for a Redis limiter, from [`Limiter::redis`]: the per-call timeout and the
+/// outage policy.
+#[derive(Debug, Clone)]
+pub struct RedisBuilder {
+    url: String,
+    name: String,
+    rates: Vec<Rate>,
+    timeout: Duration,
+    on_outage: OnOutage,
+    fallback: Option<PathBuf>,
+    cluster: bool,
+}
+
+impl RedisBuilder {
+    pub(crate) fn new(url: &str, name: &str, rates: &[Rate]) -> RedisBuilder {
+        RedisBuilder {
+            url: url.to_string(),
+            name: name.to_string(),
+            rates: rates.to_vec(),
+            timeout: DEFAULT_TIMEOUT,
+            on_outage: OnOutage::default(),
+            fallback: None,
+            cluster: false,
+        }
+    }
+
+    /// The URL names a node of a Redis Cluster: the client learns the cluster's slots from
+    /// it and sends each call to the node that holds the limiter's slot (both keys carry the
+    /// name as a hash tag, so they are in one slot).
+    pub fn cluster(mut self, cluster: bool) -> RedisBuilder {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The longest one call may wait for the server (connecting, sending, the reply) before
+    /// the outage policy decides; [`DEFAULT_TIMEOUT`] unless set.
+    pub fn timeout(mut self, timeout: Duration) -> RedisBuilder {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// What to do when the server is unreachable; [`OnOutage::Deny`] unless set.
+    pub fn on_outage(mut self, policy: OnOutage) -> RedisBuilder {
+        self.on_outage = policy;
+        self
+    }
+
+    /// The host-wide file [`OnOutage::FallBack`] falls back to; the limiter of the same
+    /// name in [`default_dir`](crate::default_dir) unless set.
+    pub fn fallback_path(mut self, path: impl Into<PathBuf>) -> RedisBuilder {
+        self.fallback = Some(path.into());
+        self
+    }
+
+    /// Connects and checks the rates stored beside the log against ours (storing ours if
+    /// the limiter is new).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`], [`Error::InvalidRate`], [`Error::InvalidRates`] for bad
+    /// arguments; [`Error::RedisMismatch`] if the limiter exists with other rates;
+    /// [`Error::Redis`] if the URL cannot be parsed, the server cannot be reached within
+    /// the timeout, or the keys hold something else; with [`OnOutage::FallBack`], what
+    /// opening the host-wide file gives.
+    pub fn connect(mut self) -> Result<Limiter, Error> {
+        path_for(Path::new("/"), &self.name)?;
+        let target = format!("{}#{}", without_credentials(&self.url), self.name);
+        let link = Link::new(&self.url, self.timeout, self.cluster).map_err(|e| Error::Redis {
+            target: target.clone(),
+            reason: e.to_string(),
+        })?;
+        if self.rates.is_empty() {
+            self.rates = stored_rates(&link, &self.name, &target)?;
+        }
+        let rules = rules_for(&self.rates)?;
+        let fallback = match self.on_outage {
+            OnOutage::FallBack => Some(Box::new(match &self.fallback {
+                Some(path) => Limiter::open(path, &self.rates)?,
+                None => Limiter::named(&self.name, &self.rates)?,
+            })),
+            _ => None,
+        };
+        let limiter = RedisLimiter::new(
+            target,
+            &self.name,
+            self.rates,
+            rules,
+            link,
+            self.on_outage,
+            fallback,
+        );
+        limiter.check()?;
+        Ok(Limiter::redis_backend(limiter))
+    }
+}
+
+/// The limiter's keys, its log and its head: the name in a hash tag, so one Cluster slot.
+fn keys_for(name: &str) -> [String; 2] {
+    [
+        format!("hostlimit:{{{name}}}:log"),
+        format!("hostlimit:{{{name}}}:head"),
+    ]
+}
+
+/// The rates stored beside an existing limiter's log, for [`Limiter::redis`] without rates.
+fn stored_rates(link: &Link, name: &str, target: &str) -> Result<Vec<Rate>, Error> {
+    let failed = |reason: String| Error::Redis {
+        target: target.to_string(),
+        reason,
+    };
+    let text: Option<String> = link
+        .call(|connection| {
+            redis::cmd("HGET")
+                .arg(&keys_for(name)[1])
+                .arg("rates")
+                .query(connection)
+        })
+        .map_err(|e| failed(e.to_string()))?;
+    let text = text.ok_or_else(|| {
+        failed("no such limiter on the server (or it expired): give its rates to create it".into())
+    })?;
+    text.split(", ")
+        .map(|rate| {
+            rate.parse::<Rate>()
+                .map_err(|e| failed(format!("the stored rates {text:?} do not parse: {e}")))
+        })
+        .collect()
+}
+
+/// The URL as it may be shown: without a password.
+fn without_credentials(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A limiter whose log is on a Redis server: the Redis backend behind [`Limiter`].
+#[derive(Debug)]
+pub(crate) struct RedisLimiter {
+    /// The server (without credentials) and the name, for messages.
+    target: String,
+    path: PathBuf,
+    keys: [String; 2],
+    rates: Vec<Rate>,
+    rules: Vec<Rule>,
+    /// The script's arguments after the mode that do not change: layout, canonical rates,
+    /// rates as written, expiry (ms).
+    fixed: [String; 4],
+    /// Per rate: limit, window in µs (rounded up), requests (1) or weight (0).
+    rate_args: Vec<String>,
+    script: redis::Script,
+    link: Link,
+    on_outage: OnOutage,
+    outages: outage::Counts,
+    /// The host-wide limiter of [`OnOutage::FallBack`].
+    fallback: Option<Box<Limiter>>,
+}
+
+/// What a call of the script asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Acquire,
+    Usage,
+    Check,
+    Count,
+    Reset,
+}
+
+impl Mode {
+    fn word(self) -> &'static str {
+        match self {
+            Mode::Acquire => "acquire",
+            Mode::Usage => "usage",
+            Mode::Check => "check",
+            Mode::Count => "count",
+            Mode::Reset => "reset",
+        }
+    }
+}
+
+/// Microseconds, the server clock's unit, as nanoseconds.
+fn micros_to_nanos(us: i64) -> u64 {
+    u64::try_from(us).unwrap_or(0).saturating_mul(1000)
+}
+
+impl RedisLimiter {
+    fn new(
+        target: String,
+        name: &str,
+        rates: Vec<Rate>,
+        rules: Vec<Rule>,
+        link: Link,
+        on_outage: OnOutage,
+        fallback: Option<Box<Limiter>>,
+    ) -> RedisLimiter {
+        let window_us = |rule: &Rule| rule.window.div_ceil(1000);
+        let mut canonical: Vec<String> = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}/{}",
+                    r.limit,
+                    r.window,
+                    if r.requests { "r" } else { "w" }
+                )
+            })
+            .collect();
+        canonical.sort();
+        let written: Vec<String> = rates.iter().map(ToString::to_string).collect();
+        let longest_ms = rules
+            .iter()
+            .map(window_us)
+            .max()
+            .unwrap_or(0)
+            .div_ceil(1000);
+        let rate_args = rules
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.limit.to_string(),
+                    window_us(r).to_string(),
+                    u8::from(r.requests).to_string(),
+                ]
+            })
+            .collect();
+        RedisLimiter {
+            path: PathBuf::from(&target),
+            target,
+            keys: keys_for(name),
+            rates,
+            rules,
+            fixed: [
+                LAYOUT.to_string(),
+                canonical.join(","),
+                written.join(", "),
+                // A second beyond the longest window: idle that long, nothing counts.
+                longest_ms.saturating_add(1000).to_string(),
+            ],
+            rate_args,
+            script: redis::Script::new(SCRIPT),
+            link,
+            on_outage,
+            outages: outage::Counts::default(),
+            fallback,
+        }
+    }
+
+    /// The limiter's keys: its log and its head (one hash tag, one Cluster slot).
+    #[cfg(test)]
+    pub(crate) fn keys(&self) -> &[String; 2] {
+        &self.keys
+    }
+
+    /// Runs the script in `mode`; `now_us` replaces the server's clock (tests only).
+    fn run(
+        &self,
+        mode: Mode,
+        now_us: Option<u64>,
+        extra: [&str; 2],
+    ) -> redis::RedisResult<Vec<i64>> {
+        self.link.call(|connection| {
+            let mut invocation = self.script.prepare_invoke();
+            invocation
+                .key(&self.keys[0])
+                .key(&self.keys[1])
+                .arg(mode.word());
+            for arg in &self.fixed {
+                invocation.arg(arg);
+            }
+            invocation
+                .arg(now_us.map_or_else(String::new, |n| n.to_string()))
+                .arg(extra[0])
+                .arg(extra[1])
+                .arg(self.rules.len());
+            for arg in &self.rate_args {
+                invocation.arg(arg);
+            }
+            invocation.invoke(connection)
+        })
+    }
+
+    /// An error the script or the server answered, in the user's words.
+    fn refused(&self, error: &redis::RedisError) -> Error {
+        match (error.code(), error.detail()) {
+            (Some("HLMISMATCH"), detail) => Error::RedisMismatch {
+                target: self.target.clone(),
+                stored: detail.unwrap_or("?").to_string(),
+                requested: self.rates.clone(),
+            },
+            (Some("HLLAYOUT"), detail) => Error::Redis {
+                target: self.target.clone(),
+                reason: format!(
+                    "the limiter was written with key layout {}, this library writes {LAYOUT}",
+                    detail.unwrap_or("?")
+                ),
+            },
+            (Some("HLCORRUPT"), detail) => Error::Redis {
+                target: self.target.clone(),
+                reason: format!("the limiter's keys hold garbage: {}", detail.unwrap_or("?")),
+            },
+            _ => Error::Redis {
+                target: self.target.clone(),
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    /// Checks the stored rates against ours, storing ours for a new limiter.
+    fn check(&self) -> Result<(), Error> {
+        self.run(Mode::Check, None, ["", ""])
+            .map(|_| ())
+            .map_err(|e| self.refused(&e))
+    }
+
+    fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
+        Denied {
+            rate_index,
+            rate: self.rates.get(rate_index).copied(),
+            kind,
+        }
+    }
+
+    /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
+    pub(crate) fn try_once(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        self.try_at(None, weight)
+    }
+
+    /// One try at `now_us` of the server's clock (`None`: the server reads its clock; a
+    /// value only in tests, which replay the reference model through the script).
+    fn try_at(&self, now_us: Option<u64>, weight: u64) -> Result<Option<Stamp>, Denied> {
+        // Decided here, without a round trip: the rates are the server's (checked).
+        let units = |rule: &Rule| if rule.requests { 1 } else { weight };
+        if let Some(rate) = self.rules.iter().position(|r| units(r) > r.limit) {
+            return Err(self.denied(
+                rate,
+                DenialKind::NeverFits {
+                    weight: units(&self.rules[rate]),
+                },
+            ));
+        }
+        if self.rules.iter().all(|r| units(r) == 0) {
+            return Ok(None);
+        }
+        let capped = weight.min(1 << 32).to_string();
+        let charge = (weight % (1 << 32)).to_string();
+        match self.run(Mode::Acquire, now_us, [&capped, &charge]) {
+            Ok(reply) => self.outcome(&reply, weight),
+            Err(error) if is_outage(&error) => self.outage(weight, &error),
+            Err(error) => Err(self.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: self.refused(&error).to_string(),
+                },
+            )),
+        }
+    }
+
+    /// The script's reply as an outcome; anything unexpected is a denial.
+    fn outcome(&self, reply: &[i64], weight: u64) -> Result<Option<Stamp>, Denied> {
+        let rate = |i: i64| usize::try_from(i).ok().filter(|i| *i < self.rules.len());
+        match *reply {
+            [1, ts, seq] => Ok(Some(Stamp {
+                timestamp: micros_to_nanos(ts),
+                sequence: seq as u32,
+            })),
+            [2] => Ok(None),
+            [0, index, retry_us] if rate(index).is_some() => Err(self.denied(
+                index as usize,
+                DenialKind::Exhausted {
+                    retry_after: Duration::from_nanos(micros_to_nanos(retry_us)),
+                },
+            )),
+            [3, index] if rate(index).is_some() => {
+                let weight = if self.rules[index as usize].requests {
+                    1
+                } else {
+                    weight
+                };
+                Err(self.denied(index as usize, DenialKind::NeverFits { weight }))
+            }
+            _ => Err(self.denied(
+                usize::MAX,
+                DenialKind::Unavailable {
+                    reason: format!("{}: unexpected reply {reply:?}", self.target),
+                },
+            )),
+        }
+    }
+
+    /// The outage policy's decision for a call the server did not answer.
+    fn outage(&self, weight: u64, error: &redis::RedisError) -> Result<Option<Stamp>, Denied> {
+        self.outages.count(self.on_outage);
+        match (self.on_outage, &self.fallback) {
+            (OnOutage::Allow, _) => Ok(None),
+            (OnOutage::FallBack, Some(file)) => file.try_once(weight),
+            _ => Err(self.denied(
+                usize::MAX,
+                DenialKind::Unreachable {
+                    reason: format!("{}: {error}", self.target),
+                },
+            )),
+        }
+    }
+
+    /// What the outage policy decided so far, in this process.
+    pub(crate) fn outages(&self) -> Outages {
+        self.outages.read(self.link.reconnects())
+    }
+
+    /// Every rate's use now, as of the server's clock.
+    pub(crate) fn usage(&self) -> Result<Vec<RateUsage>, Error> {
+        self.usage_at(None)
+    }
+
+    fn usage_at(&self, now_us: Option<u64>) -> Result<Vec<RateUsage>, Error> {
+        let reply = self
+            .run(Mode::Usage, now_us, ["", ""])
+            .map_err(|e| self.refused(&e))?;
+        let counters = self.counters()?;
+        let malformed = || Error::Redis {
+            target: self.target.clone(),
+            reason: format!("unexpected reply to usage: {reply:?}"),
+        };
+        let (&t, pairs) = reply.split_first().ok_or_else(malformed)?;
+        if pairs.len() != 2 * self.rules.len() {
+            return Err(malformed());
+        }
+        Ok(self
+            .rates
+            .iter()
+            .zip(&self.rules)
+            .zip(pairs.chunks(2))
+            .zip(&counters.denied)
+            .map(|(((rate, rule), pair), denied)| {
+                let used = u64::try_from(pair[0]).unwrap_or(u64::MAX);
+                RateUsage {
+                    rate: *rate,
+                    used,
+                    remaining: rule.limit.saturating_sub(used),
+                    next_free: (pair[1] >= 0)
+                        .then(|| Duration::from_micros(u64::try_from(pair[1] - t).unwrap_or(0))),
+                    denied: denied.unwrap_or(u64::MAX),
+                }
+            })
+            .collect())
+    }
+
+    /// Reads fields of the head hash.
+    fn head_fields(&self, fields: &[String]) -> Result<Vec<Option<String>>, Error> {
+        self.link
+            .call(|connection| {
+                redis::cmd("HMGET")
+                    .arg(&self.keys[1])
+                    .arg(fields)
+                    .query::<Vec<Option<String>>>(connection)
+            })
+            .map_err(|e| self.refused(&e))
+    }
+
+    /// Admissions since the limiter was created (or last expired or reset).
+    pub(crate) fn admitted(&self) -> Result<u64, Error> {
+        let fields = self.head_fields(&["seq".to_string()])?;
+        Ok(fields
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The counters stored beside the log; garbage reads as `None`.
+    pub(crate) fn counters(&self) -> Result<crate::Counters, Error> {
+        let mut fields: Vec<String> = (0..self.rules.len())
+            .map(|i| format!("denied:{i}"))
+            .collect();
+        fields.push("never_fits".into());
+        fields.push("timed_out".into());
+        let values = self.head_fields(&fields)?;
+        let read = |v: &Option<String>| match v {
+            None => Some(0),
+            Some(text) => text.parse::<u64>().ok(),
+        };
+        let mut counts: Vec<Option<u64>> = values.iter().map(read).collect();
+        counts.resize(self.rules.len() + 2, None);
+        let timed_out = counts.pop().flatten();
+        let never_fits = counts.pop().flatten();
+        Ok(crate::Counters {
+            denied: counts,
+            never_fits,
+            timed_out,
+        })
+    }
+
+    /// Counts a request refused for good, as the file does (best effort: an unreachable
+    /// server misses the count).
+    pub(crate) fn count_refusal(&self, denied: &Denied, timed_out: bool) {
+        let tally = match denied.kind() {
+            DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
+            DenialKind::NeverFits { .. } => Some("never_fits"),
+            _ => return,
+        };
+        let rate = format!("denied:{}", denied.rate_index());
+        let _ = self.run(Mode::Count, None, [&rate, tally.unwrap_or("")]);
+    }
+
+    /// Empties the log, keeping the rates (and zeroing the counters): every client starts
+    /// from an empty log at its next call. True if there was a log to drop.
+    pub(crate) fn reset(&self) -> Result<bool, Error> {
+        match self.run(Mode::Reset, None, ["", ""]) {
+            Ok(reply) => Ok(reply.first() == Some(&1)),
+            Err(e) => Err(self.refused(&e)),
+        }
+    }
+
+    pub(crate) fn rates(&self) -> Vec<Rate> {
+        self.rates.clone()
+    }
+
+    /// The target (`redis://host:port/db#name`, without credentials) as a path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What a file would record, as far as it applies: the target and the rates.
+    pub(crate) fn info(&self) -> FileInfo {
+        FileInfo {
+            path: self.path.clone(),
+            rates: self.rates.clone(),
+            capacity: 0,
+            size: 0,
+            created: SystemTime::UNIX_EPOCH,
+            creator_pid: 0,
+            creator_uid: 0,
+            journaled: false,
+            clock: ClockIdentity {
+                clock_id: 0,
+                boot_id: [0; 16],
+                time_namespace: 0,
+            },
+        }
+    }
+}
