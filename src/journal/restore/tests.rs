@@ -10,6 +10,7 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::super::files::stem;
+use super::super::reset::{Mark, write};
 use super::super::{Durability, Journal, JournalConfig, WallClock, lock};
 use crate::clock::{Clock, ManualClock};
 use crate::error::Error;
@@ -278,4 +279,31 @@ fn a_record_no_rate_needs_is_dropped() {
     // With room in 20 per 60 s, it is kept.
     entries.drain(..1);
     assert_eq!(history(&entries, &rules, now).len(), 20);
+}
+
+/// A reset mark drops the admissions of other files recorded before it; the file the reset
+/// made keeps its own, and later admissions count.
+#[test]
+fn admissions_before_a_reset_mark_are_not_restored() {
+    let rules = [weight(100, 100 * SEC)];
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(dir.path(), &rules);
+    admission(&journal, "old", 1, None, (950 * SEC, 0), 3);
+    admission(&journal, "old", 2, None, (970 * SEC, 0), 4);
+    admission(&journal, "new", 1, None, (940 * SEC, 0), 5);
+    assert_eq!(
+        summary(&restore(&journal, &rules).unwrap()),
+        [(940, 5), (950, 8), (970, 12)]
+    );
+    let mark = Mark {
+        file_id: "new".into(),
+        clock: journal.clock_text.clone(),
+        boot_ns: 960 * SEC,
+        wall_ns: 0,
+    };
+    write(dir.path(), &mark).unwrap();
+    assert_eq!(
+        summary(&restore(&journal, &rules).unwrap()),
+        [(940, 5), (970, 9)]
+    );
 }
