@@ -30,7 +30,9 @@
 //! 2. takes `t = max(now, n.ts)` (`now` kept within `1..=2^64 - 2`, [`Record::stamp`]): the
 //!    timestamp it will record;
 //! 3. for every rate finds the newest record with `ts <= t - window` (galloping from a
-//!    per-rate hint) and so the weight (or request count) inside `(t - window, t]`;
+//!    per-rate hint) and so the weight inside `(t - window, t]`; a request-counting rate
+//!    needs no search: one load of the record `limit - 1` places back says whether one more
+//!    request fits (`View::count_requests` has the argument);
 //! 4. if some rate cannot take the request, reloads slot `n + 1`: unchanged means nothing was
 //!    committed meanwhile, so the answer was computed on one state, and the denial
 //!    linearizes at that reload;
@@ -524,6 +526,34 @@ impl<H: Hook> View<'_, '_, H> {
         }
     }
 
+    /// A request-counting rate at timestamp `t`, by one load and no search: `None` when the
+    /// ring holds fewer than `limit` records (then the search decides), else `Some(None)` if
+    /// one more request fits and `Some(Some(retry_at))` if not.
+    ///
+    /// Why one load is exact: timestamps never decrease along the log, so the records inside
+    /// `(t - window, t]` are the newest few, and fewer than `limit` of them are inside iff
+    /// the record `limit - 1` places back (the head is 0 places back) has `ts <= t - window`.
+    /// If it is inside, the request first fits once that record leaves the window, at its
+    /// `ts + window`: the answer the search of [`View::check`] gives for a request rate
+    /// (the largest `fits` with `fits + 1 <= limit` is `limit - 1`). The record read may be
+    /// from a later lap (a commit raced us): the reload of `still_current` (denial) or the
+    /// failing compare-exchange (admission) catches that, as for every search probe.
+    fn count_requests(&self, rule: &Rule, t: u64) -> Result<Option<Option<u64>>, H::Stop> {
+        // `limit >= 1` here: a request rate of limit 0 never fits (checked in `acquire`).
+        let mut back = rule.limit.saturating_sub(1);
+        if broken::is(broken::Variant::RequestsOneTooFar) {
+            // BROKEN (loom tests only): the record `limit` places back, one too many inside.
+            back += 1;
+        }
+        if back > u64::from(self.words.mask) {
+            return Ok(None);
+        }
+        let ts = self.ts_at(back as u32)?;
+        Ok(Some(
+            (ts > t.saturating_sub(rule.window)).then(|| ts.saturating_add(rule.window)),
+        ))
+    }
+
     /// Checks every rate at timestamp `t` for a request of `weight`.
     fn check(
         &self,
@@ -543,6 +573,16 @@ impl<H: Hook> View<'_, '_, H> {
             let units = rule.units(weight);
             if units == 0 {
                 continue;
+            }
+            if rule.requests {
+                if let Some(verdict) = self.count_requests(rule, t)? {
+                    if let Some(retry_at) = verdict
+                        && refusal.is_none_or(|(_, at)| retry_at > at)
+                    {
+                        refusal = Some((index, retry_at));
+                    }
+                    continue;
+                }
             }
             let Some(inside) = self.records_after(t.saturating_sub(rule.window), *hint)? else {
                 return Ok(Check::Corrupt(
@@ -882,6 +922,9 @@ pub mod broken {
         /// A walk for the newest record overtaken by a lap of commits reports the ring
         /// corrupt instead of going on from the later record.
         OvertakenIsCorrupt,
+        /// A request-counting rate reads the record `limit` places back instead of
+        /// `limit - 1`: one request too many fits in a window.
+        RequestsOneTooFar,
     }
 
     #[cfg(loom)]

@@ -1252,6 +1252,90 @@ fn usage_reads_again_after_a_commit_that_raced_it() {
 /// Issue 17: the window search is exact from any hint (the property test), and cheap from a
 /// good one: about 2 log2(distance) probes from the hint to the window's boundary, and two
 /// to tell, from a hint at the ring's oldest record, that the ring does not reach back.
+/// A fresh acquire at `now` with `rules` on a ring holding `inside` admissions, one per
+/// second from 1 s; returns the outcome and the shared-memory steps it took, from fresh
+/// window hints (so that a search would start at the head).
+fn fresh_call(rules: &[Rule], inside: u64, now: u64) -> (Outcome, usize) {
+    let heap = Heap::new(rules);
+    for i in 1..=inside {
+        heap.admit(rules, i * SEC, 1);
+    }
+    let hook = counting(10_000);
+    let Ok(outcome) = acquire(&heap.words(), rules, now, 1, &mut Hints::default(), &hook);
+    (outcome, hook.taken())
+}
+
+#[test]
+fn a_request_rate_costs_one_load_whatever_its_window_holds() {
+    // Admitted: the walk's 3 steps (hint, hinted slot, next slot), one probe, the commit,
+    // the hint's load and store. A search from the head would gallop over ~2 log2(inside).
+    let rules = [requests(1000, 1000 * SEC)];
+    for inside in [0, 1, 3, 100, 998, 999] {
+        let (outcome, steps) = fresh_call(&rules, inside, (inside + 1) * SEC);
+        assert!(
+            matches!(outcome, Outcome::Admitted(_)),
+            "{inside}: {outcome:?}"
+        );
+        assert_eq!(steps, 3 + 1 + 1 + 2, "{inside} inside");
+    }
+    // Denied: the walk, one probe, the reload that validates the denial. The retry time is
+    // when the record 999 back (the one at 1 s) leaves the window.
+    let (outcome, steps) = fresh_call(&rules, 1000, 1000 * SEC);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 1001 * SEC
+        }
+    );
+    assert_eq!(steps, 3 + 1 + 1);
+    // A limit of 1 reads the head itself: no probe at all.
+    let (outcome, steps) = fresh_call(&[requests(1, 10 * SEC)], 1, 2 * SEC);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 11 * SEC
+        }
+    );
+    assert_eq!(steps, 3 + 1);
+}
+
+#[test]
+fn a_request_rate_frees_up_exactly_when_its_oldest_counted_record_leaves() {
+    // 3 per 10 s, admitted at 1, 2 and 3 s: full until 1 s's record leaves, at 11 s.
+    let rules = [requests(3, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    for at in 1..=3 {
+        heap.admit(&rules, at * SEC, 1);
+    }
+    for now in [3 * SEC, 5 * SEC, 11 * SEC - 1, 0, SEC] {
+        assert_eq!(
+            heap.acquire(&rules, now, 1),
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 11 * SEC
+            },
+            "at {now}"
+        );
+    }
+    assert_eq!(heap.admit(&rules, 11 * SEC, 1).ts, 11 * SEC);
+    // Now 2, 3 and 11 s are inside: the next frees up at 12 s, whatever the weight asked.
+    assert_eq!(
+        heap.acquire(&rules, 11 * SEC, 7),
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 12 * SEC
+        }
+    );
+    // A ring shorter than the limit (garbage sizing) still answers through the search.
+    let small = Heap::with_capacity(4);
+    let big = [requests(10, 10 * SEC)];
+    small.admit(&big, SEC, 1);
+    small.admit(&big, 2 * SEC, 1);
+    assert_eq!(small.admit(&big, 3 * SEC, 1).seq, 3);
+}
+
 #[test]
 fn the_window_search_costs_the_log_of_the_hints_distance() {
     let heap = Heap::with_capacity(64);

@@ -12,7 +12,10 @@ use crate::models::{denial_under_a_lapping_ring, walk_overtaken_by_a_lap};
 fn scenario_for(variant: Variant) -> Scenario {
     match variant {
         // Two acquirers that both find the same free slot.
-        Variant::SplitCommit | Variant::TrustHint | Variant::None => {
+        Variant::SplitCommit
+        | Variant::TrustHint
+        | Variant::RequestsOneTooFar
+        | Variant::None => {
             Scenario::new("two racing commits", &[requests(2, 10), requests(3, 30)])
                 .thread(&[op(10, 1), op(11, 1)])
                 .thread(&[op(12, 1)])
@@ -38,8 +41,9 @@ fn scenario_for(variant: Variant) -> Scenario {
     }
 }
 
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 8] = [
     Variant::SplitCommit,
+    Variant::RequestsOneTooFar,
     Variant::TwoPhaseWeight,
     Variant::DenyWithoutRecheck,
     Variant::TrustHint,
@@ -88,6 +92,13 @@ fn a_denial_without_revalidation_is_false() {
 #[test]
 fn trusting_the_hint_loses_a_commit() {
     caught(Variant::TrustHint, Invariant::NoLostCommit, 1);
+}
+
+/// A request rate that reads the record `limit` places back instead of `limit - 1` lets one
+/// request too many into a window.
+#[test]
+fn a_request_count_one_record_too_far_over_admits() {
+    caught(Variant::RequestsOneTooFar, Invariant::NoOverAdmission, 1);
 }
 
 /// A check that skips the last rate over-admits on it.
