@@ -266,10 +266,90 @@ pub enum Outcome {
     Retired,
 }
 
-/// Per rate, the sequence number of the newest record outside its window at the last call:
-/// where the next search starts. Process-local; any value is safe.
+/// What one caller carries from one [`acquire`] to the next: process-local, for one `words`
+/// and one `rules`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hints(pub [u32; MAX_RATES]);
+pub struct Hints {
+    /// Per weight-counting rate, the sequence number of the newest record outside its window
+    /// at the last call: where the next search starts. Any value is safe.
+    pub windows: [u32; MAX_RATES],
+    /// The last denial `acquire` answered (or [`Memo::NONE`]). Not any value is safe: it must
+    /// be one that `acquire` wrote, with the same `words` and `rules`.
+    pub denial: Memo,
+}
+
+/// The last denial a caller got, so that a repeat of it before its retry time costs one load
+/// (see [`acquire`]'s step 0). Process-local, packed into 16 bytes so that threads sharing a
+/// limiter can keep it in one lock-free word:
+///
+/// | bits     | field      | meaning                                                    |
+/// |----------|------------|------------------------------------------------------------|
+/// | 0..64    | `retry_at` | when the request first fits (file clock, ns)               |
+/// | 64..96   | `head`     | sequence number of the newest record it was computed on    |
+/// | 96..124  | `weight`   | the weight asked for (a weight of 2^28 or more is not kept) |
+/// | 124..128 | `rate`     | the refusing rate's index + 1; 0 for no memo               |
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memo {
+    retry_at: u64,
+    head: u32,
+    weight: u32,
+    rate: u8,
+}
+
+impl Memo {
+    /// No denial remembered.
+    pub const NONE: Memo = Memo {
+        retry_at: 0,
+        head: 0,
+        weight: 0,
+        rate: 0,
+    };
+
+    /// The largest weight a memo keeps (28 bits).
+    const MAX_WEIGHT: u64 = (1 << 28) - 1;
+
+    /// The denial of `weight` by rate `rate` with `retry_at`, computed on head `head`; none
+    /// if the weight or the rate index does not fit the packing.
+    fn of(head: u32, weight: u64, rate: usize, retry_at: u64) -> Memo {
+        if weight > Memo::MAX_WEIGHT || rate >= MAX_RATES {
+            return Memo::NONE;
+        }
+        Memo {
+            retry_at,
+            head,
+            weight: weight as u32,
+            rate: rate as u8 + 1,
+        }
+    }
+
+    /// Packs the memo into 16 bytes.
+    pub fn pack(self) -> u128 {
+        u128::from(self.retry_at)
+            | (u128::from(self.head) << 64)
+            | (u128::from(self.weight) << 96)
+            | (u128::from(self.rate) << 124)
+    }
+
+    /// Unpacks what [`Memo::pack`] packed.
+    pub fn unpack(word: u128) -> Memo {
+        Memo {
+            retry_at: word as u64,
+            head: (word >> 64) as u32,
+            weight: (word >> 96) as u32 & Memo::MAX_WEIGHT as u32,
+            rate: (word >> 124) as u8,
+        }
+    }
+
+    /// The remembered denial, if it answers a request of `weight` at `now`, provided that
+    /// the memo's head is still the newest record; `(rate, retry_at)`.
+    fn answers(self, now: u64, weight: u64) -> Option<(usize, u64)> {
+        // BROKEN (loom tests only): the memo outlives its retry time.
+        let in_time = broken::is(broken::Variant::MemoIgnoresRetryTime)
+            || now.clamp(Record::FIRST_TS, Record::LAST_TS) < self.retry_at;
+        (self.rate != 0 && u64::from(self.weight) == weight && in_time)
+            .then(|| (usize::from(self.rate - 1), self.retry_at))
+    }
+}
 
 /// Use of one rate at one consistent moment, from [`usage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,20 +649,20 @@ impl<H: Hook> View<'_, '_, H> {
         } else {
             rules
         };
-        for ((index, rule), hint) in rules.iter().enumerate().zip(hints.0.iter_mut()) {
+        for ((index, rule), hint) in rules.iter().enumerate().zip(hints.windows.iter_mut()) {
             let units = rule.units(weight);
             if units == 0 {
                 continue;
             }
-            if rule.requests {
-                if let Some(verdict) = self.count_requests(rule, t)? {
-                    if let Some(retry_at) = verdict
-                        && refusal.is_none_or(|(_, at)| retry_at > at)
-                    {
-                        refusal = Some((index, retry_at));
-                    }
-                    continue;
+            if rule.requests
+                && let Some(verdict) = self.count_requests(rule, t)?
+            {
+                if let Some(retry_at) = verdict
+                    && refusal.is_none_or(|(_, at)| retry_at > at)
+                {
+                    refusal = Some((index, retry_at));
                 }
+                continue;
             }
             let Some(inside) = self.records_after(t.saturating_sub(rule.window), *hint)? else {
                 return Ok(Check::Corrupt(
@@ -627,8 +707,10 @@ impl<H: Hook> View<'_, '_, H> {
 /// Tries to admit `weight` at `now` under `rules`: commits to every rate or to none.
 ///
 /// `rules` must be the rules the ring was sized for (see `layout.rs`). `hints` carries each
-/// rate's window boundary from one call to the next (any value is safe; start with
-/// [`Hints::default`]).
+/// weight rate's window boundary and the last denial from one call to the next (start with
+/// [`Hints::default`]; see [`Hints`] for what values are safe). A repeat of the last denial
+/// (same weight, before its retry time) is answered by one load if nothing was committed
+/// since (step 0 in the code).
 #[inline]
 pub fn acquire<H: Hook>(
     words: &Words<'_>,
@@ -646,6 +728,29 @@ pub fn acquire<H: Hook>(
     }
     if rules.iter().all(|rule| rule.units(weight) == 0) {
         return Ok(Outcome::Free);
+    }
+    if let Some((rate, retry_at)) = hints.denial.answers(now, weight) {
+        // Step 0, the memo of the last denial. It was computed on the log whose newest record
+        // is `hints.denial.head` (validated then by `still_current`); if slot `head + 1` still
+        // holds its previous lap, no record was committed after `head` (commits go in order),
+        // so the log is the same one. On it, at every `t >= head.ts` the window's use only
+        // falls as `t` grows (no record is later than the head), so the request is refused
+        // exactly for `t < retry_at`, by the same rate (the one that frees up last stays
+        // refusing, and wins ties as before), and `stamp(now, head) < retry_at` iff
+        // `now < retry_at` (`head.ts < retry_at`, both after clamping). The denial
+        // linearizes at this load. A commit (a tombstone included) changes the slot's
+        // sequence number by a lap, which comes back only after 2^32 commits: the memo
+        // assumes fewer than 2^32 commits between a denial and its repeat before its retry
+        // time, as the commit's compare-exchange does within one call.
+        let head = hints.denial.head;
+        hook.step()?;
+        let next = Record::unpack(words.slot(head.wrapping_add(1)).load());
+        // BROKEN (loom tests only): the memo trusted without the load.
+        if broken::is(broken::Variant::MemoWithoutReload)
+            || Seen::of(head, next.seq, words.mask) == Seen::PreviousLap
+        {
+            return Ok(Outcome::Denied { rate, retry_at });
+        }
     }
     // With any weight-counting rate the weight is at most its limit (< 2^32, see rate.rs);
     // without one the cumulative weight is never read, so truncation is harmless.
@@ -671,6 +776,7 @@ pub fn acquire<H: Hook>(
             Check::Deny { rate, retry_at } => {
                 // BROKEN (loom tests only): the denial is not revalidated.
                 if broken::is(broken::Variant::DenyWithoutRecheck) || view.still_current()? {
+                    hints.denial = Memo::of(head.seq, weight, rate, retry_at);
                     return Ok(Outcome::Denied { rate, retry_at });
                 }
                 continue;
@@ -925,6 +1031,11 @@ pub mod broken {
         /// A request-counting rate reads the record `limit` places back instead of
         /// `limit - 1`: one request too many fits in a window.
         RequestsOneTooFar,
+        /// The memo of the last denial answers a repeat without checking that nothing was
+        /// committed since.
+        MemoWithoutReload,
+        /// The memo of the last denial answers a repeat after its retry time too.
+        MemoIgnoresRetryTime,
     }
 
     #[cfg(loom)]

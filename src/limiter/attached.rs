@@ -5,10 +5,10 @@ use std::time::Duration;
 use crate::clock::{ClockIdentity, Nanos};
 use crate::error::{DenialKind, Denied, Error};
 use crate::layout;
-use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
+use crate::protocol::{self, Hints, MAX_RATES, Memo, NoHook, Outcome, Rule};
 use crate::rate::Rate;
 use crate::region::Region;
-use crate::sync::{Ordering, StdAtomicU32};
+use crate::sync::{AtomicPair, Ordering, StdAtomicU32};
 
 use super::Stamp;
 
@@ -18,8 +18,11 @@ pub(super) struct Attached {
     pub(super) region: Region,
     pub(super) rules: Vec<Rule>,
     pub(super) rates: Vec<Rate>,
-    /// Where each rate's window search starts (see `protocol::Hints`); process-local.
+    /// Where each weight rate's window search starts (see `protocol::Hints`); process-local.
     pub(super) hints: [StdAtomicU32; MAX_RATES],
+    /// The last denial on this file (`protocol::Memo`, packed), shared by the threads of this
+    /// process: one lock-free 16-byte word, so that a thread never reads half of another's.
+    pub(super) denial: AtomicPair,
 }
 
 impl Attached {
@@ -71,6 +74,7 @@ impl Attached {
             rates: file_rates,
             region,
             hints: Default::default(),
+            denial: AtomicPair::new(Memo::NONE.pack()),
         })
     }
 }
@@ -84,19 +88,35 @@ impl Attached {
         weight: u64,
     ) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
-        let mut hints = Hints::default();
-        let rates = self.rules.len();
-        for (hint, kept) in hints.0[..rates].iter_mut().zip(&self.hints[..rates]) {
-            // Relaxed: a search hint; every value is safe.
-            *hint = kept.load(Ordering::Relaxed);
+        let memo = self.denial.load();
+        let mut hints = Hints {
+            windows: [0; MAX_RATES],
+            denial: Memo::unpack(memo),
+        };
+        // Request rates need no search hint (`protocol::View::count_requests`).
+        for (rule, (hint, kept)) in self
+            .rules
+            .iter()
+            .zip(hints.windows.iter_mut().zip(&self.hints))
+        {
+            if !rule.requests {
+                // Relaxed: a search hint; every value is safe.
+                *hint = kept.load(Ordering::Relaxed);
+            }
         }
         let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
-        for (hint, kept) in hints.0[..rates].iter().zip(&self.hints[..rates]) {
+        for (rule, (hint, kept)) in self.rules.iter().zip(hints.windows.iter().zip(&self.hints)) {
             // Written only when it moved, so that threads sharing a limiter do not bounce the
             // line for nothing.
-            if kept.load(Ordering::Relaxed) != *hint {
+            if !rule.requests && kept.load(Ordering::Relaxed) != *hint {
                 kept.store(*hint, Ordering::Relaxed);
             }
+        }
+        let denial = hints.denial.pack();
+        if denial != memo {
+            // Only from the value this call started from: a memo another thread stored
+            // meanwhile is as good as ours. Every value stored is one `acquire` wrote.
+            let _ = self.denial.compare_exchange(memo, denial);
         }
         Some(match outcome {
             Outcome::Admitted(record) => Ok(Some(Stamp {

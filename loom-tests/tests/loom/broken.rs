@@ -27,6 +27,14 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(11, 3)])
         }
         Variant::DenyWithoutRecheck => denial_under_a_lapping_ring(),
+        // A denial (remembered), the same thread's own commit (so that the next call is
+        // ordered after it), the denial repeated, then repeated at its retry time.
+        Variant::MemoWithoutReload | Variant::MemoIgnoresRetryTime => {
+            Scenario::new("a repeated denial", &[weight(10, 10)])
+                .setup(&[op(5, 5)])
+                .thread(&[op(6, 6), op(6, 5), op(7, 6), op(16, 6)])
+                .thread(&[op(20, 1)])
+        }
         Variant::OvertakenIsCorrupt => walk_overtaken_by_a_lap(),
         // The last rate is the one that binds.
         Variant::SkipLastRate => {
@@ -34,16 +42,20 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(10, 1)])
                 .thread(&[op(12, 1)])
         }
-        // A stale clock reading, then callers that trust timestamps to grow.
-        Variant::RecordNow => Scenario::new("stale then fresh", &[requests(2, 10)])
+        // A stale clock reading, then callers that trust timestamps to grow: the weight
+        // rate's search (a request rate's one load reads the record `limit - 1` back, which
+        // a stale record does not mislead here).
+        Variant::RecordNow => Scenario::new("stale then fresh", &[weight(2, 10)])
             .thread(&[op(100, 1), op(100, 1), op(100, 1)])
             .thread(&[op(90, 1)]),
     }
 }
 
-const VARIANTS: [Variant; 8] = [
+const VARIANTS: [Variant; 10] = [
     Variant::SplitCommit,
     Variant::RequestsOneTooFar,
+    Variant::MemoWithoutReload,
+    Variant::MemoIgnoresRetryTime,
     Variant::TwoPhaseWeight,
     Variant::DenyWithoutRecheck,
     Variant::TrustHint,
@@ -99,6 +111,19 @@ fn trusting_the_hint_loses_a_commit() {
 #[test]
 fn a_request_count_one_record_too_far_over_admits() {
     caught(Variant::RequestsOneTooFar, Invariant::NoOverAdmission, 1);
+}
+
+/// The memo of a denial trusted without the load that shows nothing was committed since
+/// answers with the retry time of a log that has grown.
+#[test]
+fn a_memo_without_its_reload_is_a_false_denial() {
+    caught(Variant::MemoWithoutReload, Invariant::NoFalseDenial, 1);
+}
+
+/// The memo of a denial used at or after its retry time refuses what now fits.
+#[test]
+fn a_memo_past_its_retry_time_is_a_false_denial() {
+    caught(Variant::MemoIgnoresRetryTime, Invariant::NoFalseDenial, 1);
 }
 
 /// A check that skips the last rate over-admits on it.
