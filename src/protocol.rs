@@ -165,6 +165,7 @@ pub struct Words<'a> {
 impl<'a> Words<'a> {
     /// Borrows the hint word, the lap counter and the ring. `None` unless the ring's length
     /// is a power of two between 2 and [`MAX_CAPACITY`].
+    #[inline]
     pub fn new(hint: &'a AtomicU64, laps: &'a AtomicU64, ring: &'a [AtomicPair]) -> Option<Self> {
         let len = u32::try_from(ring.len()).ok()?;
         (len.is_power_of_two() && (2..=MAX_CAPACITY).contains(&len)).then(|| Words {
@@ -729,28 +730,8 @@ pub fn acquire<H: Hook>(
     if rules.iter().all(|rule| rule.units(weight) == 0) {
         return Ok(Outcome::Free);
     }
-    if let Some((rate, retry_at)) = hints.denial.answers(now, weight) {
-        // Step 0, the memo of the last denial. It was computed on the log whose newest record
-        // is `hints.denial.head` (validated then by `still_current`); if slot `head + 1` still
-        // holds its previous lap, no record was committed after `head` (commits go in order),
-        // so the log is the same one. On it, at every `t >= head.ts` the window's use only
-        // falls as `t` grows (no record is later than the head), so the request is refused
-        // exactly for `t < retry_at`, by the same rate (the one that frees up last stays
-        // refusing, and wins ties as before), and `stamp(now, head) < retry_at` iff
-        // `now < retry_at` (`head.ts < retry_at`, both after clamping). The denial
-        // linearizes at this load. A commit (a tombstone included) changes the slot's
-        // sequence number by a lap, which comes back only after 2^32 commits: the memo
-        // assumes fewer than 2^32 commits between a denial and its repeat before its retry
-        // time, as the commit's compare-exchange does within one call.
-        let head = hints.denial.head;
-        hook.step()?;
-        let next = Record::unpack(words.slot(head.wrapping_add(1)).load());
-        // BROKEN (loom tests only): the memo trusted without the load.
-        if broken::is(broken::Variant::MemoWithoutReload)
-            || Seen::of(head, next.seq, words.mask) == Seen::PreviousLap
-        {
-            return Ok(Outcome::Denied { rate, retry_at });
-        }
+    if let Some(denied) = recall(words, hints.denial, now, weight, hook)? {
+        return Ok(denied);
     }
     // With any weight-counting rate the weight is at most its limit (< 2^32, see rate.rs);
     // without one the cumulative weight is never read, so truncation is harmless.
@@ -821,6 +802,45 @@ pub fn acquire<H: Hook>(
             return Ok(Outcome::Admitted(next));
         }
     }
+}
+
+/// Step 0 of [`acquire`]: the memo of the last denial answers a repeat of it (same weight,
+/// before its retry time) with one load, if nothing was committed since. `None`: ask the
+/// log. Callers that keep the memo elsewhere (the file backend) call this first, then
+/// [`acquire`] with [`Memo::NONE`].
+#[inline]
+pub fn recall<H: Hook>(
+    words: &Words<'_>,
+    memo: Memo,
+    now: u64,
+    weight: u64,
+    hook: &H,
+) -> Result<Option<Outcome>, H::Stop> {
+    let Some((rate, retry_at)) = memo.answers(now, weight) else {
+        return Ok(None);
+    };
+    // The memo was computed on the log whose newest record is `memo.head` (validated then
+    // by `still_current`); if slot `head + 1` still
+    // holds its previous lap, no record was committed after `head` (commits go in order),
+    // so the log is the same one. On it, at every `t >= head.ts` the window's use only
+    // falls as `t` grows (no record is later than the head), so the request is refused
+    // exactly for `t < retry_at`, by the same rate (the one that frees up last stays
+    // refusing, and wins ties as before), and `stamp(now, head) < retry_at` iff
+    // `now < retry_at` (`head.ts < retry_at`, both after clamping). The denial
+    // linearizes at this load. A commit (a tombstone included) changes the slot's
+    // sequence number by a lap, which comes back only after 2^32 commits: the memo
+    // assumes fewer than 2^32 commits between a denial and its repeat before its retry
+    // time, as the commit's compare-exchange does within one call.
+    let head = memo.head;
+    hook.step()?;
+    let next = Record::unpack(words.slot(head.wrapping_add(1)).load());
+    // BROKEN (loom tests only): the memo trusted without the load.
+    if broken::is(broken::Variant::MemoWithoutReload)
+        || Seen::of(head, next.seq, words.mask) == Seen::PreviousLap
+    {
+        return Ok(Some(Outcome::Denied { rate, retry_at }));
+    }
+    Ok(None)
 }
 
 /// Raises the hint to record `seq`, just committed, unless it is already there or ahead.

@@ -89,9 +89,13 @@ impl Attached {
     ) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
         let memo = self.denial.load();
+        let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
+        if let Some(Outcome::Denied { rate, retry_at }) = recalled {
+            return Some(Err(self.exhausted(rate, retry_at, now)));
+        }
         let mut hints = Hints {
             windows: [0; MAX_RATES],
-            denial: Memo::unpack(memo),
+            denial: Memo::NONE,
         };
         // Request rates need no search hint (`protocol::View::count_requests`).
         for (rule, (hint, kept)) in self
@@ -112,11 +116,11 @@ impl Attached {
                 kept.store(*hint, Ordering::Relaxed);
             }
         }
-        let denial = hints.denial.pack();
-        if denial != memo {
-            // Only from the value this call started from: a memo another thread stored
-            // meanwhile is as good as ours. Every value stored is one `acquire` wrote.
-            let _ = self.denial.compare_exchange(memo, denial);
+        if hints.denial != Memo::NONE {
+            // A new denial, remembered from the value this call started from only: a memo
+            // another thread stored meanwhile is as good as ours. Every value stored is one
+            // `acquire` wrote on this file with these rules.
+            let _ = self.denial.compare_exchange(memo, hints.denial.pack());
         }
         Some(match outcome {
             Outcome::Admitted(record) => Ok(Some(Stamp {
@@ -124,11 +128,7 @@ impl Attached {
                 sequence: record.seq,
             })),
             Outcome::Free => Ok(None),
-            Outcome::Denied { rate, retry_at } => {
-                // Counted by the caller, once per refused request (`counters.rs`).
-                let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
-                Err(self.denied(rate, DenialKind::Exhausted { retry_after }))
-            }
+            Outcome::Denied { rate, retry_at } => Err(self.exhausted(rate, retry_at, now)),
             Outcome::NeverFits { rate } => {
                 let units = if self.rules.get(rate).is_some_and(|r| r.requests) {
                     1
@@ -145,6 +145,14 @@ impl Attached {
             )),
             Outcome::Retired => return None,
         })
+    }
+
+    /// Rate `rate` is full until `retry_at`; counted by the caller, once per refused request
+    /// (`counters.rs`).
+    #[inline]
+    fn exhausted(&self, rate: usize, retry_at: u64, now: Nanos) -> Denied {
+        let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
+        self.denied(rate, DenialKind::Exhausted { retry_after })
     }
 
     pub(super) fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
