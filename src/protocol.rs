@@ -30,7 +30,9 @@
 //! 2. takes `t = max(now, n.ts)` (`now` kept within `1..=2^64 - 2`, [`Record::stamp`]): the
 //!    timestamp it will record;
 //! 3. for every rate finds the newest record with `ts <= t - window` (galloping from a
-//!    per-rate hint) and so the weight inside `(t - window, t]`; a request-counting rate
+//!    per-rate hint) and so the weight inside `(t - window, t]`, unless the weight after
+//!    the hinted record, when it lies one to two windows back, already leaves room
+//!    (`View::bound_from_hint`); a request-counting rate
 //!    needs no search: one load of the record `limit - 1` places back says whether one more
 //!    request fits (`View::count_requests` has the argument);
 //! 4. if some rate cannot take the request, reloads slot `n + 1`: unchanged means nothing was
@@ -635,6 +637,39 @@ impl<H: Hook> View<'_, '_, H> {
         ))
     }
 
+    /// An upper bound on a weight rate's use at `t`, from its hint alone (one load, no
+    /// search): the weight committed after the hinted record, when that record lies between
+    /// one and two windows back. `None` when the hint does not qualify (then the search
+    /// decides).
+    ///
+    /// Why it is a bound, and exact in 32 bits: the hinted record `r` has `ts <= t - window`,
+    /// so every record inside the window comes after it, and the weight after `r` is at least
+    /// the window's use. Timestamps never decrease, so the records after `r` lie in
+    /// `[r.ts, t]`; with `r.ts > t - 2 window` (or `t <= 2 window`, where everything after
+    /// time 0 lies in two windows and the records at time 0 weigh nothing) that is inside the
+    /// two windows ending at `t` and at `t - window`, each holding at most `limit`: the weight
+    /// after `r` is at most `2 limit < 2^32` when `limit < 2^31`, so its difference of
+    /// cumulative weights mod 2^32 is the true weight. Without the lower bound on the hint's
+    /// age the true weight may exceed 2^32 and the modular difference wraps to a small
+    /// number: over-admission (the loom variant `WeightBoundWithoutAge`). The record read may
+    /// be from a later lap, or the hint garbage: its sequence number must be the hint's, and
+    /// a later lap is caught by the commit's compare-exchange, as for every search probe.
+    fn bound_from_hint(&self, rule: &Rule, t: u64, hint: u32) -> Result<Option<u64>, H::Stop> {
+        let back = self.head.seq.wrapping_sub(hint);
+        if back > self.words.mask || rule.limit >= 1 << 31 {
+            return Ok(None);
+        }
+        let record = self.record_at(back)?;
+        let floor = t.saturating_sub(rule.window.saturating_mul(2));
+        // BROKEN (loom tests only): any hint outside the window, however old.
+        let young =
+            broken::is(broken::Variant::WeightBoundWithoutAge) || floor == 0 || record.ts > floor;
+        if record.seq != hint || record.ts > t.saturating_sub(rule.window) || !young {
+            return Ok(None);
+        }
+        Ok(Some(u64::from(self.head.cum.wrapping_sub(record.cum))))
+    }
+
     /// Checks every rate at timestamp `t` for a request of `weight`.
     fn check(
         &self,
@@ -663,6 +698,11 @@ impl<H: Hook> View<'_, '_, H> {
                 {
                     refusal = Some((index, retry_at));
                 }
+                continue;
+            }
+            if let Some(bound) = self.bound_from_hint(rule, t, *hint)?
+                && bound.saturating_add(units) <= rule.limit
+            {
                 continue;
             }
             let Some(inside) = self.records_after(t.saturating_sub(rule.window), *hint)? else {
@@ -1056,6 +1096,9 @@ pub mod broken {
         MemoWithoutReload,
         /// The memo of the last denial answers a repeat after its retry time too.
         MemoIgnoresRetryTime,
+        /// A weight rate's bound from its hint is used however old the hinted record is, so
+        /// that the weight after it may wrap mod 2^32.
+        WeightBoundWithoutAge,
     }
 
     #[cfg(loom)]

@@ -1252,6 +1252,84 @@ fn usage_reads_again_after_a_commit_that_raced_it() {
 /// Issue 17: the window search is exact from any hint (the property test), and cheap from a
 /// good one: about 2 log2(distance) probes from the hint to the window's boundary, and two
 /// to tell, from a hint at the ring's oldest record, that the ring does not reach back.
+#[test]
+fn a_weight_rate_admits_from_a_hint_one_to_two_windows_back_with_one_load() {
+    // 1000 per 10 s, one admission of 1 every 100 ms: about 100 inside any window.
+    let rules = [rule(1000, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    let mut hints = Hints::default();
+    let tenth = SEC / 10;
+    for i in 1..=300u64 {
+        assert!(matches!(
+            acquire_as(&heap, &mut hints, &rules, i * tenth, 1).0,
+            Outcome::Admitted(_)
+        ));
+    }
+    // The hint is the boundary of the last search. While it is one to two windows back, an
+    // admission takes the walk's 3 steps, one load of the hinted record, the commit and the
+    // hint's 2, however many records the window holds.
+    let hinted = hints.windows[0];
+    let mut shortcuts = 0;
+    for i in 301..=500u64 {
+        let (outcome, steps) = acquire_as(&heap, &mut hints, &rules, i * tenth, 1);
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{outcome:?}");
+        if steps == 3 + 1 + 1 + 2 {
+            shortcuts += 1;
+        } else {
+            // Searched: the hint had aged past two windows, and moved to the boundary.
+            assert!(steps > 7);
+        }
+    }
+    assert!(shortcuts > 150, "{shortcuts} of 200 from the hint");
+    assert_ne!(hints.windows[0], hinted, "the hint moves on once too old");
+    // A request that does not fit under the bound is decided by the search, exactly.
+    let (outcome, _) = acquire_as(&heap, &mut hints, &rules, 500 * tenth, 901);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 401 * tenth + 10 * SEC
+        }
+    );
+}
+
+#[test]
+fn a_hint_more_than_two_windows_back_gives_no_bound_where_the_weight_wraps() {
+    // Two full windows of 2^31 - 1 and 2 more: the cumulative weight is back where it
+    // started, so the weight after the sentinel (a fresh hint) reads as 0 mod 2^32. The
+    // request rate keeps the ring small.
+    let most = (1 << 31) - 1;
+    let rules = [rule(most, 10 * SEC), requests(5, 40 * SEC)];
+    let heap = Heap::new(&rules);
+    for (at, weight) in [(10, most), (20, most), (30, 2)] {
+        heap.admit(&rules, at * SEC, weight);
+    }
+    assert_eq!(heap.head().cum, 0, "the cumulative weight wrapped");
+    let (outcome, _) = acquire_as(&heap, &mut Hints::default(), &rules, 35 * SEC, most);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 40 * SEC
+        }
+    );
+    // The same from a hint at the record of 10 s (2.5 windows back), and from the one at
+    // 20 s (1.5 windows back: a bound of 2^31 + 1 that leaves no room, so the search).
+    for hint in [1, 2] {
+        let mut hints = Hints::default();
+        hints.windows[0] = hint;
+        let (outcome, _) = acquire_as(&heap, &mut hints, &rules, 35 * SEC, most);
+        assert_eq!(
+            outcome,
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 40 * SEC
+            },
+            "hint {hint}"
+        );
+    }
+}
+
 /// One caller's acquire on `heap` with its own `hints` (another process, or another handle
 /// on the same file), counting its steps.
 fn acquire_as(

@@ -27,6 +27,16 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(11, 3)])
         }
         Variant::DenyWithoutRecheck => denial_under_a_lapping_ring(),
+        // Two full windows of the largest weight the bound takes (2^31 - 1 each) and 2 more:
+        // the cumulative weight wraps to where it started, so from a fresh hint (the
+        // sentinel, three windows back) the weight after it reads as 0.
+        Variant::WeightBoundWithoutAge => {
+            let most = (1 << 31) - 1;
+            Scenario::new("a wrapped weight", &[weight(most, 10), requests(5, 40)])
+                .setup(&[op(10, most), op(20, most), op(30, 2)])
+                .thread(&[op(35, most)])
+                .thread(&[op(36, 1)])
+        }
         // A denial (remembered), the same thread's own commit (so that the next call is
         // ordered after it), the denial repeated, then repeated at its retry time.
         Variant::MemoWithoutReload | Variant::MemoIgnoresRetryTime => {
@@ -51,8 +61,9 @@ fn scenario_for(variant: Variant) -> Scenario {
     }
 }
 
-const VARIANTS: [Variant; 10] = [
+const VARIANTS: [Variant; 11] = [
     Variant::SplitCommit,
+    Variant::WeightBoundWithoutAge,
     Variant::RequestsOneTooFar,
     Variant::MemoWithoutReload,
     Variant::MemoIgnoresRetryTime,
@@ -111,6 +122,13 @@ fn trusting_the_hint_loses_a_commit() {
 #[test]
 fn a_request_count_one_record_too_far_over_admits() {
     caught(Variant::RequestsOneTooFar, Invariant::NoOverAdmission, 1);
+}
+
+/// A weight rate's bound from a hint more than two windows old: the weight after it wraps
+/// mod 2^32 and reads as room there is not.
+#[test]
+fn a_weight_bound_without_its_age_condition_over_admits() {
+    caught(Variant::WeightBoundWithoutAge, Invariant::NoOverAdmission, 1);
 }
 
 /// The memo of a denial trusted without the load that shows nothing was committed since
