@@ -213,9 +213,10 @@ impl Limiter {
     /// As [`Limiter::try_acquire`].
     #[inline]
     pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
-        self.try_once(weight).inspect_err(|denied| {
-            self.count_refusal(denied, Refusal::Try);
-        })
+        // A refusal is counted by the backend, once (`counters.rs`).
+        match &self.backend {
+            Backend::File(file) => file.try_counted(weight),
+        }
     }
 
     fn file(file: FileLimiter) -> Limiter {
