@@ -186,9 +186,12 @@ impl<'a> Words<'a> {
     }
 
     /// The ring slot of record `seq`.
+    #[inline(always)]
     fn slot(&self, seq: u32) -> &AtomicPair {
-        // Masked with capacity - 1: always in bounds, whatever a garbage slot says.
-        &self.ring[(seq & self.mask) as usize]
+        // Masked with capacity - 1 (the length is a power of two, `Words::new`): always in
+        // bounds, whatever a garbage slot says, which the compiler sees from the length
+        // itself (no bounds check).
+        &self.ring[seq as usize & (self.ring.len() - 1)]
     }
 }
 
@@ -455,6 +458,7 @@ impl Seen {
 /// `capacity - 1` records (from a record of the last lap when it was read to the newest) plus
 /// those committed while it walks, far below [`MAX_TRAVEL`]: the bound never fires on a
 /// consistent ring.
+#[inline(always)]
 fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
     hook.step()?;
     // Acquire: the hint names a record committed before it was stored; pairs with the
@@ -671,6 +675,7 @@ impl<H: Hook> View<'_, '_, H> {
     }
 
     /// Checks every rate at timestamp `t` for a request of `weight`.
+    #[inline(always)]
     fn check(
         &self,
         rules: &[Rule],
