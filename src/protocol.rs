@@ -25,6 +25,10 @@
 //! holds `n + 1 - capacity` (its previous lap). Slots hold records `n - capacity + 1 ..= n`.
 //!
 //! An acquire:
+//! 0. answers a repeat of the caller's last denial (same weight, before its retry time) with
+//!    one load: if slot `head + 1` of the denial's head still holds its previous lap, nothing
+//!    was committed since and the denial stands, linearized at that load ([`recall`] has the
+//!    argument); otherwise:
 //! 1. finds the newest record `n`: from the hint, walks forward while the next slot holds the
 //!    next record, and keeps the raw value of slot `n + 1` (record `n + 1 - capacity`);
 //! 2. takes `t = max(now, n.ts)` (`now` kept within `1..=2^64 - 2`, [`Record::stamp`]): the
