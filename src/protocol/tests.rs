@@ -1260,10 +1260,17 @@ fn a_weight_rate_admits_from_a_hint_one_to_two_windows_back_with_one_load() {
     let mut hints = Hints::default();
     let tenth = SEC / 10;
     for i in 1..=300u64 {
-        assert!(matches!(
-            acquire_as(&heap, &mut hints, &rules, i * tenth, 1).0,
-            Outcome::Admitted(_)
-        ));
+        let (outcome, steps) = acquire_as(&heap, &mut hints, &rules, i * tenth, 1);
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{i}: {outcome:?}");
+        // Up to two windows after time 0 the fresh hint (the sentinel, at time 0) bounds the
+        // window: the first call reads no record (the sentinel is the head), the next ones
+        // one each.
+        if i == 1 {
+            assert_eq!(steps, 3 + 1 + 2, "{i}");
+        } else if i <= 200 {
+            assert_eq!(steps, 3 + 1 + 1 + 2, "{i}");
+            assert_eq!(hints.windows[0], 0, "{i}");
+        }
     }
     // The hint is the boundary of the last search. While it is one to two windows back, an
     // admission takes the walk's 3 steps, one load of the hinted record, the commit and the
@@ -1308,6 +1315,22 @@ fn a_hint_more_than_two_windows_back_gives_no_bound_where_the_weight_wraps() {
     let (outcome, _) = acquire_as(&heap, &mut Hints::default(), &rules, 35 * SEC, most);
     assert_eq!(
         outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 40 * SEC
+        }
+    );
+    // A hint exactly two windows back is too old too: the records after it at its own
+    // timestamp are in neither window. Here they weigh 2^31 - 2, and with the next two
+    // windows' 2^31 - 1 and 3 the weight after it is 2^32, read as 0.
+    let exact = Heap::new(&rules);
+    for (at, weight) in [(10, 1), (10, most - 1), (20, most), (30, 3)] {
+        exact.admit(&rules, at * SEC, weight);
+    }
+    let mut hints = Hints::default();
+    hints.windows[0] = 1;
+    assert_eq!(
+        acquire_as(&exact, &mut hints, &rules, 30 * SEC, most).0,
         Outcome::Denied {
             rate: 0,
             retry_at: 40 * SEC
