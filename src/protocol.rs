@@ -640,9 +640,11 @@ impl<H: Hook> View<'_, '_, H> {
             return Ok(None);
         }
         let ts = self.ts_at(back as u32)?;
-        Ok(Some(
-            (ts > t.saturating_sub(rule.window)).then(|| ts.saturating_add(rule.window)),
-        ))
+        Ok(Some(if ts <= t.saturating_sub(rule.window) {
+            None
+        } else {
+            Some(ts.saturating_add(rule.window))
+        }))
     }
 
     /// An upper bound on a weight rate's use at `t`, from its hint alone (one load, no
@@ -668,11 +670,15 @@ impl<H: Hook> View<'_, '_, H> {
             return Ok(None);
         }
         let record = self.record_at(back)?;
+        if record.seq != hint {
+            return Ok(None);
+        }
+        let outside = record.ts <= t.saturating_sub(rule.window);
         let floor = t.saturating_sub(rule.window.saturating_mul(2));
         // BROKEN (loom tests only): any hint outside the window, however old.
         let young =
-            broken::is(broken::Variant::WeightBoundWithoutAge) || floor == 0 || record.ts > floor;
-        if record.seq != hint || record.ts > t.saturating_sub(rule.window) || !young {
+            broken::is(broken::Variant::WeightBoundWithoutAge) || floor == 0 || floor < record.ts;
+        if !outside || !young {
             return Ok(None);
         }
         Ok(Some(u64::from(self.head.cum.wrapping_sub(record.cum))))

@@ -1353,6 +1353,28 @@ fn a_hint_more_than_two_windows_back_gives_no_bound_where_the_weight_wraps() {
     }
 }
 
+#[test]
+fn a_limit_of_2_31_or_more_takes_no_bound_from_its_hint() {
+    // Two windows of such a limit can hold 2^32 or more: the weight after a hint 1.5 windows
+    // back (2^33 - 3 here) reads as 2^32 - 3 mod 2^32, which would leave room for 1.
+    let most = u64::from(u32::MAX);
+    let rules = [rule(most, 10 * SEC), requests(5, 40 * SEC)];
+    let heap = Heap::new(&rules);
+    let ms = SEC / 1000;
+    for (at, weight) in [(10_000, 1), (10_500, most - 1), (20_600, most)] {
+        heap.admit(&rules, at * ms, weight);
+    }
+    let mut hints = Hints::default();
+    hints.windows[0] = 1;
+    assert_eq!(
+        acquire_as(&heap, &mut hints, &rules, 21 * SEC, 1).0,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 30_600 * ms
+        }
+    );
+}
+
 /// One caller's acquire on `heap` with its own `hints` (another process, or another handle
 /// on the same file), counting its steps.
 fn acquire_as(
