@@ -16,18 +16,18 @@ if [ -z "$bin" ]; then
 fi
 n1="${N1:-20000}"
 n2="${N2:-120000}"
-cases="${CASES:-admit2:1 admit2:100000 admit1:1 admit4:1 deny2:1 deny2:100000 deny1:1 deny4:1}"
+cases="${CASES:-floor-cas:1 floor-load:1 admit2:1 admit2:100000 admit1:1 admit4:1 deny2:1 deny2:100000 deny1:1 deny4:1}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 total() { # total MODE N WEIGHT -> instructions of the whole run
     valgrind --tool=callgrind --callgrind-out-file="$work/out" "$bin" "$1" "$2" "$3" >/dev/null 2>"$work/log"
     grep -E '^summary:|^totals:' "$work/out" | head -1 | awk '{print $2}'
 }
-printf '%-8s %8s %12s\n' mode weight instr/call
+printf '%-10s %8s %12s\n' mode weight instr/call
 for case in $cases; do
     mode="${case%%:*}"
     weight="${case##*:}"
     a="$(total "$mode" "$n1" "$weight")"
     b="$(total "$mode" "$n2" "$weight")"
-    printf '%-8s %8s %12.1f\n' "$mode" "$weight" "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
+    printf '%-10s %8s %12.1f\n' "$mode" "$weight" "$(echo "($b - $a) / ($n2 - $n1)" | bc -l)"
 done

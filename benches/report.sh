@@ -130,9 +130,14 @@ if command -v valgrind >/dev/null 2>&1; then
     echo
     echo "Counted by \`benches/callgrind.sh\` (\`examples/hotloop.rs\` under callgrind at two loop lengths; the difference over the difference): the same rates as the benches above. Counts, unlike times, do not move with the machine's load; they do not see cache misses or the cost of a locked instruction."
     echo
-    echo '| case | weight | instructions per call |'
-    echo '|---|---:|---:|'
-    benches/callgrind.sh "$target/release/examples/hotloop" | tail -n +2 | awk '{ printf "| %s | %s | %.0f |\n", $1, $2, $3 }'
+    echo '| case | weight | instructions per call | vs its floor |'
+    echo '|---|---:|---:|---:|'
+    benches/callgrind.sh "$target/release/examples/hotloop" | tail -n +2 >"$work/callgrind"
+    # Admissions against clock + CAS, denials against clock + load.
+    awk 'NR == FNR { if ($1 == "floor-cas") c = $3; if ($1 == "floor-load") l = $3; next }
+        { f = ($1 ~ /^deny/ || $1 == "floor-load") ? l : c
+          printf "| %s | %s | %.0f | %s |\n", $1, $2, $3, (f > 0 ? sprintf("%.2f", $3 / f) : "n/a") }' \
+        "$work/callgrind" "$work/callgrind"
     echo
 fi
 echo "### Several processes"

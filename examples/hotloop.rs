@@ -3,13 +3,16 @@
 //! `hotloop MODE N [WEIGHT]`, MODE one of:
 //! * `admit`, `deny`: two rates (the original profile);
 //! * `admit1`, `admit2`, `admit4`: the rates of the `admitted` bench (`benches/acquire.rs`);
-//! * `deny1`, `deny2`, `deny4`: the rates of the `denied` bench, used up by one admission.
+//! * `deny1`, `deny2`, `deny4`: the rates of the `denied` bench, used up by one admission;
+//! * `floor-cas`, `floor-load`: the benches' floors (a clock read through `HostClock`, the
+//!   limiter's own call, and a compare-exchange or a load of one word), for their counts.
 //!
 //! Instructions per call: run it under `valgrind --tool=callgrind` at two values of N and
 //! divide the difference of the totals by the difference of the Ns (the setup cancels out).
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hostlimit::{Limiter, Rate};
+use hostlimit::{Clock, HostClock, Limiter, Rate};
 
 const US: Duration = Duration::from_micros(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -57,6 +60,25 @@ fn main() {
         .nth(3)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
+    if let Some(floor) = mode.strip_prefix("floor-") {
+        // Instruction counts do not depend on where the word lives.
+        let word = std::sync::atomic::AtomicU64::new(0);
+        let mut sum = 0u64;
+        for _ in 0..n {
+            let now = HostClock.now();
+            sum = sum.wrapping_add(if floor == "cas" {
+                let current = word.load(Ordering::Relaxed);
+                match word.compare_exchange(current, now, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(v) | Err(v) => v,
+                }
+            } else {
+                now.max(word.load(Ordering::Acquire))
+            });
+            std::hint::black_box(sum);
+        }
+        println!("{floor}: {sum}");
+        return;
+    }
     let dir = tempfile::tempdir_in("/dev/shm").unwrap();
     let limiter = Limiter::open(dir.path().join("hot"), &rates(&mode)).unwrap();
     if mode.starts_with("deny") && mode != "deny" {
