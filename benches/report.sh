@@ -128,7 +128,7 @@ echo
 if command -v valgrind >/dev/null 2>&1; then
     echo "### Instructions per call (callgrind)"
     echo
-    echo "Counted by \`benches/callgrind.sh\` (\`examples/hotloop.rs\` under callgrind at two loop lengths; the difference over the difference): the same rates as the benches above. Counts, unlike times, do not move with the machine's load; they do not see cache misses or the cost of a locked instruction."
+    echo "Counted by \`benches/callgrind.sh\` (\`examples/hotloop.rs\` under callgrind at two loop lengths; the difference over the difference): the same rates as the benches above. Counts, unlike times, do not move with the machine's load; they do not see cache misses or the cost of a locked instruction. Under valgrind the clock read is not served by the vDSO (it becomes a system call, whose kernel instructions are not counted), so the floors count little more than the wrappers around the clock and the ratios against them overstate the distance: compare counts before and after a change, and times against the floors."
     echo
     echo '| case | weight | instructions per call | vs its floor |'
     echo '|---|---:|---:|---:|'
