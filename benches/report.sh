@@ -62,8 +62,9 @@ med() { # med GROUP/ID -> median in ns
 }
 
 # --- multi-process -----------------------------------------------------------------------------
-echo "building hostlimit-bench" >&2
+echo "building hostlimit-bench and the hotloop example" >&2
 cargo build --release --features bench-bin --bin hostlimit-bench >&2
+cargo build --release --example hotloop >&2
 # shellcheck disable=SC2086 # the process counts are separate arguments
 mp_cmd="$mp_bin --duration $duration --rounds $rounds --stop $stop --stop-processes $stop_processes $processes"
 echo "running: $mp_cmd" >&2
@@ -124,6 +125,21 @@ for id in "floor clock" "floor clock+load" "hostlimit 1 rate" "hostlimit 2 rates
     row denied "$id" "floor clock+load"
 done
 echo
+if command -v valgrind >/dev/null 2>&1; then
+    echo "### Instructions per call (callgrind)"
+    echo
+    echo "Counted by \`benches/callgrind.sh\` (\`examples/hotloop.rs\` under callgrind at two loop lengths; the difference over the difference): the same rates as the benches above. Counts, unlike times, do not move with the machine's load; they do not see cache misses or the cost of a locked instruction. Under valgrind the clock read is not served by the vDSO (it becomes a system call, whose kernel instructions are not counted), so the floors count little more than the wrappers around the clock and the ratios against them overstate the distance: compare counts before and after a change, and times against the floors."
+    echo
+    echo '| case | weight | instructions per call | vs its floor |'
+    echo '|---|---:|---:|---:|'
+    benches/callgrind.sh "$target/release/examples/hotloop" | tail -n +2 >"$work/callgrind"
+    # Admissions against clock + CAS, denials against clock + load.
+    awk 'NR == FNR { if ($1 == "floor-cas") c = $3; if ($1 == "floor-load") l = $3; next }
+        { f = ($1 ~ /^deny/ || $1 == "floor-load") ? l : c
+          printf "| %s | %s | %.0f | %s |\n", $1, $2, $3, (f > 0 ? sprintf("%.2f", $3 / f) : "n/a") }' \
+        "$work/callgrind" "$work/callgrind"
+    echo
+fi
 echo "### Several processes"
 echo
 echo "P processes (the same binary, re-executed) call \`try_acquire(1)\` on one file from a common start instant; every design has the same two never-binding rates, so every call commits and contention is all there is. A call's latency is the time between consecutive clock reads in the loop, so it includes one clock read for every design. Fairness is the fewest calls one process made divided by the most. In the stop runs one process is stopped for the stop time after 1 s: for the lock designs it takes the lock and raises SIGSTOP on itself (so it is certainly stopped holding it); hostlimit holds nothing between calls, so it is stopped from outside at an arbitrary instruction, almost always inside \`try_acquire\`. \"kept\" is the others' calls per second during the stop over their rate before it; it can exceed 100 % when the stopped process frees a core."
@@ -160,11 +176,11 @@ echo "### Targets"
 echo
 echo "| target | measured | |"
 echo "|---|---:|---|"
-echo "| admitted, 2 rates: at most 2x clock + CAS | $r_cas x | $(check "$r_cas" "<=" 2) |"
+echo "| admitted, 2 rates: at most 1.5x clock + CAS | $r_cas x | $(check "$r_cas" "<=" 1.5) |"
 echo "| admitted, 2 rates: no slower than the robust-mutex log | $r_mutex x | $(check "$r_mutex" "<=" 1) |"
-echo "| denied, 2 rates: at most 1.5x clock + load | $r_load x | $(check "$r_load" "<=" 1.5) |"
-echo "| weight 100,000 at most 1.3x weight 1 (admitted) | $r_wa x | $(check "$r_wa" "<=" 1.3) |"
-echo "| weight 100,000 at most 1.3x weight 1 (denied) | $r_wd x | $(check "$r_wd" "<=" 1.3) |"
+echo "| denied, 2 rates: at most 1.2x clock + load | $r_load x | $(check "$r_load" "<=" 1.2) |"
+echo "| weight 100,000 at most 1.1x weight 1 (admitted) | $r_wa x | $(check "$r_wa" "<=" 1.1) |"
+echo "| weight 100,000 at most 1.1x weight 1 (denied) | $r_wd x | $(check "$r_wd" "<=" 1.1) |"
 echo "| 4 rates at most 1.5x 1 rate (admitted) | $r_4a x | $(check "$r_4a" "<=" 1.5) |"
 echo "| 4 rates at most 1.5x 1 rate (denied) | $r_4d x | $(check "$r_4d" "<=" 1.5) |"
 echo "| 2 processes: throughput at least the robust mutex's | $c2 x | $(check "$c2" ">=" 1) |"

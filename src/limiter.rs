@@ -287,9 +287,16 @@ impl Limiter {
     /// As [`Limiter::try_acquire`].
     #[inline]
     pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
-        self.try_once(weight).inspect_err(|denied| {
-            self.count_refusal(denied, Refusal::Try);
-        })
+        // A refusal is counted by the backend, once (`counters.rs`).
+        match &self.backend {
+            Backend::File(file) => file.try_counted(weight),
+            // An observer may not write to the file, and refuses only for that.
+            Backend::Observer(file) => Err(file.observer_denial()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.try_once(weight).inspect_err(|denied| {
+                redis.count_refusal(denied, false);
+            }),
+        }
     }
 
     fn file(file: FileLimiter) -> Limiter {

@@ -25,12 +25,20 @@
 //! holds `n + 1 - capacity` (its previous lap). Slots hold records `n - capacity + 1 ..= n`.
 //!
 //! An acquire:
+//! 0. answers a repeat of the caller's last denial (same weight, before its retry time) with
+//!    one load: if slot `head + 1` of the denial's head still holds its previous lap, nothing
+//!    was committed since and the denial stands, linearized at that load ([`recall`] has the
+//!    argument); otherwise:
 //! 1. finds the newest record `n`: from the hint, walks forward while the next slot holds the
 //!    next record, and keeps the raw value of slot `n + 1` (record `n + 1 - capacity`);
 //! 2. takes `t = max(now, n.ts)` (`now` kept within `1..=2^64 - 2`, [`Record::stamp`]): the
 //!    timestamp it will record;
 //! 3. for every rate finds the newest record with `ts <= t - window` (galloping from a
-//!    per-rate hint) and so the weight (or request count) inside `(t - window, t]`;
+//!    per-rate hint) and so the weight inside `(t - window, t]`, unless the weight after
+//!    the hinted record, when it lies one to two windows back, already leaves room
+//!    (`View::bound_from_hint`); a request-counting rate
+//!    needs no search: one load of the record `limit - 1` places back says whether one more
+//!    request fits (`View::count_requests` has the argument);
 //! 4. if some rate cannot take the request, reloads slot `n + 1`: unchanged means nothing was
 //!    committed meanwhile, so the answer was computed on one state, and the denial
 //!    linearizes at that reload;
@@ -163,6 +171,7 @@ pub struct Words<'a> {
 impl<'a> Words<'a> {
     /// Borrows the hint word, the lap counter and the ring. `None` unless the ring's length
     /// is a power of two between 2 and [`MAX_CAPACITY`].
+    #[inline]
     pub fn new(hint: &'a AtomicU64, laps: &'a AtomicU64, ring: &'a [AtomicPair]) -> Option<Self> {
         let len = u32::try_from(ring.len()).ok()?;
         (len.is_power_of_two() && (2..=MAX_CAPACITY).contains(&len)).then(|| Words {
@@ -181,9 +190,12 @@ impl<'a> Words<'a> {
     }
 
     /// The ring slot of record `seq`.
+    #[inline(always)]
     fn slot(&self, seq: u32) -> &AtomicPair {
-        // Masked with capacity - 1: always in bounds, whatever a garbage slot says.
-        &self.ring[(seq & self.mask) as usize]
+        // Masked with capacity - 1 (the length is a power of two, `Words::new`): always in
+        // bounds, whatever a garbage slot says, which the compiler sees from the length
+        // itself (no bounds check).
+        &self.ring[seq as usize & (self.ring.len() - 1)]
     }
 }
 
@@ -264,10 +276,90 @@ pub enum Outcome {
     Retired,
 }
 
-/// Per rate, the sequence number of the newest record outside its window at the last call:
-/// where the next search starts. Process-local; any value is safe.
+/// What one caller carries from one [`acquire`] to the next: process-local, for one `words`
+/// and one `rules`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Hints(pub [u32; MAX_RATES]);
+pub struct Hints {
+    /// Per weight-counting rate, the sequence number of the newest record outside its window
+    /// at the last call: where the next search starts. Any value is safe.
+    pub windows: [u32; MAX_RATES],
+    /// The last denial `acquire` answered (or [`Memo::NONE`]). Not any value is safe: it must
+    /// be one that `acquire` wrote, with the same `words` and `rules`.
+    pub denial: Memo,
+}
+
+/// The last denial a caller got, so that a repeat of it before its retry time costs one load
+/// (see [`acquire`]'s step 0). Process-local, packed into 16 bytes so that threads sharing a
+/// limiter can keep it in one lock-free word:
+///
+/// | bits     | field      | meaning                                                    |
+/// |----------|------------|------------------------------------------------------------|
+/// | 0..64    | `retry_at` | when the request first fits (file clock, ns)               |
+/// | 64..96   | `head`     | sequence number of the newest record it was computed on    |
+/// | 96..124  | `weight`   | the weight asked for (a weight of 2^28 or more is not kept) |
+/// | 124..128 | `rate`     | the refusing rate's index + 1; 0 for no memo               |
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memo {
+    retry_at: u64,
+    head: u32,
+    weight: u32,
+    rate: u8,
+}
+
+impl Memo {
+    /// No denial remembered.
+    pub const NONE: Memo = Memo {
+        retry_at: 0,
+        head: 0,
+        weight: 0,
+        rate: 0,
+    };
+
+    /// The largest weight a memo keeps (28 bits).
+    const MAX_WEIGHT: u64 = (1 << 28) - 1;
+
+    /// The denial of `weight` by rate `rate` with `retry_at`, computed on head `head`; none
+    /// if the weight or the rate index does not fit the packing.
+    fn of(head: u32, weight: u64, rate: usize, retry_at: u64) -> Memo {
+        if weight > Memo::MAX_WEIGHT || rate >= MAX_RATES {
+            return Memo::NONE;
+        }
+        Memo {
+            retry_at,
+            head,
+            weight: weight as u32,
+            rate: rate as u8 + 1,
+        }
+    }
+
+    /// Packs the memo into 16 bytes.
+    pub fn pack(self) -> u128 {
+        u128::from(self.retry_at)
+            | (u128::from(self.head) << 64)
+            | (u128::from(self.weight) << 96)
+            | (u128::from(self.rate) << 124)
+    }
+
+    /// Unpacks what [`Memo::pack`] packed.
+    pub fn unpack(word: u128) -> Memo {
+        Memo {
+            retry_at: word as u64,
+            head: (word >> 64) as u32,
+            weight: (word >> 96) as u32 & Memo::MAX_WEIGHT as u32,
+            rate: (word >> 124) as u8,
+        }
+    }
+
+    /// The remembered denial, if it answers a request of `weight` at `now`, provided that
+    /// the memo's head is still the newest record; `(rate, retry_at)`.
+    fn answers(self, now: u64, weight: u64) -> Option<(usize, u64)> {
+        // BROKEN (loom tests only): the memo outlives its retry time.
+        let in_time = broken::is(broken::Variant::MemoIgnoresRetryTime)
+            || now.clamp(Record::FIRST_TS, Record::LAST_TS) < self.retry_at;
+        (self.rate != 0 && u64::from(self.weight) == weight && in_time)
+            .then(|| (usize::from(self.rate - 1), self.retry_at))
+    }
+}
 
 /// Use of one rate at one consistent moment, from [`usage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +462,7 @@ impl Seen {
 /// `capacity - 1` records (from a record of the last lap when it was read to the newest) plus
 /// those committed while it walks, far below [`MAX_TRAVEL`]: the bound never fires on a
 /// consistent ring.
+#[inline(always)]
 fn find_head<H: Hook>(words: &Words<'_>, hook: &H) -> Result<Head, H::Stop> {
     hook.step()?;
     // Acquire: the hint names a record committed before it was stored; pairs with the
@@ -524,7 +617,75 @@ impl<H: Hook> View<'_, '_, H> {
         }
     }
 
+    /// A request-counting rate at timestamp `t`, by one load and no search: `None` when the
+    /// ring holds fewer than `limit` records (then the search decides), else `Some(None)` if
+    /// one more request fits and `Some(Some(retry_at))` if not.
+    ///
+    /// Why one load is exact: timestamps never decrease along the log, so the records inside
+    /// `(t - window, t]` are the newest few, and fewer than `limit` of them are inside iff
+    /// the record `limit - 1` places back (the head is 0 places back) has `ts <= t - window`.
+    /// If it is inside, the request first fits once that record leaves the window, at its
+    /// `ts + window`: the answer the search of [`View::check`] gives for a request rate
+    /// (the largest `fits` with `fits + 1 <= limit` is `limit - 1`). The record read may be
+    /// from a later lap (a commit raced us): the reload of `still_current` (denial) or the
+    /// failing compare-exchange (admission) catches that, as for every search probe.
+    fn count_requests(&self, rule: &Rule, t: u64) -> Result<Option<Option<u64>>, H::Stop> {
+        // `limit >= 1` here: a request rate of limit 0 never fits (checked in `acquire`).
+        let mut back = rule.limit.saturating_sub(1);
+        if broken::is(broken::Variant::RequestsOneTooFar) {
+            // BROKEN (loom tests only): the record `limit` places back, one too many inside.
+            back += 1;
+        }
+        if back > u64::from(self.words.mask) {
+            return Ok(None);
+        }
+        let ts = self.ts_at(back as u32)?;
+        Ok(Some(if ts <= t.saturating_sub(rule.window) {
+            None
+        } else {
+            Some(ts.saturating_add(rule.window))
+        }))
+    }
+
+    /// An upper bound on a weight rate's use at `t`, from its hint alone (one load, no
+    /// search): the weight committed after the hinted record, when that record lies between
+    /// one and two windows back. `None` when the hint does not qualify (then the search
+    /// decides).
+    ///
+    /// Why it is a bound, and exact in 32 bits: the hinted record `r` has `ts <= t - window`,
+    /// so every record inside the window comes after it, and the weight after `r` is at least
+    /// the window's use. Timestamps never decrease, so the records after `r` lie in
+    /// `[r.ts, t]`; with `r.ts > t - 2 window` (or `t <= 2 window`, where everything after
+    /// time 0 lies in two windows and the records at time 0 weigh nothing) that is inside the
+    /// two windows ending at `t` and at `t - window`, each holding at most `limit`: the weight
+    /// after `r` is at most `2 limit < 2^32` when `limit < 2^31`, so its difference of
+    /// cumulative weights mod 2^32 is the true weight. Without the lower bound on the hint's
+    /// age the true weight may exceed 2^32 and the modular difference wraps to a small
+    /// number: over-admission (the loom variant `WeightBoundWithoutAge`). The record read may
+    /// be from a later lap, or the hint garbage: its sequence number must be the hint's, and
+    /// a later lap is caught by the commit's compare-exchange, as for every search probe.
+    fn bound_from_hint(&self, rule: &Rule, t: u64, hint: u32) -> Result<Option<u64>, H::Stop> {
+        let back = self.head.seq.wrapping_sub(hint);
+        if back > self.words.mask || rule.limit >= 1 << 31 {
+            return Ok(None);
+        }
+        let record = self.record_at(back)?;
+        if record.seq != hint {
+            return Ok(None);
+        }
+        let outside = record.ts <= t.saturating_sub(rule.window);
+        let floor = t.saturating_sub(rule.window.saturating_mul(2));
+        // BROKEN (loom tests only): any hint outside the window, however old.
+        let young =
+            broken::is(broken::Variant::WeightBoundWithoutAge) || floor == 0 || floor < record.ts;
+        if !outside || !young {
+            return Ok(None);
+        }
+        Ok(Some(u64::from(self.head.cum.wrapping_sub(record.cum))))
+    }
+
     /// Checks every rate at timestamp `t` for a request of `weight`.
+    #[inline(always)]
     fn check(
         &self,
         rules: &[Rule],
@@ -539,9 +700,24 @@ impl<H: Hook> View<'_, '_, H> {
         } else {
             rules
         };
-        for ((index, rule), hint) in rules.iter().enumerate().zip(hints.0.iter_mut()) {
+        for ((index, rule), hint) in rules.iter().enumerate().zip(hints.windows.iter_mut()) {
             let units = rule.units(weight);
             if units == 0 {
+                continue;
+            }
+            if rule.requests
+                && let Some(verdict) = self.count_requests(rule, t)?
+            {
+                if let Some(retry_at) = verdict
+                    && refusal.is_none_or(|(_, at)| retry_at > at)
+                {
+                    refusal = Some((index, retry_at));
+                }
+                continue;
+            }
+            if let Some(bound) = self.bound_from_hint(rule, t, *hint)?
+                && bound.saturating_add(units) <= rule.limit
+            {
                 continue;
             }
             let Some(inside) = self.records_after(t.saturating_sub(rule.window), *hint)? else {
@@ -587,8 +763,10 @@ impl<H: Hook> View<'_, '_, H> {
 /// Tries to admit `weight` at `now` under `rules`: commits to every rate or to none.
 ///
 /// `rules` must be the rules the ring was sized for (see `layout.rs`). `hints` carries each
-/// rate's window boundary from one call to the next (any value is safe; start with
-/// [`Hints::default`]).
+/// weight rate's window boundary and the last denial from one call to the next (start with
+/// [`Hints::default`]; see [`Hints`] for what values are safe). A repeat of the last denial
+/// (same weight, before its retry time) is answered by one load if nothing was committed
+/// since (step 0 in the code).
 #[inline]
 pub fn acquire<H: Hook>(
     words: &Words<'_>,
@@ -606,6 +784,9 @@ pub fn acquire<H: Hook>(
     }
     if rules.iter().all(|rule| rule.units(weight) == 0) {
         return Ok(Outcome::Free);
+    }
+    if let Some(denied) = recall(words, hints.denial, now, weight, hook)? {
+        return Ok(denied);
     }
     // With any weight-counting rate the weight is at most its limit (< 2^32, see rate.rs);
     // without one the cumulative weight is never read, so truncation is harmless.
@@ -631,6 +812,7 @@ pub fn acquire<H: Hook>(
             Check::Deny { rate, retry_at } => {
                 // BROKEN (loom tests only): the denial is not revalidated.
                 if broken::is(broken::Variant::DenyWithoutRecheck) || view.still_current()? {
+                    hints.denial = Memo::of(head.seq, weight, rate, retry_at);
                     return Ok(Outcome::Denied { rate, retry_at });
                 }
                 continue;
@@ -675,6 +857,45 @@ pub fn acquire<H: Hook>(
             return Ok(Outcome::Admitted(next));
         }
     }
+}
+
+/// Step 0 of [`acquire`]: the memo of the last denial answers a repeat of it (same weight,
+/// before its retry time) with one load, if nothing was committed since. `None`: ask the
+/// log. Callers that keep the memo elsewhere (the file backend) call this first, then
+/// [`acquire`] with [`Memo::NONE`].
+#[inline]
+pub fn recall<H: Hook>(
+    words: &Words<'_>,
+    memo: Memo,
+    now: u64,
+    weight: u64,
+    hook: &H,
+) -> Result<Option<Outcome>, H::Stop> {
+    let Some((rate, retry_at)) = memo.answers(now, weight) else {
+        return Ok(None);
+    };
+    // The memo was computed on the log whose newest record is `memo.head` (validated then
+    // by `still_current`); if slot `head + 1` still
+    // holds its previous lap, no record was committed after `head` (commits go in order),
+    // so the log is the same one. On it, at every `t >= head.ts` the window's use only
+    // falls as `t` grows (no record is later than the head), so the request is refused
+    // exactly for `t < retry_at`, by the same rate (the one that frees up last stays
+    // refusing, and wins ties as before), and `stamp(now, head) < retry_at` iff
+    // `now < retry_at` (`head.ts < retry_at`, both after clamping). The denial
+    // linearizes at this load. A commit (a tombstone included) changes the slot's
+    // sequence number by a lap, which comes back only after 2^32 commits: the memo
+    // assumes fewer than 2^32 commits between a denial and its repeat before its retry
+    // time, as the commit's compare-exchange does within one call.
+    let head = memo.head;
+    hook.step()?;
+    let next = Record::unpack(words.slot(head.wrapping_add(1)).load());
+    // BROKEN (loom tests only): the memo trusted without the load.
+    if broken::is(broken::Variant::MemoWithoutReload)
+        || Seen::of(head, next.seq, words.mask) == Seen::PreviousLap
+    {
+        return Ok(Some(Outcome::Denied { rate, retry_at }));
+    }
+    Ok(None)
 }
 
 /// Raises the hint to record `seq`, just committed, unless it is already there or ahead.
@@ -882,6 +1103,17 @@ pub mod broken {
         /// A walk for the newest record overtaken by a lap of commits reports the ring
         /// corrupt instead of going on from the later record.
         OvertakenIsCorrupt,
+        /// A request-counting rate reads the record `limit` places back instead of
+        /// `limit - 1`: one request too many fits in a window.
+        RequestsOneTooFar,
+        /// The memo of the last denial answers a repeat without checking that nothing was
+        /// committed since.
+        MemoWithoutReload,
+        /// The memo of the last denial answers a repeat after its retry time too.
+        MemoIgnoresRetryTime,
+        /// A weight rate's bound from its hint is used however old the hinted record is, so
+        /// that the weight after it may wrap mod 2^32.
+        WeightBoundWithoutAge,
     }
 
     #[cfg(loom)]

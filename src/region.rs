@@ -334,6 +334,7 @@ impl Region {
     }
 
     /// A word of the mapping at `offset`, in the part before the ring.
+    #[inline]
     fn word(&self, offset: usize) -> &AtomicU64 {
         let offset = offset.min(layout::RING_OFFSET - 8) & !7;
         // SAFETY: the offset is 8-aligned and below RING_OFFSET, and every mapping is at least
@@ -343,6 +344,7 @@ impl Region {
     }
 
     /// The ring: `capacity` 128-bit slots.
+    #[inline]
     fn ring(&self) -> &[crate::sync::AtomicPair] {
         // SAFETY: RING_OFFSET is page-aligned, so 16-byte aligned; `capacity` slots of 16 bytes
         // fit in the mapping (its length is `file_size(capacity)`, checked in `attach`);
@@ -363,6 +365,7 @@ impl Region {
     /// On a read-only region they are a stand-in ring that every step reports as corrupt
     /// (before anything is written), so that nothing can write to a `PROT_READ` mapping;
     /// readers use [`Region::read_words`].
+    #[inline]
     pub fn words(&self) -> Words<'_> {
         if self.read_only {
             return unusable_words();
@@ -372,6 +375,7 @@ impl Region {
 
     /// The protocol's words, for the steps that only load (`usage`, `records_since`): the
     /// hint, the lap counter and the ring, on a read-only region too.
+    #[inline]
     pub fn read_words(&self) -> Words<'_> {
         // The capacity was validated as a power of two within bounds by `Header::decode` (or
         // computed by `capacity_for`), so `Words::new` accepts it; should it not, an empty

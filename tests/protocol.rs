@@ -105,3 +105,53 @@ fn a_clock_that_starts_at_zero_is_limited_like_any_other() {
         limiter.try_acquire(1).unwrap();
     }
 }
+
+/// The memo of the last denial (process-local, one per open handle) answers a repeat only
+/// while nothing was committed: another handle's commits on the same file and a reset are
+/// seen at the next call, and every denial is counted, memo or not.
+#[test]
+fn a_remembered_denial_sees_other_handles_and_a_reset() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("memo");
+    let clock = Arc::new(ManualClock::new(1_000 * 1_000_000_000));
+    let rates = [Rate::new(10, 10 * SEC)];
+    let open = || {
+        Limiter::builder(&rates)
+            .clock(clock.clone())
+            .open(&path)
+            .unwrap()
+    };
+    let (theirs, ours) = (open(), open());
+    let retry = |limiter: &Limiter, weight| limiter.try_acquire(weight).unwrap_err().retry_after();
+    theirs.try_acquire(5).unwrap();
+    assert_eq!(retry(&ours, 6), Some(10 * SEC));
+    assert_eq!(retry(&ours, 6), Some(10 * SEC), "the repeat, from the memo");
+    assert_eq!(retry(&ours, 7), Some(10 * SEC), "another weight");
+    assert_eq!(retry(&ours, 6), Some(10 * SEC));
+    clock.advance(SEC);
+    assert_eq!(
+        retry(&ours, 6),
+        Some(9 * SEC),
+        "the memo's retry time, a second later"
+    );
+    // The other handle commits 5 more: our repeat must wait for both fives to leave.
+    theirs.try_acquire(5).unwrap();
+    assert_eq!(retry(&ours, 6), Some(10 * SEC));
+    assert_eq!(retry(&theirs, 6), Some(10 * SEC));
+    assert_eq!(ours.usage().unwrap()[0].denied, 7);
+    // The first five has left (at 1010 s), not the second: then the request fits.
+    clock.advance(9 * SEC);
+    assert_eq!(retry(&ours, 6), Some(SEC));
+    clock.advance(SEC);
+    ours.try_acquire(6).unwrap();
+    // A reset (on the host clock: a reset makes the new file with it) closes the file under
+    // a memo: the next call attaches to the new, empty one.
+    let path = dir.path().join("memo-reset");
+    let ours = Limiter::open(&path, &[Rate::new(10, 3600 * SEC)]).unwrap();
+    ours.try_acquire(10).unwrap();
+    assert!(ours.try_acquire(6).is_err());
+    assert!(ours.try_acquire(6).is_err(), "the repeat, from the memo");
+    hostlimit::reset(&path).unwrap();
+    ours.try_acquire(6).unwrap();
+    assert_eq!(ours.usage().unwrap()[0].used, 6);
+}

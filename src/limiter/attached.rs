@@ -5,10 +5,10 @@ use std::time::Duration;
 use crate::clock::{ClockIdentity, Nanos};
 use crate::error::{DenialKind, Denied, Error};
 use crate::layout;
-use crate::protocol::{self, Hints, MAX_RATES, NoHook, Outcome, Rule};
+use crate::protocol::{self, Hints, MAX_RATES, Memo, NoHook, Outcome, Rule};
 use crate::rate::Rate;
 use crate::region::Region;
-use crate::sync::{Ordering, StdAtomicU32};
+use crate::sync::{AtomicPair, Ordering, StdAtomicU32};
 
 use super::Stamp;
 
@@ -18,8 +18,11 @@ pub(super) struct Attached {
     pub(super) region: Region,
     pub(super) rules: Vec<Rule>,
     pub(super) rates: Vec<Rate>,
-    /// Where each rate's window search starts (see `protocol::Hints`); process-local.
+    /// Where each weight rate's window search starts (see `protocol::Hints`); process-local.
     pub(super) hints: [StdAtomicU32; MAX_RATES],
+    /// The last denial on this file (`protocol::Memo`, packed), shared by the threads of this
+    /// process: one lock-free 16-byte word, so that a thread never reads half of another's.
+    pub(super) denial: AtomicPair,
 }
 
 impl Attached {
@@ -72,6 +75,7 @@ impl Attached {
             rates: file_rates,
             region,
             hints: Default::default(),
+            denial: AtomicPair::new(Memo::NONE.pack()),
         })
     }
 }
@@ -85,19 +89,39 @@ impl Attached {
         weight: u64,
     ) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
-        let mut hints = Hints::default();
-        let rates = self.rules.len();
-        for (hint, kept) in hints.0[..rates].iter_mut().zip(&self.hints[..rates]) {
-            // Relaxed: a search hint; every value is safe.
-            *hint = kept.load(Ordering::Relaxed);
+        let memo = self.denial.load();
+        let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
+        if let Some(Outcome::Denied { rate, retry_at }) = recalled {
+            return Some(Err(self.exhausted(rate, retry_at, now)));
+        }
+        let mut hints = Hints {
+            windows: [0; MAX_RATES],
+            denial: Memo::NONE,
+        };
+        // Request rates need no search hint (`protocol::View::count_requests`).
+        for (rule, (hint, kept)) in self
+            .rules
+            .iter()
+            .zip(hints.windows.iter_mut().zip(&self.hints))
+        {
+            if !rule.requests {
+                // Relaxed: a search hint; every value is safe.
+                *hint = kept.load(Ordering::Relaxed);
+            }
         }
         let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
-        for (hint, kept) in hints.0[..rates].iter().zip(&self.hints[..rates]) {
+        for (rule, (hint, kept)) in self.rules.iter().zip(hints.windows.iter().zip(&self.hints)) {
             // Written only when it moved, so that threads sharing a limiter do not bounce the
             // line for nothing.
-            if kept.load(Ordering::Relaxed) != *hint {
+            if !rule.requests && kept.load(Ordering::Relaxed) != *hint {
                 kept.store(*hint, Ordering::Relaxed);
             }
+        }
+        if hints.denial != Memo::NONE {
+            // A new denial, remembered from the value this call started from only: a memo
+            // another thread stored meanwhile is as good as ours. Every value stored is one
+            // `acquire` wrote on this file with these rules.
+            let _ = self.denial.compare_exchange(memo, hints.denial.pack());
         }
         Some(match outcome {
             Outcome::Admitted(record) => Ok(Some(Stamp {
@@ -105,11 +129,7 @@ impl Attached {
                 sequence: record.seq,
             })),
             Outcome::Free => Ok(None),
-            Outcome::Denied { rate, retry_at } => {
-                // Counted by the caller, once per refused request (`counters.rs`).
-                let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
-                Err(self.denied(rate, DenialKind::Exhausted { retry_after }))
-            }
+            Outcome::Denied { rate, retry_at } => Err(self.exhausted(rate, retry_at, now)),
             Outcome::NeverFits { rate } => {
                 let units = if self.rules.get(rate).is_some_and(|r| r.requests) {
                     1
@@ -126,6 +146,14 @@ impl Attached {
             )),
             Outcome::Retired => return None,
         })
+    }
+
+    /// Rate `rate` is full until `retry_at`; counted by the caller, once per refused request
+    /// (`counters.rs`).
+    #[inline]
+    fn exhausted(&self, rate: usize, retry_at: u64, now: Nanos) -> Denied {
+        let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
+        self.denied(rate, DenialKind::Exhausted { retry_after })
     }
 
     pub(super) fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {

@@ -3,6 +3,7 @@
 
 use crate::error::{DenialKind, Denied, Error};
 use crate::layout::Tally;
+use crate::region::Region;
 use crate::sync::Ordering;
 
 use super::FileLimiter;
@@ -69,19 +70,25 @@ impl FileLimiter {
     /// Counts a request refused for good (never for an inner try of a waiting acquire).
     #[cold]
     pub(super) fn count_refusal(&self, denied: &Denied, how: Refusal) {
-        let region = &self.attached.get().region;
-        let tally = match denied.kind() {
-            DenialKind::Exhausted { .. } => (how == Refusal::Wait).then_some(Tally::TimedOut),
-            DenialKind::NeverFits { .. } => Some(Tally::NeverFits),
-            // Not a rate's refusal: the file could not be used.
-            _ => return,
-        };
-        // Relaxed: statistics; no other memory depends on them.
-        region
-            .denial_counter(denied.rate_index())
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(tally) = tally {
-            region.tally_counter(tally).fetch_add(1, Ordering::Relaxed);
-        }
+        count_on(&self.attached.get().region, denied, how);
+    }
+}
+
+/// Counts a refusal in `region`'s counters (the file that refused, still pinned by the
+/// caller: one pin per call, not two).
+#[inline]
+pub(super) fn count_on(region: &Region, denied: &Denied, how: Refusal) {
+    let tally = match denied.kind() {
+        DenialKind::Exhausted { .. } => (how == Refusal::Wait).then_some(Tally::TimedOut),
+        DenialKind::NeverFits { .. } => Some(Tally::NeverFits),
+        // Not a rate's refusal: the file could not be used.
+        _ => return,
+    };
+    // Relaxed: statistics; no other memory depends on them.
+    region
+        .denial_counter(denied.rate_index())
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(tally) = tally {
+        region.tally_counter(tally).fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -15,6 +15,7 @@ use crate::region::{Dirs, Pinned, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
+use super::counters::{self, Refusal};
 use super::{FileInfo, RateUsage, Stamp, Time};
 
 /// A limiter on a shared file: the file backend behind [`Limiter`](super::Limiter).
@@ -81,19 +82,48 @@ impl FileLimiter {
         }
     }
 
+    /// One try of `try_acquire`: a refusal is counted, in the file that refused it.
+    #[inline]
+    pub(super) fn try_counted(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        #[cfg(feature = "journal")]
+        if let Some(journal) = &self.strict {
+            return self
+                .try_acquire_leased(journal, weight)
+                .inspect_err(|denied| self.count_refusal(denied, Refusal::Try));
+        }
+        self.acquire_in(self.clock.now(), weight, Some(Refusal::Try))
+    }
+
     /// One acquire at `now` (a clock reading just taken), with no journal lease.
+    #[inline(always)]
+    pub(super) fn acquire_at(&self, now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
+        self.acquire_in(now, weight, None)
+    }
+
+    /// One acquire at `now`, with no journal lease; a refusal counted as `count` says, while
+    /// the file that refused is still pinned.
     ///
     /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
     /// after it the clock is read again: an admission is never stamped, nor a retry time
     /// counted, from a reading older than a wait.
     #[inline(always)]
-    pub(super) fn acquire_at(&self, mut now: Nanos, weight: u64) -> Result<Option<Stamp>, Denied> {
+    fn acquire_in(
+        &self,
+        mut now: Nanos,
+        weight: u64,
+        count: Option<Refusal>,
+    ) -> Result<Option<Stamp>, Denied> {
         let mut attached = self.current(&mut now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
         for _ in 0..4 {
             match attached.try_acquire(now, weight) {
-                Some(result) => return result,
+                Some(result) => {
+                    if let (Err(denied), Some(how)) = (&result, count) {
+                        counters::count_on(&attached.region, denied, how);
+                    }
+                    return result;
+                }
                 None => {
                     attached = self.reattach(now)?;
                     now = self.clock.now();

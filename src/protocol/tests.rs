@@ -1253,6 +1253,376 @@ fn usage_reads_again_after_a_commit_that_raced_it() {
 /// good one: about 2 log2(distance) probes from the hint to the window's boundary, and two
 /// to tell, from a hint at the ring's oldest record, that the ring does not reach back.
 #[test]
+fn a_weight_rate_admits_from_a_hint_one_to_two_windows_back_with_one_load() {
+    // 1000 per 10 s, one admission of 1 every 100 ms: about 100 inside any window.
+    let rules = [rule(1000, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    let mut hints = Hints::default();
+    let tenth = SEC / 10;
+    for i in 1..=300u64 {
+        let (outcome, steps) = acquire_as(&heap, &mut hints, &rules, i * tenth, 1);
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{i}: {outcome:?}");
+        // Up to two windows after time 0 the fresh hint (the sentinel, at time 0) bounds the
+        // window: the first call reads no record (the sentinel is the head), the next ones
+        // one each.
+        if i == 1 {
+            assert_eq!(steps, 3 + 1 + 2, "{i}");
+        } else if i <= 200 {
+            assert_eq!(steps, 3 + 1 + 1 + 2, "{i}");
+            assert_eq!(hints.windows[0], 0, "{i}");
+        }
+    }
+    // The hint is the boundary of the last search. While it is one to two windows back, an
+    // admission takes the walk's 3 steps, one load of the hinted record, the commit and the
+    // hint's 2, however many records the window holds.
+    let hinted = hints.windows[0];
+    let mut shortcuts = 0;
+    for i in 301..=500u64 {
+        let (outcome, steps) = acquire_as(&heap, &mut hints, &rules, i * tenth, 1);
+        assert!(matches!(outcome, Outcome::Admitted(_)), "{outcome:?}");
+        if steps == 3 + 1 + 1 + 2 {
+            shortcuts += 1;
+        } else {
+            // Searched: the hint had aged past two windows, and moved to the boundary.
+            assert!(steps > 7);
+        }
+    }
+    assert!(shortcuts > 150, "{shortcuts} of 200 from the hint");
+    assert_ne!(hints.windows[0], hinted, "the hint moves on once too old");
+    // A request that does not fit under the bound is decided by the search, exactly.
+    let (outcome, _) = acquire_as(&heap, &mut hints, &rules, 500 * tenth, 901);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 401 * tenth + 10 * SEC
+        }
+    );
+}
+
+#[test]
+fn a_hint_more_than_two_windows_back_gives_no_bound_where_the_weight_wraps() {
+    // Two full windows of 2^31 - 1 and 2 more: the cumulative weight is back where it
+    // started, so the weight after the sentinel (a fresh hint) reads as 0 mod 2^32. The
+    // request rate keeps the ring small.
+    let most = (1 << 31) - 1;
+    let rules = [rule(most, 10 * SEC), requests(5, 40 * SEC)];
+    let heap = Heap::new(&rules);
+    for (at, weight) in [(10, most), (20, most), (30, 2)] {
+        heap.admit(&rules, at * SEC, weight);
+    }
+    assert_eq!(heap.head().cum, 0, "the cumulative weight wrapped");
+    let (outcome, _) = acquire_as(&heap, &mut Hints::default(), &rules, 35 * SEC, most);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 40 * SEC
+        }
+    );
+    // A hint exactly two windows back is too old too: the records after it at its own
+    // timestamp are in neither window. Here they weigh 2^31 - 2, and with the next two
+    // windows' 2^31 - 1 and 3 the weight after it is 2^32, read as 0.
+    let exact = Heap::new(&rules);
+    for (at, weight) in [(10, 1), (10, most - 1), (20, most), (30, 3)] {
+        exact.admit(&rules, at * SEC, weight);
+    }
+    let mut hints = Hints::default();
+    hints.windows[0] = 1;
+    assert_eq!(
+        acquire_as(&exact, &mut hints, &rules, 30 * SEC, most).0,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 40 * SEC
+        }
+    );
+    // The same from a hint at the record of 10 s (2.5 windows back), and from the one at
+    // 20 s (1.5 windows back: a bound of 2^31 + 1 that leaves no room, so the search).
+    for hint in [1, 2] {
+        let mut hints = Hints::default();
+        hints.windows[0] = hint;
+        let (outcome, _) = acquire_as(&heap, &mut hints, &rules, 35 * SEC, most);
+        assert_eq!(
+            outcome,
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 40 * SEC
+            },
+            "hint {hint}"
+        );
+    }
+}
+
+#[test]
+fn a_limit_of_2_31_or_more_takes_no_bound_from_its_hint() {
+    // Two windows of such a limit can hold 2^32 or more: the weight after a hint 1.5 windows
+    // back (2^33 - 3 here) reads as 2^32 - 3 mod 2^32, which would leave room for 1.
+    let most = u64::from(u32::MAX);
+    let rules = [rule(most, 10 * SEC), requests(5, 40 * SEC)];
+    let heap = Heap::new(&rules);
+    let ms = SEC / 1000;
+    for (at, weight) in [(10_000, 1), (10_500, most - 1), (20_600, most)] {
+        heap.admit(&rules, at * ms, weight);
+    }
+    let mut hints = Hints::default();
+    hints.windows[0] = 1;
+    assert_eq!(
+        acquire_as(&heap, &mut hints, &rules, 21 * SEC, 1).0,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 30_600 * ms
+        }
+    );
+}
+
+/// One caller's acquire on `heap` with its own `hints` (another process, or another handle
+/// on the same file), counting its steps.
+fn acquire_as(
+    heap: &Heap,
+    hints: &mut Hints,
+    rules: &[Rule],
+    now: u64,
+    weight: u64,
+) -> (Outcome, usize) {
+    let hook = counting(10_000);
+    let Ok(outcome) = acquire(&heap.words(), rules, now, weight, hints, &hook);
+    (outcome, hook.taken())
+}
+
+#[test]
+fn a_repeated_denial_costs_one_load() {
+    // 10 per 10 s, weight 6 at 1 s: a weight of 5 is refused until 11 s.
+    let rules = [rule(10, 10 * SEC), requests(100, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    let mut ours = Hints::default();
+    assert!(matches!(
+        acquire_as(&heap, &mut ours, &rules, SEC, 6).0,
+        Outcome::Admitted(_)
+    ));
+    let refused = Outcome::Denied {
+        rate: 0,
+        retry_at: 11 * SEC,
+    };
+    let (first, full) = acquire_as(&heap, &mut ours, &rules, 2 * SEC, 5);
+    assert_eq!(first, refused);
+    assert!(full > 1, "the first denial is computed: {full} steps");
+    // The repeat, at any clock before the retry time (stale and 0 included): one load.
+    for now in [2 * SEC, 5 * SEC, 11 * SEC - 1, 0, 1] {
+        assert_eq!(
+            acquire_as(&heap, &mut ours, &rules, now, 5),
+            (refused, 1),
+            "at {now}"
+        );
+    }
+    // Another weight is computed in full (and answered right), and does not spoil the memo
+    // of its own denial for the next repeat.
+    let (other, steps) = acquire_as(&heap, &mut ours, &rules, 3 * SEC, 7);
+    assert_eq!(other, refused);
+    assert_eq!(steps, full);
+    assert_eq!(
+        acquire_as(&heap, &mut ours, &rules, 3 * SEC, 7),
+        (refused, 1)
+    );
+    assert_eq!(
+        acquire_as(&heap, &mut ours, &rules, 3 * SEC, 4).0,
+        Outcome::Admitted(Record {
+            ts: 3 * SEC,
+            seq: 2,
+            cum: 10
+        })
+    );
+    // Our own commit moved the head: the memo no longer answers, the full path does (the
+    // retry time is now 13 s, when the 4 leaves too).
+    let (after_commit, steps) = acquire_as(&heap, &mut ours, &rules, 4 * SEC, 7);
+    assert_eq!(
+        after_commit,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 13 * SEC
+        }
+    );
+    assert!(steps > 1);
+    // At the retry time the memo does not answer: the request fits.
+    let mut fresh = Hints::default();
+    assert_eq!(
+        acquire_as(&heap, &mut fresh, &rules, 4 * SEC, 1).0,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 11 * SEC
+        }
+    );
+    assert!(matches!(
+        acquire_as(&heap, &mut fresh, &rules, 11 * SEC, 1).0,
+        Outcome::Admitted(_)
+    ));
+}
+
+#[test]
+fn a_memo_sees_commits_by_other_callers_and_the_log_closing() {
+    let rules = [rule(10, 10 * SEC), requests(100, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    let (mut ours, mut theirs) = (Hints::default(), Hints::default());
+    assert!(matches!(
+        acquire_as(&heap, &mut theirs, &rules, SEC, 5).0,
+        Outcome::Admitted(_)
+    ));
+    let refused = |retry_at| Outcome::Denied { rate: 0, retry_at };
+    assert_eq!(
+        acquire_as(&heap, &mut ours, &rules, 2 * SEC, 6).0,
+        refused(11 * SEC)
+    );
+    // Another caller commits a weight that fits: our repeat is computed again and answers
+    // the longer wait (the 5 leaves at 11 s, but 5 + 6 still exceeds 10 until 12 s).
+    assert!(matches!(
+        acquire_as(&heap, &mut theirs, &rules, 2 * SEC, 5).0,
+        Outcome::Admitted(_)
+    ));
+    let (again, steps) = acquire_as(&heap, &mut ours, &rules, 3 * SEC, 6);
+    assert_eq!(again, refused(12 * SEC));
+    assert!(steps > 1, "a memo answered over another caller's commit");
+    // A commit that charges no weight (a request only) moves the head too.
+    assert_eq!(
+        acquire_as(&heap, &mut ours, &rules, 3 * SEC, 6),
+        (refused(12 * SEC), 1)
+    );
+    assert!(matches!(
+        acquire_as(&heap, &mut theirs, &rules, 3 * SEC, 0).0,
+        Outcome::Admitted(_)
+    ));
+    let (again, steps) = acquire_as(&heap, &mut ours, &rules, 3 * SEC, 6);
+    assert_eq!(again, refused(12 * SEC));
+    assert!(steps > 1);
+    // The log closed (a reset or a remove): the repeat says so instead of the memo.
+    let Ok(retired) = retire(&heap.words(), &NoHook);
+    assert_eq!(retired, Ok(true));
+    assert_eq!(
+        acquire_as(&heap, &mut ours, &rules, 3 * SEC, 6).0,
+        Outcome::Retired
+    );
+}
+
+#[test]
+fn a_memo_packs_and_keeps_only_what_it_can() {
+    let memo = Memo::of(u32::MAX, Memo::MAX_WEIGHT, MAX_RATES - 1, u64::MAX);
+    assert_eq!(Memo::unpack(memo.pack()), memo);
+    assert_eq!(
+        memo.answers(u64::MAX - 2, Memo::MAX_WEIGHT),
+        Some((MAX_RATES - 1, u64::MAX))
+    );
+    assert_eq!(Memo::unpack(Memo::NONE.pack()), Memo::NONE);
+    assert_eq!(Memo::NONE.answers(0, 0), None);
+    // A weight or a rate beyond the packing is not remembered.
+    assert_eq!(Memo::of(7, Memo::MAX_WEIGHT + 1, 0, 9), Memo::NONE);
+    assert_eq!(Memo::of(7, 1, MAX_RATES, 9), Memo::NONE);
+    let memo = Memo::of(7, 3, 2, 9);
+    assert_eq!(memo.answers(8, 3), Some((2, 9)));
+    assert_eq!(memo.answers(9, 3), None, "at the retry time");
+    assert_eq!(memo.answers(8, 4), None, "another weight");
+    // Weight 0 is a weight like any other (a request rate counts it).
+    assert_eq!(Memo::of(7, 0, 0, 9).answers(0, 0), Some((0, 9)));
+    // A heavy weight is refused in full every time, and still right.
+    let rules = [requests(1, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    let mut hints = Hints::default();
+    heap.admit(&rules, SEC, 1);
+    for _ in 0..2 {
+        let (outcome, steps) = acquire_as(&heap, &mut hints, &rules, SEC, 1 << 28);
+        assert_eq!(
+            outcome,
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 11 * SEC
+            }
+        );
+        assert!(steps > 1);
+    }
+}
+
+/// A fresh acquire at `now` with `rules` on a ring holding `inside` admissions, one per
+/// second from 1 s; returns the outcome and the shared-memory steps it took, from fresh
+/// window hints (so that a search would start at the head).
+fn fresh_call(rules: &[Rule], inside: u64, now: u64) -> (Outcome, usize) {
+    let heap = Heap::new(rules);
+    for i in 1..=inside {
+        heap.admit(rules, i * SEC, 1);
+    }
+    let hook = counting(10_000);
+    let Ok(outcome) = acquire(&heap.words(), rules, now, 1, &mut Hints::default(), &hook);
+    (outcome, hook.taken())
+}
+
+#[test]
+fn a_request_rate_costs_one_load_whatever_its_window_holds() {
+    // Admitted: the walk's 3 steps (hint, hinted slot, next slot), one probe, the commit,
+    // the hint's load and store. A search from the head would gallop over ~2 log2(inside).
+    let rules = [requests(1000, 1000 * SEC)];
+    for inside in [0, 1, 3, 100, 998, 999] {
+        let (outcome, steps) = fresh_call(&rules, inside, (inside + 1) * SEC);
+        assert!(
+            matches!(outcome, Outcome::Admitted(_)),
+            "{inside}: {outcome:?}"
+        );
+        assert_eq!(steps, 3 + 1 + 1 + 2, "{inside} inside");
+    }
+    // Denied: the walk, one probe, the reload that validates the denial. The retry time is
+    // when the record 999 back (the one at 1 s) leaves the window.
+    let (outcome, steps) = fresh_call(&rules, 1000, 1000 * SEC);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 1001 * SEC
+        }
+    );
+    assert_eq!(steps, 3 + 1 + 1);
+    // A limit of 1 reads the head itself: no probe at all.
+    let (outcome, steps) = fresh_call(&[requests(1, 10 * SEC)], 1, 2 * SEC);
+    assert_eq!(
+        outcome,
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 11 * SEC
+        }
+    );
+    assert_eq!(steps, 3 + 1);
+}
+
+#[test]
+fn a_request_rate_frees_up_exactly_when_its_oldest_counted_record_leaves() {
+    // 3 per 10 s, admitted at 1, 2 and 3 s: full until 1 s's record leaves, at 11 s.
+    let rules = [requests(3, 10 * SEC)];
+    let heap = Heap::new(&rules);
+    for at in 1..=3 {
+        heap.admit(&rules, at * SEC, 1);
+    }
+    for now in [3 * SEC, 5 * SEC, 11 * SEC - 1, 0, SEC] {
+        assert_eq!(
+            heap.acquire(&rules, now, 1),
+            Outcome::Denied {
+                rate: 0,
+                retry_at: 11 * SEC
+            },
+            "at {now}"
+        );
+    }
+    assert_eq!(heap.admit(&rules, 11 * SEC, 1).ts, 11 * SEC);
+    // Now 2, 3 and 11 s are inside: the next frees up at 12 s, whatever the weight asked.
+    assert_eq!(
+        heap.acquire(&rules, 11 * SEC, 7),
+        Outcome::Denied {
+            rate: 0,
+            retry_at: 12 * SEC
+        }
+    );
+    // A ring shorter than the limit (garbage sizing) still answers through the search.
+    let small = Heap::with_capacity(4);
+    let big = [requests(10, 10 * SEC)];
+    small.admit(&big, SEC, 1);
+    small.admit(&big, 2 * SEC, 1);
+    assert_eq!(small.admit(&big, 3 * SEC, 1).seq, 3);
+}
+
+#[test]
 fn the_window_search_costs_the_log_of_the_hints_distance() {
     let heap = Heap::with_capacity(64);
     let fill = [requests(1, SEC)];
@@ -1452,7 +1822,7 @@ proptest! {
                     let at = clock.read(&mut now);
                     {
                         let mut hints = heap.hints.lock().unwrap();
-                        for (index, hint) in hints.0.iter_mut().enumerate() {
+                        for (index, hint) in hints.windows.iter_mut().enumerate() {
                             if let Some(value) = windows.value(head, capacity, index as u32) {
                                 *hint = value;
                             }

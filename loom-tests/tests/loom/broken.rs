@@ -12,7 +12,10 @@ use crate::models::{denial_under_a_lapping_ring, walk_overtaken_by_a_lap};
 fn scenario_for(variant: Variant) -> Scenario {
     match variant {
         // Two acquirers that both find the same free slot.
-        Variant::SplitCommit | Variant::TrustHint | Variant::None => {
+        Variant::SplitCommit
+        | Variant::TrustHint
+        | Variant::RequestsOneTooFar
+        | Variant::None => {
             Scenario::new("two racing commits", &[requests(2, 10), requests(3, 30)])
                 .thread(&[op(10, 1), op(11, 1)])
                 .thread(&[op(12, 1)])
@@ -24,6 +27,24 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(11, 3)])
         }
         Variant::DenyWithoutRecheck => denial_under_a_lapping_ring(),
+        // Two full windows of the largest weight the bound takes (2^31 - 1 each) and 2 more:
+        // the cumulative weight wraps to where it started, so from a fresh hint (the
+        // sentinel, three windows back) the weight after it reads as 0.
+        Variant::WeightBoundWithoutAge => {
+            let most = (1 << 31) - 1;
+            Scenario::new("a wrapped weight", &[weight(most, 10), requests(5, 40)])
+                .setup(&[op(10, most), op(20, most), op(30, 2)])
+                .thread(&[op(35, most)])
+                .thread(&[op(36, 1)])
+        }
+        // A denial (remembered), the same thread's own commit (so that the next call is
+        // ordered after it), the denial repeated, then repeated at its retry time.
+        Variant::MemoWithoutReload | Variant::MemoIgnoresRetryTime => {
+            Scenario::new("a repeated denial", &[weight(10, 10)])
+                .setup(&[op(5, 5)])
+                .thread(&[op(6, 6), op(6, 5), op(7, 6), op(16, 6)])
+                .thread(&[op(20, 1)])
+        }
         Variant::OvertakenIsCorrupt => walk_overtaken_by_a_lap(),
         // The last rate is the one that binds.
         Variant::SkipLastRate => {
@@ -31,15 +52,21 @@ fn scenario_for(variant: Variant) -> Scenario {
                 .thread(&[op(10, 1)])
                 .thread(&[op(12, 1)])
         }
-        // A stale clock reading, then callers that trust timestamps to grow.
-        Variant::RecordNow => Scenario::new("stale then fresh", &[requests(2, 10)])
+        // A stale clock reading, then callers that trust timestamps to grow: the weight
+        // rate's search (a request rate's one load reads the record `limit - 1` back, which
+        // a stale record does not mislead here).
+        Variant::RecordNow => Scenario::new("stale then fresh", &[weight(2, 10)])
             .thread(&[op(100, 1), op(100, 1), op(100, 1)])
             .thread(&[op(90, 1)]),
     }
 }
 
-const VARIANTS: [Variant; 7] = [
+const VARIANTS: [Variant; 11] = [
     Variant::SplitCommit,
+    Variant::WeightBoundWithoutAge,
+    Variant::RequestsOneTooFar,
+    Variant::MemoWithoutReload,
+    Variant::MemoIgnoresRetryTime,
     Variant::TwoPhaseWeight,
     Variant::DenyWithoutRecheck,
     Variant::TrustHint,
@@ -88,6 +115,33 @@ fn a_denial_without_revalidation_is_false() {
 #[test]
 fn trusting_the_hint_loses_a_commit() {
     caught(Variant::TrustHint, Invariant::NoLostCommit, 1);
+}
+
+/// A request rate that reads the record `limit` places back instead of `limit - 1` lets one
+/// request too many into a window.
+#[test]
+fn a_request_count_one_record_too_far_over_admits() {
+    caught(Variant::RequestsOneTooFar, Invariant::NoOverAdmission, 1);
+}
+
+/// A weight rate's bound from a hint more than two windows old: the weight after it wraps
+/// mod 2^32 and reads as room there is not.
+#[test]
+fn a_weight_bound_without_its_age_condition_over_admits() {
+    caught(Variant::WeightBoundWithoutAge, Invariant::NoOverAdmission, 1);
+}
+
+/// The memo of a denial trusted without the load that shows nothing was committed since
+/// answers with the retry time of a log that has grown.
+#[test]
+fn a_memo_without_its_reload_is_a_false_denial() {
+    caught(Variant::MemoWithoutReload, Invariant::NoFalseDenial, 1);
+}
+
+/// The memo of a denial used at or after its retry time refuses what now fits.
+#[test]
+fn a_memo_past_its_retry_time_is_a_false_denial() {
+    caught(Variant::MemoIgnoresRetryTime, Invariant::NoFalseDenial, 1);
 }
 
 /// A check that skips the last rate over-admits on it.
