@@ -243,7 +243,7 @@ def test_every_exception_type(limiter_dir: Path) -> None:
         hostlimit.Limiter.open(limiter_dir / "j", "1/s", journal=not_sqlite)
     with pytest.raises(FileNotFoundError):
         hostlimit.Limiter.attach(limiter_dir / "missing")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(NotADirectoryError):
         hostlimit.Limiter.open(garbage / "below-a-file", "1/s")
     with pytest.raises(hostlimit.UnsupportedError):
         hostlimit._native._raise_for_test("unsupported")  # type: ignore[attr-defined]

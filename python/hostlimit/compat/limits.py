@@ -56,6 +56,9 @@ class _Files:
     def __init__(self, uri: Union[str, None], options: Dict[str, Any]) -> None:
         path = urllib.parse.urlparse(uri).path if uri else ""
         self.directory = path or os.path.join(default_dir(), "limits")
+        # The storage's URL names its directory: made here, once, on purpose (the core makes
+        # no directory that may be a typo).
+        os.makedirs(self.directory, exist_ok=True)
         self.mode = int(options.get("mode", 0o600))
         self.max_open = int(options.get("max_open", 4096))
         self.open: Dict[Tuple[str, int, int], Limiter] = {}
