@@ -227,3 +227,6 @@ fn rates_of(header: &Header) -> Vec<Rate> {
 fn same_rates(header: &Header, rules: &[Rule], labels: u64) -> bool {
     header.rules == rules && header.labels == labels
 }
+
+#[cfg(test)]
+mod tests;
