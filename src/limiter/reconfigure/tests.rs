@@ -183,7 +183,7 @@ fn same_rates_compares_rules_and_units() {
     let header = header_at(&limiter_with(&dir, &rates, 0));
     let rules = rules_for(&rates).unwrap();
     let other = rules_for(&[Rate::new(6, MIN)]).unwrap();
-    let tokens = layout::pack_units([Some(WeightUnit::Tokens)].into_iter());
+    let tokens = layout::pack_units([Some(WeightUnit::Tokens)]);
     assert!(same_rates(&header, &rules, 0));
     assert!(!same_rates(&header, &other, 0));
     assert!(!same_rates(&header, &rules, tokens));
