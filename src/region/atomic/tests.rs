@@ -83,7 +83,8 @@ fn primitives_are_the_ones_expected() {
 
 /// Runs [`primitives_are_the_ones_expected`] in a fresh process of this test binary, with
 /// `baseline` (one of [`BASELINE`]'s variables, or none of them) set, and checks that its
-/// `check_machine` chose `expected` (`COMPARE_EXCHANGE,LOAD`).
+/// `check_machine` chose `expected` (`COMPARE_EXCHANGE,LOAD`). Used by the x86_64 tests.
+#[cfg(target_arch = "x86_64")]
 pub(super) fn expect_primitives(baseline: Option<&str>, expected: &str) {
     let test = format!(
         "{}::primitives_are_the_ones_expected",
