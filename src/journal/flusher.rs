@@ -142,7 +142,7 @@ impl Journal {
         }
         self.next_compaction
             .store(now.saturating_add(COMPACTION_EVERY), Ordering::Relaxed);
-        let age = self.longest.saturating_add(COMPACTION_MARGIN);
+        let age = self.rules().longest.saturating_add(COMPACTION_MARGIN);
         let cut = Cut {
             boot: sql(now.saturating_sub(age)),
             wall: sql(self.wall.now().saturating_sub(age)),
@@ -175,6 +175,7 @@ impl Journal {
             path: self.path.clone(),
             reason: format!("cannot list the directory: {e}"),
         })?;
+        let rules = self.rules();
         for database in databases {
             let Some(claim) = self.dir.claim(&database) else {
                 continue;
@@ -184,7 +185,7 @@ impl Journal {
                 reason: format!("{}: {reason}", name(&database)),
             };
             let kind = open_other(claim.database(), self.busy_timeout)
-                .and_then(|other| check(&other, &self.rates_text, false))
+                .and_then(|other| check(&other, &rules.text, false))
                 .map_err(|e| failed(describe(&e, self.busy_timeout)))?;
             match kind {
                 Kind::Ours => self
