@@ -121,3 +121,6 @@ impl Journal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
