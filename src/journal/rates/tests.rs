@@ -1,6 +1,6 @@
 //! `Journal::adopt` over real databases: after a change of rates rewrote the directory, an
 //! open journal restores and compacts by the rates it adopted, not by those it was opened
-//! with.
+//! with, and compacts nothing before it adopts them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,16 +51,28 @@ fn an_adopting_journal_restores_and_compacts_by_the_new_rates() {
         .unwrap();
     assert_eq!(follow_rates(dir.path(), &old, &new).unwrap(), 2);
     let capacity = capacity_for(&rules_for(&new).unwrap()).unwrap();
-    // Still on the old rates, the journal no longer matches its directory.
+    // Still on the old rates, the journal no longer matches its directory: a restore is
+    // refused, and a compaction deletes nothing by the old windows.
     let refused = journal.restore(capacity).unwrap_err().to_string();
     assert!(
         refused.contains("10/h") && refused.contains("5/min"),
         "{refused}"
     );
+    journal.compact().unwrap();
+    let rows = || -> i64 {
+        lock(&journal.conn)
+            .query_row("SELECT count(*) FROM admissions", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows(), 1, "compacted by the rates it no longer has");
 
     journal.adopt(&rules_for(&new).unwrap());
     // By the old rates' longest window this row would be deleted; by the new one it stays.
+    journal
+        .next_compaction
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     journal.compact().unwrap();
+    assert_eq!(rows(), 1);
     let history = journal.restore(capacity).unwrap();
     assert_eq!(
         history.iter().map(|r| r.ts).collect::<Vec<_>>(),
