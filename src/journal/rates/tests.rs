@@ -82,3 +82,15 @@ fn an_adopting_journal_restores_and_compacts_by_the_new_rates() {
     journal.adopt(&rules_for(&new).unwrap());
     assert_eq!(journal.restore(capacity).unwrap().len(), 1);
 }
+
+#[test]
+fn an_adopting_journal_leases_by_the_new_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let rates = |text: &str| [text.parse::<Rate>().unwrap()];
+    let journal = open(dir.path(), &rates("5tok/min"));
+    // A weight of 8 never fits 5 a minute: no lease is taken for it (the protocol refuses it).
+    assert!(!journal.needs_lease(8));
+    journal.adopt(&rules_for(&rates("10tok/min")).unwrap());
+    assert!(journal.needs_lease(8));
+    assert!(!journal.needs_lease(11));
+}
