@@ -187,12 +187,13 @@ use crate::clock::{Clock, ClockIdentity};
 use crate::error::Error;
 use crate::layout::Header;
 use crate::protocol::Rule;
-use crate::region::Region;
+use crate::region::{Region, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use files::Directory;
 pub(crate) use flusher::Handle;
 use leases::Leases;
+use rates::Rules;
 pub(crate) use rates::follow_change;
 pub use rates::follow_rates;
 use schema::{Kind, check, clock_text, create_own, describe, open_other, rates_text};
@@ -318,14 +319,14 @@ pub(crate) struct Journal {
     /// This journal's own database (declared before `dir`: closed before its lock is let go).
     conn: Mutex<Connection>,
     dir: Directory,
-    /// The text of the rates, as every database of the directory records it.
-    rates_text: String,
     durability: Durability,
     wall: Arc<dyn WallClock>,
     clock: Arc<dyn Clock>,
     clock_text: String,
-    rules: Vec<Rule>,
-    longest: u64,
+    /// The rates admissions are counted against (restore, compaction, lease sizes): those it
+    /// was opened with, until the limiter adopts a change of rates ([`Journal::adopt`]).
+    /// Read without a lock.
+    rules: SwapCell<Rules>,
     busy_timeout: Duration,
     leases: Mutex<Leases>,
     /// The last flush (or compaction) failure, until a flush succeeds again.
@@ -414,13 +415,11 @@ impl Journal {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             dir,
-            rates_text: ours,
             durability,
             wall: config.wall.clone(),
             clock,
             clock_text: clock_text(identity),
-            rules: rules.to_vec(),
-            longest: rules.iter().map(|r| r.window).max().unwrap_or(0),
+            rules: SwapCell::new(Rules::new(rules, ours)),
             busy_timeout: config.busy_timeout,
             leases: Mutex::new(Leases::default()),
             flush_status: Mutex::new(None),

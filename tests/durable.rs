@@ -11,10 +11,11 @@
 //! reboot (`CLOCK_BOOTTIME` goes on across the deletion, so they compare).
 //!
 //! Workers run `durable::durable_worker` with [`HOW_ENV`] saying how they open the limiter
-//! (`journal`: the builder with `.journal(DIR)`; `plain`: the builder without; `attach`;
-//! `observer`: `Limiter::attach_without_journal`) and a script of steps separated by `;`:
-//! `acquire N` (N `try_acquire_stamped(1)`), `sleep MS`, `ready` (creates `OUT.ready`),
-//! `status`. Output lines: `A <timestamp> <seq>`, `D <denial>`, `E <open error>`,
+//! (`journal`: the builder with `.journal(DIR)`; `strict`: the same in strict mode; `plain`:
+//! the builder without; `attach`; `observer`: `Limiter::attach_without_journal`) and a script
+//! of steps separated by `;`: `acquire N` (N `try_acquire_stamped(1)`), `sleep MS`, `ready`
+//! (creates `OUT.ready`), `signal NAME` (creates `OUT.NAME`), `await NAME` (waits for
+//! `OUT.NAME`), `status`. Output lines: `A <timestamp> <seq>`, `D <denial>`, `E <open error>`,
 //! `S <journal status> journaled=<the header's flag>`.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,14 @@ fn durable_worker() {
                 Durability::Periodic(Duration::from_millis(50)),
             )
             .open(&path),
+        "strict" => Limiter::builder(&rates())
+            .journal(
+                var(JOURNAL_ENV),
+                Durability::Strict {
+                    lease: Duration::from_millis(50),
+                },
+            )
+            .open(&path),
         "plain" => Limiter::open(&path, &rates()),
         "attach" => Limiter::attach(&path),
         "observer" => Limiter::attach_without_journal(&path),
@@ -87,6 +96,10 @@ fn durable_worker() {
                     "ready" => {
                         std::fs::write(out.with_extension("ready"), b"").expect("ready file");
                     }
+                    "signal" => {
+                        std::fs::write(out.with_extension(words[1]), b"").expect("signal file");
+                    }
+                    "await" => support::wait_for_file(&out.with_extension(words[1]), TIMEOUT),
                     "status" => lines.push(format!(
                         "S {:?} journaled={}",
                         limiter.journal_status(),
@@ -161,7 +174,12 @@ impl Host {
     }
 
     fn worker_with(&self, how: &str, script: &str, journal: &Path) -> Outcome {
-        let (out, mut child) = self.start(how, script, journal);
+        let (out, child) = self.start(how, script, journal);
+        Host::finish(how, &out, child)
+    }
+
+    /// Waits for a worker [`Host::start`]ed to end, and reads what it did.
+    fn finish(how: &str, out: &Path, mut child: std::process::Child) -> Outcome {
         let deadline = Instant::now() + TIMEOUT;
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -686,4 +704,59 @@ fn a_remove_that_keeps_the_journal_keeps_what_was_not_journaled_yet() {
     let rm = host.cli(&["rm", host.path().to_str().unwrap(), "--keep-journal"]);
     assert!(rm.status.success(), "{rm:?}");
     assert_eq!(host.worker("plain", "acquire 10").admitted.len(), 3);
+}
+
+/// A journaled process attached before `set` (10/h to 12/h) adopts the new rates at its next
+/// call, and its journal with them: when the file is deleted while it runs (a reboot), its
+/// next call (after the check interval, 1 s) re-creates the file with the history, counted
+/// against the new rates (8 used before: 4 left of 12), not refused as unavailable nor
+/// counted against the old ones.
+fn a_journaled_process_follows_set_across_a_reboot(how: &str) {
+    let host = Host::new();
+    let (out, child) = host.start(
+        how,
+        "acquire 7; signal ready; await go; acquire 1; signal adopted; await deleted; \
+         sleep 1200; acquire 10; status",
+        &host.journal(),
+    );
+    support::wait_for_file(&out.with_extension("ready"), TIMEOUT);
+    let set = host.cli(&["set", host.path().to_str().unwrap(), "--rate", "12/h"]);
+    assert!(set.status.success(), "{set:?}");
+    std::fs::write(out.with_extension("go"), b"").unwrap();
+    support::wait_for_file(&out.with_extension("adopted"), TIMEOUT);
+    host.reboot();
+    std::fs::write(out.with_extension("deleted"), b"").unwrap();
+    let outcome = Host::finish(how, &out, child);
+    assert!(outcome.errors.is_empty(), "{how}: {outcome:?}");
+    assert_eq!(
+        outcome.statuses,
+        ["Ok(()) journaled=true"],
+        "{how}: {outcome:?}"
+    );
+    // 7 under the old rates, 1 under the new ones before the reboot, then what 12/h leaves.
+    assert_eq!(outcome.admitted.len(), 12, "{how}: {outcome:?}");
+    assert_eq!(outcome.denied, 6, "{how}: {outcome:?}");
+    let (before, after) = outcome.admitted.split_at(8);
+    support::check_windows(&before[..7], &rates()).unwrap();
+    support::check_windows(&outcome.admitted, &[Rate::new(12, HOUR)]).unwrap();
+    // The re-created file's ring starts with the 8 restored, so its own records follow them.
+    assert!(
+        after.iter().all(|a| a.ts > before[7].ts),
+        "{how}: {outcome:?}"
+    );
+    // The file it re-created has the new rates, and its window is full.
+    let status = host.status_json();
+    let limiter = &status["limiters"][0];
+    assert_eq!(limiter["rates"][0]["used"], 12, "{how}: {limiter}");
+    assert_eq!(limiter["rates"][0]["remaining"], 0, "{how}: {limiter}");
+}
+
+#[test]
+fn a_journaled_process_follows_set_across_a_reboot_periodic() {
+    a_journaled_process_follows_set_across_a_reboot("journal");
+}
+
+#[test]
+fn a_journaled_process_follows_set_across_a_reboot_strict() {
+    a_journaled_process_follows_set_across_a_reboot("strict");
 }

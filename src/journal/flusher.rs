@@ -133,7 +133,8 @@ impl Journal {
 
     /// Deletes from this journal's own database what has left the longest window (plus a
     /// margin), and settled leases; then folds the databases that no live process writes any
-    /// more into it. At most once per [`COMPACTION_EVERY`].
+    /// more into it. At most once per [`COMPACTION_EVERY`]; not while the database records
+    /// other rates than the journal counts against (a change of rates not adopted yet).
     pub(super) fn compact(&self) -> Result<(), Error> {
         let now = self.clock.now();
         // Relaxed: only the background thread compacts; this is a timer.
@@ -142,14 +143,23 @@ impl Journal {
         }
         self.next_compaction
             .store(now.saturating_add(COMPACTION_EVERY), Ordering::Relaxed);
-        let age = self.longest.saturating_add(COMPACTION_MARGIN);
+        let rules = self.rules();
+        let age = rules.longest.saturating_add(COMPACTION_MARGIN);
         let cut = Cut {
             boot: sql(now.saturating_sub(age)),
             wall: sql(self.wall.now().saturating_sub(age)),
         };
         let mut conn = lock(&self.conn);
-        let write = |conn: &mut Connection| -> rusqlite::Result<()> {
+        // Whether this database records our rates, read in the transaction that deletes (a
+        // change of rates rewrites them in a transaction of its own).
+        let write = |conn: &mut Connection| -> rusqlite::Result<bool> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !matches!(check(&tx, &rules.text, false)?, Kind::Ours) {
+                // A change of rates rewrote the directory and this process has not adopted
+                // it yet (it does at its next call): the new windows may be longer than ours,
+                // so nothing is deleted or folded until then.
+                return Ok(false);
+            }
             tx.execute(
                 "DELETE FROM admissions WHERE (clock = ?1 AND boot_ns <= ?2) \
                  OR (clock <> ?1 AND wall_ns <= ?3)",
@@ -160,17 +170,19 @@ impl Journal {
                  OR (clock <> ?1 AND until_wall_ns <= ?3)",
                 params![self.clock_text, cut.boot, cut.wall],
             )?;
-            tx.commit()
+            tx.commit().map(|()| true)
         };
-        write(&mut conn).map_err(|e| self.error(&e))?;
-        self.fold_dead(&mut conn, cut)
+        if !write(&mut conn).map_err(|e| self.error(&e))? {
+            return Ok(());
+        }
+        self.fold_dead(&mut conn, &rules.text, cut)
     }
 
     /// Moves what each database without a live writer still holds inside the window (its
     /// admissions, its unsettled leases) into this journal's own database `conn`, in one
     /// transaction, and then deletes it. A lease keeps where it was taken (`origin`), so that
     /// one copied twice (a crash between the copy and the delete) counts once.
-    fn fold_dead(&self, conn: &mut Connection, cut: Cut) -> Result<(), Error> {
+    fn fold_dead(&self, conn: &mut Connection, rates: &str, cut: Cut) -> Result<(), Error> {
         let databases = self.dir.databases().map_err(|e| Error::Journal {
             path: self.path.clone(),
             reason: format!("cannot list the directory: {e}"),
@@ -184,7 +196,7 @@ impl Journal {
                 reason: format!("{}: {reason}", name(&database)),
             };
             let kind = open_other(claim.database(), self.busy_timeout)
-                .and_then(|other| check(&other, &self.rates_text, false))
+                .and_then(|other| check(&other, rates, false))
                 .map_err(|e| failed(describe(&e, self.busy_timeout)))?;
             match kind {
                 Kind::Ours => self

@@ -87,8 +87,9 @@ impl Journal {
     /// never fit (the protocol refuses it without a record).
     pub fn needs_lease(&self, weight: u64) -> bool {
         let units = |rule: &Rule| if rule.requests { 1 } else { weight };
-        self.rules.iter().any(|rule| units(rule) > 0)
-            && self.rules.iter().all(|rule| units(rule) <= rule.limit)
+        let rules = &self.rules().rules;
+        rules.iter().any(|rule| units(rule) > 0)
+            && rules.iter().all(|rule| units(rule) <= rule.limit)
     }
 
     /// Reserves `weight` (and one request) for an acquire on `region`, taking a new lease if
@@ -100,13 +101,14 @@ impl Journal {
     /// The clock is read after each wait (for the leases' lock, for the journal): the
     /// ticket's `now` is the reading the acquire must use.
     pub fn reserve(&self, region: &Region, weight: u64) -> Result<Ticket, String> {
-        let weight_limit = self
+        let rules = self.rules();
+        let weight_limit = rules
             .rules
             .iter()
             .filter(|r| !r.requests)
             .map(|r| r.limit)
             .min();
-        let request_limit = self
+        let request_limit = rules
             .rules
             .iter()
             .filter(|r| r.requests)

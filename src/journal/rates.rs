@@ -1,17 +1,19 @@
-//! A journal's recorded rates following a change of its limiter's rates
-//! ([`reconfigure`](crate::reconfigure)).
+//! A journal's rates following a change of its limiter's rates
+//! ([`reconfigure`](crate::reconfigure)): the rates its databases record, and the rates an
+//! open journal counts against ([`Journal::adopt`]).
 
 use std::path::Path;
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::limiter::rules_for;
+use crate::protocol::Rule;
 use crate::rate::Rate;
 
 use super::files::Directory;
-use super::name;
 use super::schema::{self, Kind, describe, open_other, rates_text};
 use super::state::{self, JournalRecord};
+use super::{Journal, name};
 
 /// Records `new` as the rates of every database of the journal directory `journal` that
 /// records `old`, after the limiter's rates were changed from `old` to `new`
@@ -20,9 +22,9 @@ use super::state::{self, JournalRecord};
 /// Returns how many databases changed. A database of other rates is refused before any is
 /// changed; one that has no tables yet is left alone.
 ///
-/// Processes that have the journal open keep the rates they opened it with: run this when
-/// none does (their admissions stay in their databases, and count once they are restored
-/// with the new rates), and open the journal afterwards with the new rates.
+/// A process that has the journal open counts against the rates it opened it with until its
+/// limiter adopts the reconfigured file ([`Journal::adopt`]); its admissions stay in its
+/// database, and count once they are restored with the new rates.
 ///
 /// # Errors
 ///
@@ -80,3 +82,45 @@ pub(crate) fn follow_change(record: &JournalRecord, rates: &[Rate]) -> Result<()
     }
     Ok(())
 }
+
+/// The rates an open journal counts admissions against, as it needs them.
+#[derive(Debug)]
+pub(super) struct Rules {
+    pub(super) rules: Vec<Rule>,
+    /// The longest window: how far back a restore and a compaction keep admissions.
+    pub(super) longest: u64,
+    /// The text of the rates, as every database of the directory records it.
+    pub(super) text: String,
+}
+
+impl Rules {
+    pub(super) fn new(rules: &[Rule], text: String) -> Rules {
+        Rules {
+            rules: rules.to_vec(),
+            longest: rules.iter().map(|r| r.window).max().unwrap_or(0),
+            text,
+        }
+    }
+}
+
+impl Journal {
+    /// The rates this journal counts against now.
+    pub(super) fn rules(&self) -> crate::region::Pinned<'_, Rules> {
+        self.rules.get()
+    }
+
+    /// Counts against `rules` from now on: called when the limiter adopts a file whose rates
+    /// were changed ([`reconfigure`](crate::reconfigure), which made every database of the
+    /// directory record them), so that a file this process re-creates later is restored, the
+    /// journal compacted and strict mode's leases sized by the new rates, not by the ones the
+    /// process was opened with.
+    pub fn adopt(&self, rules: &[Rule]) {
+        let text = rates_text(rules);
+        if self.rules().text != text {
+            self.rules.replace(Rules::new(rules, text));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::protocol::Record;
 
 use super::files::stem;
+use super::rates::Rules;
 use super::schema::{Kind, check, describe, open_other};
 use super::{Journal, lock, name, unsql};
 
@@ -64,6 +65,7 @@ impl Journal {
     /// database of the journal directory (each row once, wherever it was copied).
     pub fn restore(&self, capacity: u64) -> Result<Vec<Record>, Error> {
         let own = lock(&self.conn);
+        let rules = self.rules();
         let now = self.clock.now();
         let now_wall = self.wall.now();
         let failed = |database: &Path, reason: String| Error::Journal {
@@ -85,13 +87,19 @@ impl Journal {
             for database in &databases {
                 let stem = stem(database);
                 let result = if database == self.dir.own() {
-                    self.read(&own, &stem, (now, now_wall), &mut collected)
+                    self.read(&own, &stem, &rules, (now, now_wall), &mut collected)
                 } else {
                     let read =
                         open_other(database, self.busy_timeout).and_then(|conn| {
-                            match check(&conn, &self.rates_text, false)? {
+                            match check(&conn, &rules.text, false)? {
                                 Kind::Ours => {
-                                    self.read(&conn, &stem, (now, now_wall), &mut collected)?;
+                                    self.read(
+                                        &conn,
+                                        &stem,
+                                        &rules,
+                                        (now, now_wall),
+                                        &mut collected,
+                                    )?;
                                     Ok(None)
                                 }
                                 Kind::Empty => Ok(None),
@@ -113,7 +121,7 @@ impl Journal {
             if !vanished {
                 return Ok(build_history(
                     &collected.entries,
-                    &self.rules,
+                    &rules.rules,
                     capacity,
                     now,
                 ));
@@ -131,10 +139,11 @@ impl Journal {
         &self,
         conn: &Connection,
         stem: &str,
+        rules: &Rules,
         (now, now_wall): (Nanos, u64),
         collected: &mut Collected,
     ) -> rusqlite::Result<()> {
-        let counts_requests = self.rules.iter().any(|r| r.requests);
+        let counts_requests = rules.rules.iter().any(|r| r.requests);
         // Columns `first..first + 3` of `row`: clock, boot_ns, wall_ns.
         let instant = |row: &rusqlite::Row<'_>, first: usize| -> rusqlite::Result<Nanos> {
             Ok(to_file_clock(

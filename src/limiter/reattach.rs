@@ -85,6 +85,44 @@ impl FileLimiter {
         if self.files.read_only {
             return Attached::check(Region::observe(&self.path)?, None, &self.identity, None);
         }
+        // First journal what the old file holds, so that the file that follows it (re-created
+        // from the journal, or another process's) finds it journaled. A failure is kept in
+        // the journal's status.
+        #[cfg(feature = "journal")]
+        if let Some(handle) = &self.journal
+            && handle.journal().path().exists()
+        {
+            let _ = handle.journal().flush(&old.region, false);
+        }
+        // A file at the path (another process's, or one a change of rates put there) is
+        // attached as it is, with no history to restore: a restore would count against the
+        // rates we had, which the journal no longer records after a change of rates.
+        let region = match Region::open_with_history(&self.path, &self.spec(None), &[]) {
+            Ok(region) => region,
+            Err(error) if std::fs::symlink_metadata(&self.path).is_ok() => return Err(error),
+            Err(_) => self.recreate(old)?,
+        };
+        if region
+            .header()
+            .lineage
+            .succeeds(old.region.header().lineage)
+        {
+            let adopted = Attached::check(region, None, &self.identity, None)?;
+            // The journal counts against the new rates too (`set` made its databases record
+            // them): a file this process re-creates later is restored by them.
+            #[cfg(feature = "journal")]
+            if let Some(handle) = &self.journal {
+                handle.journal().adopt(&adopted.rules);
+            }
+            return Ok(adopted);
+        }
+        Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
+    }
+
+    /// Creates the file at the path, gone since `old` was attached: with `old`'s rates and
+    /// lineage, and with the journal's history if there is a journal (or attaches to the one
+    /// another process created meanwhile).
+    fn recreate(&self, old: &Attached) -> Result<Region, Error> {
         let header = crate::layout::Header {
             labels: crate::layout::pack_units(old.rates.iter().map(|r| r.unit())),
             lineage: old.region.header().lineage,
@@ -101,12 +139,8 @@ impl FileLimiter {
                 {
                     None
                 }
-                Some(handle) => {
-                    // First journal what the old file holds, so that a new file restores it.
-                    // A failure is kept in the journal's status.
-                    let _ = handle.journal().flush(&old.region, false);
-                    Some(handle.journal().restore(header.capacity)?)
-                }
+                // What the old file held was journaled first (`reopen`).
+                Some(handle) => Some(handle.journal().restore(header.capacity)?),
                 // Journaled since this process opened it (or opened by an observer): the
                 // record says where the history is, and a file is never made without it.
                 None => self.recorded_history(old, header.capacity)?,
@@ -122,24 +156,17 @@ impl FileLimiter {
         };
         #[cfg(not(feature = "journal"))]
         let history: Vec<crate::protocol::Record> = Vec::new();
-        let region = Region::open_with_history(
-            &self.path,
-            &OpenSpec {
-                create: Some(&header),
-                mode: self.files.mode,
-                group: self.files.group,
-                dirs: self.files.dirs,
-            },
-            &history,
-        )?;
-        if region
-            .header()
-            .lineage
-            .succeeds(old.region.header().lineage)
-        {
-            return Attached::check(region, None, &self.identity, None);
+        Region::open_with_history(&self.path, &self.spec(Some(&header)), &history)
+    }
+
+    /// How this limiter opens its file, creating it with `create` if given.
+    fn spec<'a>(&self, create: Option<&'a crate::layout::Header>) -> OpenSpec<'a> {
+        OpenSpec {
+            create,
+            mode: self.files.mode,
+            group: self.files.group,
+            dirs: self.files.dirs,
         }
-        Attached::check(region, Some(&old.rules), &self.identity, Some(&old.rates))
     }
 
     /// The history a file re-created by a process without a journal starts with: the
