@@ -23,7 +23,7 @@ use super::{Journal, name};
 /// changed; one that has no tables yet is left alone.
 ///
 /// A process that has the journal open counts against the rates it opened it with until its
-/// limiter adopts the reconfigured file ([`Journal::adopt`]); its admissions stay in its
+/// limiter adopts the reconfigured file (`Journal::adopt`); its admissions stay in its
 /// database, and count once they are restored with the new rates.
 ///
 /// # Errors
