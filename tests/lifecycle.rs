@@ -356,3 +356,33 @@ fn the_command_cleans_up_damaged_files_and_says_what_they_were() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!junk.exists());
 }
+
+/// `Limiter::reset` on an observer is the path's reset (`hostlimit::reset`): the observer's
+/// own handle never writes to the file, but it may replace it, and both the writer and the
+/// observer follow to the fresh file.
+#[test]
+fn an_observer_resets_the_path_and_everyone_follows() {
+    let dir = support::temp_dir();
+    let path = dir.path().join("l");
+    let writer = Limiter::open(&path, &[Rate::new(1, Duration::from_secs(3600))]).unwrap();
+    writer.try_acquire(1).unwrap();
+    assert!(writer.try_acquire(1).is_err());
+    let observer = Limiter::observe(&path).unwrap();
+    assert!(
+        observer.try_acquire(1).is_err(),
+        "an observer never acquires"
+    );
+    assert_eq!(observer.usage().unwrap()[0].used, 1);
+    assert!(observer.reset().unwrap());
+    assert_eq!(
+        observer.usage().unwrap()[0].used,
+        0,
+        "the observer follows the reset"
+    );
+    writer.try_acquire(1).unwrap();
+    assert_eq!(
+        observer.usage().unwrap()[0].used,
+        1,
+        "the writer moved to the fresh file"
+    );
+}
