@@ -293,9 +293,9 @@ impl Limiter {
             // An observer may not write to the file, and refuses only for that.
             Backend::Observer(file) => Err(file.observer_denial()),
             #[cfg(feature = "redis")]
-            Backend::Redis(redis) => redis.try_once(weight).inspect_err(|denied| {
-                redis.count_refusal(denied, false);
-            }),
+            Backend::Redis(_) => self
+                .try_once(weight)
+                .inspect_err(|denied| self.count_refusal(denied, Refusal::Try)),
         }
     }
 
