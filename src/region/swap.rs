@@ -38,13 +38,45 @@
 //! not zero. Replaced values still held are freed at a later [`SwapCell::replace`] or
 //! [`SwapCell::reclaim`], so the values alive at once are bounded by the readers, not by the
 //! number of replacements.
+//!
+//! # The fast reader: an asymmetric fence instead of the read-modify-write
+//!
+//! The claim's compare-exchange is a locked instruction, and on the hot path of a limiter
+//! it costs about as much as the admission's own commit. Where the kernel offers
+//! `membarrier(2)` (`MEMBARRIER_CMD_PRIVATE_EXPEDITED`, Linux 4.14), a reader does without
+//! it, as in folly's hazard pointers and liburcu's "memb" flavour (asymmetric fences):
+//!
+//! 1. it takes a free entry of its thread's own [`Record`] (a thread is the only one that
+//!    stores a pointer into its entries, so no exchange is needed);
+//! 2. loads the current pointer `p`, stores it into the entry (`Release`), and only keeps the
+//!    compiler from moving the next load above that store (`compiler_fence`);
+//! 3. loads the current pointer again: if it is still `p`, `p` is protected until the entry is
+//!    stored null; otherwise it retries with the new pointer.
+//!
+//! The one order that matters is "the entry's store before the reload" (a store-load order,
+//! the only one x86 and ARM reorder). The writer restores it from its side: after the swap and
+//! before it reads the entries, it runs `membarrier`, which makes every thread of the process
+//! that is running execute a full memory barrier (a thread that is not running passed one
+//! when it was switched out). So for each reader, either its entry's store comes before that
+//! barrier, and the writer's later loads of the entries see it (or what the reader stored
+//! after it), or its reload comes after the barrier, which follows the swap, and returns the
+//! new pointer, so the reader never dereferences `p`. The `Release` stores of the entries,
+//! read with the writer's `SeqCst` (acquiring) loads, order everything a reader did with a
+//! value before the writer frees it, even when the entry already holds a newer pointer.
+//!
+//! A writer that cannot run the barrier (the kernel lacks it, a seccomp policy refuses it,
+//! or a process forked from one that registered has not registered yet and fails to) frees
+//! nothing, keeping the values for a later try. A cell made where `membarrier` is missing uses
+//! the claim of the first scheme only, as does Miri, which has no such system call. Both
+//! schemes can protect values of one cell at once: a writer checks the slots, the count and
+//! every thread's entries.
 
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, compiler_fence};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Reader slots per cell: how many threads can read at once without sharing a count.
 pub const SLOTS: usize = 32;
@@ -57,9 +89,176 @@ const _: () = assert!(SLOTS.is_power_of_two());
 #[derive(Default)]
 struct Slot(AtomicPtr<()>);
 
+/// Entries per thread [`Record`]: how many values of asymmetric cells one thread can hold at
+/// once before it falls back to the claim of a slot.
+const ENTRIES: usize = 4;
+
+/// One thread's entries for the fast reader: the pointers it protects, or null. Records are
+/// handed to threads as they first read, given back when a thread ends and taken again by a
+/// later one, and never freed, so a writer can walk them at any time.
+#[repr(align(128))]
+struct Record {
+    entries: [AtomicPtr<()>; ENTRIES],
+    /// Whether a thread owns the record now.
+    taken: AtomicBool,
+    /// The record pushed before this one (set before the push, then never changed).
+    next: *const Record,
+}
+
+// SAFETY: `next` only ever points to another leaked `Record` (which is `Sync`: its other
+// fields are atomics) and is never written after the record is published.
+unsafe impl Sync for Record {}
+
+/// The newest record; the list of every record made so far, linked by `next`.
+static RECORDS: AtomicPtr<Record> = AtomicPtr::new(ptr::null_mut());
+
+/// This thread's record, given back (for another thread to take) when the thread ends.
+struct Local(Cell<*const Record>);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // SAFETY: a non-null pointer here came from `Box::leak` in `record`: records live for
+        // the rest of the process.
+        if let Some(record) = unsafe { self.0.get().as_ref() } {
+            // Release: this thread's last stores into the entries come before the next
+            // owner's.
+            record.taken.store(false, Ordering::Release);
+        }
+    }
+}
+
+std::thread_local! {
+    static LOCAL: Local = const { Local(Cell::new(ptr::null())) };
+}
+
+/// This thread's record: the one it owns, else a free one, else a new one. `None` while the
+/// thread is ending (its thread-locals are gone).
+#[inline]
+fn record() -> Option<&'static Record> {
+    LOCAL
+        .try_with(|local| {
+            // SAFETY: as in `Local::drop`: only leaked records are stored here.
+            if let Some(record) = unsafe { local.0.get().as_ref() } {
+                return record;
+            }
+            let record = take_record();
+            local.0.set(record);
+            record
+        })
+        .ok()
+}
+
+/// A record for a thread that has none yet.
+#[cold]
+fn take_record() -> &'static Record {
+    // Acquire: pairs with the Release push, so a record's fields are seen as pushed.
+    let mut at = RECORDS.load(Ordering::Acquire).cast_const();
+    // SAFETY: every pointer in the list came from `Box::leak` and stays valid forever.
+    while let Some(record) = unsafe { at.as_ref() } {
+        // Acquire: pairs with the Release of the previous owner's `Local::drop`.
+        if record
+            .taken
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return record;
+        }
+        at = record.next;
+    }
+    let record = Box::leak(Box::new(Record {
+        entries: Default::default(),
+        taken: AtomicBool::new(true),
+        next: ptr::null(),
+    }));
+    let mut head = RECORDS.load(Ordering::Relaxed);
+    loop {
+        record.next = head.cast_const();
+        // Release: publishes the record's fields with it.
+        match RECORDS.compare_exchange_weak(
+            head,
+            ptr::from_mut(record),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return record,
+            Err(newer) => head = newer,
+        }
+    }
+}
+
+/// Every entry of every record that protects `value`? (The writer's side of the fast reader,
+/// after the barrier.)
+fn any_entry_holds(value: *mut ()) -> bool {
+    // Acquire: as in `take_record`.
+    let mut at = RECORDS.load(Ordering::Acquire).cast_const();
+    // SAFETY: as in `take_record`.
+    while let Some(record) = unsafe { at.as_ref() } {
+        // SeqCst (so also Acquire): pairs with the readers' Release stores.
+        if record
+            .entries
+            .iter()
+            .any(|entry| entry.load(Ordering::SeqCst) == value)
+        {
+            return true;
+        }
+        at = record.next;
+    }
+    false
+}
+
+/// The `membarrier(2)` commands used here (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: nix::libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: nix::libc::c_long = 1 << 4;
+
+/// `membarrier(cmd, 0)`: true if it succeeded.
+fn membarrier(cmd: nix::libc::c_long) -> bool {
+    if cfg!(miri) {
+        return false;
+    }
+    // SAFETY: membarrier takes two integers and touches no memory of ours; an unknown or
+    // refused command returns -1 with errno set, which is all we look at.
+    unsafe { nix::libc::syscall(nix::libc::SYS_membarrier, cmd, 0 as nix::libc::c_long) == 0 }
+}
+
+/// Whether this process can use the fast reader: `membarrier` registered (once per process).
+fn fast_readers() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED))
+}
+
+/// The writer's barrier of the fast reader: every running thread of the process executes a
+/// full memory barrier. A child forked from a registered process must register again (the
+/// registration is not inherited), which is tried once before giving up.
+fn heavy_barrier() -> bool {
+    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+        || (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)
+            && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+}
+
+/// How the readers of a cell protect what they read (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// A thread's own entry and the writer's `membarrier`: no read-modify-write.
+    Fast,
+    /// A claimed slot (a compare-exchange per read).
+    Claiming,
+}
+
+impl Readers {
+    /// What this process can use: [`Readers::Fast`] where `membarrier` works.
+    pub fn available() -> Readers {
+        if fast_readers() {
+            Readers::Fast
+        } else {
+            Readers::Claiming
+        }
+    }
+}
+
 /// A value that can be replaced while shared; see the module documentation.
 pub struct SwapCell<T> {
     current: AtomicPtr<T>,
+    readers: Readers,
     slots: [Slot; SLOTS],
     /// Readers that found every slot taken.
     overflow: AtomicUsize,
@@ -109,8 +308,15 @@ fn home() -> usize {
 impl<T> SwapCell<T> {
     /// A cell holding `value`.
     pub fn new(value: T) -> Self {
+        SwapCell::with_readers(value, Readers::available())
+    }
+
+    /// A cell holding `value` whose readers protect values as `readers` says (the tests take
+    /// each; `Fast` must be [`Readers::available`]).
+    pub fn with_readers(value: T, readers: Readers) -> Self {
         SwapCell {
             current: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            readers,
             slots: Default::default(),
             overflow: AtomicUsize::new(0),
             retired: Mutex::new(Vec::new()),
@@ -120,6 +326,46 @@ impl<T> SwapCell<T> {
     /// The current value, held until the guard drops.
     #[inline]
     pub fn get(&self) -> Pinned<'_, T> {
+        if self.readers == Readers::Fast
+            && let Some(record) = record()
+            && let Some(entry) = record
+                .entries
+                .iter()
+                // Relaxed: only this thread stores pointers into its entries.
+                .find(|entry| entry.load(Ordering::Relaxed).is_null())
+        {
+            return self.protect_fast(entry);
+        }
+        self.get_claimed()
+    }
+
+    /// The fast reader's steps 2 and 3 (see the module documentation).
+    #[inline]
+    fn protect_fast<'a>(&'a self, entry: &'a AtomicPtr<()>) -> Pinned<'a, T> {
+        // Acquire: pairs with the swap in `replace`, so the value's contents are visible.
+        let mut value = self.current.load(Ordering::Acquire);
+        loop {
+            // Release: what this thread did with the value its entry held before comes
+            // before a writer's acquiring load that sees this store.
+            entry.store(value.cast(), Ordering::Release);
+            // The store must stay before the reload; the writer's barrier orders them in
+            // the hardware.
+            compiler_fence(Ordering::SeqCst);
+            let now = self.current.load(Ordering::Acquire);
+            if now == value {
+                return Pinned {
+                    value: NonNull::new(value).unwrap_or_else(|| unreachable!("never null")),
+                    hold: Hold::Slot(entry),
+                    _local: PhantomData,
+                };
+            }
+            value = now;
+        }
+    }
+
+    /// A read through a claimed slot (the first scheme).
+    #[inline]
+    fn get_claimed(&self) -> Pinned<'_, T> {
         let home = home();
         for probe in 0..SLOTS {
             let slot = &self.slots[(home + probe) % SLOTS].0;
@@ -212,6 +458,11 @@ impl<T> SwapCell<T> {
     }
 
     fn free_unheld(&self, retired: &mut Vec<*mut T>) {
+        // The fast readers' barrier, after the swaps that retired these values: without it,
+        // an entry's store may not be visible yet.
+        if self.readers == Readers::Fast && !heavy_barrier() {
+            return;
+        }
         // SeqCst: after the swaps that retired these values, in the scheme's total order
         // (and acquires the releases of readers that are done).
         if self.overflow.load(Ordering::SeqCst) != 0 {
@@ -220,14 +471,17 @@ impl<T> SwapCell<T> {
         let held: [*mut (); SLOTS] =
             std::array::from_fn(|index| self.slots[index].0.load(Ordering::SeqCst));
         retired.retain(|&value| {
-            if held.contains(&value.cast()) {
+            if held.contains(&value.cast())
+                || (self.readers == Readers::Fast && any_entry_holds(value.cast()))
+            {
                 return true;
             }
             // SAFETY: `value` came from `Box::into_raw` in `new` or `replace`, was swapped out
             // of `current` (so no new reader can reach it) and is in `retired` exactly once;
             // no slot holds it and no counted reader exists after the swap, so no reader
             // holds a reference to it (see the module documentation); it is removed from
-            // `retired` here, so it is freed once.
+            // `retired` here, so it is freed once. For fast readers, the barrier above
+            // makes every entry that protects it visible to `any_entry_holds`.
             drop(unsafe { Box::from_raw(value) });
             false
         });
@@ -351,10 +605,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_held_value_outlives_replacements_and_is_freed_after() {
+    fn a_held_value_outlives_replacements_and_is_freed_after(readers: Readers) {
         let alive = Arc::new(AtomicUsize::new(0));
-        let cell = SwapCell::new(Tracked::new(&alive, 0));
+        let cell = SwapCell::with_readers(Tracked::new(&alive, 0), readers);
         let first = cell.get();
         cell.replace(Tracked::new(&alive, 1));
         cell.replace(Tracked::new(&alive, 2));
@@ -369,10 +622,9 @@ mod tests {
         assert_eq!(alive.load(Ordering::SeqCst), 0);
     }
 
-    #[test]
-    fn any_number_of_replacements_keeps_memory_bounded() {
+    fn any_number_of_replacements_keeps_memory_bounded(readers: Readers) {
         let alive = Arc::new(AtomicUsize::new(0));
-        let cell = SwapCell::new(Tracked::new(&alive, 0));
+        let cell = SwapCell::with_readers(Tracked::new(&alive, 0), readers);
         let rounds = if cfg!(miri) { 50 } else { 10_000 };
         for n in 1..=rounds {
             let reader = cell.get();
@@ -385,11 +637,12 @@ mod tests {
         assert_eq!(alive.load(Ordering::SeqCst), 1);
     }
 
-    #[test]
-    fn more_readers_than_slots_fall_back_to_the_count() {
+    fn more_readers_than_slots_fall_back_to_the_count(readers: Readers) {
         let alive = Arc::new(AtomicUsize::new(0));
-        let cell = SwapCell::new(Tracked::new(&alive, 0));
-        let guards: Vec<_> = (0..SLOTS + 3).map(|_| cell.get()).collect();
+        let cell = SwapCell::with_readers(Tracked::new(&alive, 0), readers);
+        // A fast reader's thread has its entries too.
+        let own = if readers == Readers::Fast { ENTRIES } else { 0 };
+        let guards: Vec<_> = (0..own + SLOTS + 3).map(|_| cell.get()).collect();
         assert_eq!(cell.overflow.load(Ordering::SeqCst), 3);
         cell.replace(Tracked::new(&alive, 1));
         // Nested guards, one mapped to a part: all still see the first value.
@@ -409,10 +662,9 @@ mod tests {
 
     /// Readers on several threads while a writer replaces: every value read is whole and
     /// alive (Miri checks that none is read after it was freed, and for data races).
-    #[test]
-    fn readers_never_see_a_freed_value() {
+    fn readers_never_see_a_freed_value(readers: Readers) {
         let alive = Arc::new(AtomicUsize::new(0));
-        let cell = Arc::new(SwapCell::new(Tracked::new(&alive, 0)));
+        let cell = Arc::new(SwapCell::with_readers(Tracked::new(&alive, 0), readers));
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = if cfg!(miri) { 30 } else { 20_000 };
         let readers: Vec<_> = (0..3)
@@ -440,5 +692,84 @@ mod tests {
         }
         cell.reclaim();
         assert_eq!(alive.load(Ordering::SeqCst), 1);
+    }
+
+    /// Each test, for each way of reading (the fast one only where this machine has it).
+    fn each(test: fn(Readers)) {
+        test(Readers::Claiming);
+        if Readers::available() == Readers::Fast {
+            test(Readers::Fast);
+        }
+    }
+
+    #[test]
+    fn held_values_outlive_replacements() {
+        each(a_held_value_outlives_replacements_and_is_freed_after);
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        each(any_number_of_replacements_keeps_memory_bounded);
+    }
+
+    #[test]
+    fn overflowing_readers_are_counted() {
+        each(more_readers_than_slots_fall_back_to_the_count);
+    }
+
+    #[test]
+    fn concurrent_readers_see_live_values() {
+        each(readers_never_see_a_freed_value);
+    }
+
+    /// The fast reader is what a limiter gets on Linux outside Miri (membarrier exists since
+    /// 4.14, and this suite runs on newer kernels); where it is refused, say so.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no membarrier")]
+    fn linux_readers_are_fast() {
+        let expected = std::env::var("HOSTLIMIT_EXPECT_CLAIMING").is_err();
+        assert_eq!(
+            Readers::available() == Readers::Fast,
+            expected,
+            "membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) failed here: the limiter's \
+             readers fall back to a compare-exchange per call (set HOSTLIMIT_EXPECT_CLAIMING \
+             where that is expected)"
+        );
+    }
+
+    /// Fast readers hold values through their thread's entries: held ones survive, and a
+    /// thread's entries are free again once its guards go; nested guards take further
+    /// entries, then fall back to slots.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no membarrier")]
+    fn fast_readers_use_their_entries_then_slots() {
+        if Readers::available() != Readers::Fast {
+            return;
+        }
+        let alive = Arc::new(AtomicUsize::new(0));
+        let cell = SwapCell::with_readers(Tracked::new(&alive, 0), Readers::Fast);
+        let guards: Vec<_> = (0..ENTRIES + 2).map(|_| cell.get()).collect();
+        let in_entries = guards
+            .iter()
+            .filter(|g| matches!(g.hold, Hold::Slot(s) if !cell.slots.iter().any(|own| ptr::eq(&own.0, s))))
+            .count();
+        assert_eq!(
+            in_entries, ENTRIES,
+            "a thread's entries first, then the cell's slots"
+        );
+        cell.replace(Tracked::new(&alive, 1));
+        assert!(guards.iter().all(|g| g.check() == 0));
+        assert_eq!((alive.load(Ordering::SeqCst), cell.kept()), (2, 1));
+        drop(guards);
+        cell.reclaim();
+        assert_eq!((alive.load(Ordering::SeqCst), cell.kept()), (1, 0));
+        // A thread that ends gives its record back; a later thread reads through it.
+        let cell = Arc::new(cell);
+        for _ in 0..3 {
+            let cell = cell.clone();
+            std::thread::spawn(move || assert_eq!(cell.get().check(), 1))
+                .join()
+                .unwrap();
+        }
     }
 }
