@@ -41,7 +41,7 @@ use crate::sync::{AtomicU64, Ordering};
 
 pub use files::{Dirs, Displaced, Owner};
 use files::{Fresh, errno_io};
-pub use swap::{Pinned, SwapCell};
+pub use swap::{Pinned, SwapCell, thread_index};
 
 pub use atomic::AtomicPair;
 pub use atomic::check_machine;

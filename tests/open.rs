@@ -957,3 +957,42 @@ fn windows_retry_afters_and_usage_are_exact_on_a_manual_clock() {
     assert_eq!(weights_only.admitted().unwrap(), 1);
     assert_eq!(weights_only.try_acquire(1).unwrap_err().rate_index(), 0);
 }
+
+/// Repeated denials (answered by the memo, without the locked count) are counted exactly:
+/// by this process at once, by another handle (another process's view: only what reached
+/// the file) at most 63 behind per thread, and exactly once the handle is let go. Threads
+/// past the per-thread table (16) count in the file directly.
+#[test]
+fn repeated_denials_are_counted_exactly_by_every_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repeats");
+    let hour = Rate::requests(1, Duration::from_secs(3600));
+    let limiter = Arc::new(Limiter::open(&path, &[hour]).unwrap());
+    let other = Limiter::open(&path, &[hour]).unwrap();
+    limiter.try_acquire(1).unwrap();
+    let (threads, each) = (24u64, 500u64);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let limiter = limiter.clone();
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    assert!(limiter.try_acquire(1).is_err());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let refused = threads * each;
+    assert_eq!(limiter.counters().unwrap().denied, [Some(refused)]);
+    assert_eq!(limiter.usage().unwrap()[0].denied, refused);
+    let seen = other.counters().unwrap().denied[0].unwrap();
+    assert!(
+        (refused - 16 * 63..=refused).contains(&seen),
+        "another handle sees {seen} of {refused}"
+    );
+    // Let go, the handle's kept repeats reach the file.
+    drop(limiter);
+    assert_eq!(other.counters().unwrap().denied, [Some(refused)]);
+}

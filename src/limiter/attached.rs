@@ -11,6 +11,7 @@ use crate::region::Region;
 use crate::sync::{AtomicPair, Ordering, StdAtomicU32};
 
 use super::Stamp;
+use super::counters::{self, Refusal, Repeats};
 
 /// A mapped file with its rates, checked against what the caller wants.
 #[derive(Debug)]
@@ -23,6 +24,15 @@ pub(super) struct Attached {
     /// The last denial on this file (`protocol::Memo`, packed), shared by the threads of this
     /// process: one lock-free 16-byte word, so that a thread never reads half of another's.
     pub(super) denial: AtomicPair,
+    /// Repeated denials counted per thread before they reach the file's counters.
+    pub(super) repeats: Repeats,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // No thread counts on a file that is let go: what they kept goes to the file.
+        self.repeats.flush_all(&self.region);
+    }
 }
 
 impl Attached {
@@ -76,24 +86,58 @@ impl Attached {
             region,
             hints: Default::default(),
             denial: AtomicPair::new(Memo::NONE.pack()),
+            repeats: Repeats::default(),
         })
     }
 }
 
 impl Attached {
-    /// One acquire on this file; `None` if the file was retired.
+    /// Requests rate `rate` refused, by every process, this one's kept repeats included;
+    /// `None` if a counter in the file is implausible.
+    pub(super) fn denials(&self, rate: usize) -> Option<u64> {
+        self.region
+            .denials(rate)?
+            .checked_add(self.repeats.pending(rate))
+    }
+
+    /// One acquire on this file; `None` if the file was retired. A refusal is counted as
+    /// `count` says.
     #[inline]
     pub(super) fn try_acquire(
         &self,
         now: Nanos,
         weight: u64,
+        count: Option<Refusal>,
     ) -> Option<Result<Option<Stamp>, Denied>> {
         let words = self.region.words();
         let memo = self.denial.load();
         let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
         if let Some(Outcome::Denied { rate, retry_at }) = recalled {
+            if count.is_some() {
+                self.repeats.count(&self.region, rate);
+            }
             return Some(Err(self.exhausted(rate, retry_at, now)));
         }
+        if count.is_some() {
+            // A call the memo did not answer: this thread's kept repeats go to the file.
+            self.repeats.flush_mine(&self.region, self.rules.len());
+        }
+        let result = self.decide(&words, memo, now, weight)?;
+        if let (Err(denied), Some(how)) = (&result, count) {
+            counters::count_on(&self.region, denied, how);
+        }
+        Some(result)
+    }
+
+    /// Steps 1 on of `protocol::acquire`, with this process's hints and memo.
+    #[inline]
+    fn decide(
+        &self,
+        words: &protocol::Words<'_>,
+        memo: u128,
+        now: Nanos,
+        weight: u64,
+    ) -> Option<Result<Option<Stamp>, Denied>> {
         let mut hints = Hints {
             windows: [0; MAX_RATES],
             denial: Memo::NONE,
@@ -109,7 +153,7 @@ impl Attached {
                 *hint = kept.load(Ordering::Relaxed);
             }
         }
-        let Ok(outcome) = protocol::acquire(&words, &self.rules, now, weight, &mut hints, &NoHook);
+        let Ok(outcome) = protocol::acquire(words, &self.rules, now, weight, &mut hints, &NoHook);
         for (rule, (hint, kept)) in self.rules.iter().zip(hints.windows.iter().zip(&self.hints)) {
             // Written only when it moved, so that threads sharing a limiter do not bounce the
             // line for nothing.

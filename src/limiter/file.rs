@@ -15,7 +15,7 @@ use crate::region::{Dirs, Pinned, SwapCell};
 use crate::sync::StdAtomicU64;
 
 use super::attached::Attached;
-use super::counters::{self, Refusal};
+use super::counters::Refusal;
 use super::{FileInfo, RateUsage, Stamp, Time};
 
 /// A limiter on a shared file: the file backend behind [`Limiter`](super::Limiter).
@@ -117,13 +117,8 @@ impl FileLimiter {
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
         for _ in 0..4 {
-            match attached.try_acquire(now, weight) {
-                Some(result) => {
-                    if let (Err(denied), Some(how)) = (&result, count) {
-                        counters::count_on(&attached.region, denied, how);
-                    }
-                    return result;
-                }
+            match attached.try_acquire(now, weight, count) {
+                Some(result) => return result,
                 None => {
                     attached = self.reattach(now)?;
                     now = self.clock.now();
@@ -158,7 +153,7 @@ impl FileLimiter {
                 next_free: used
                     .next_free_at
                     .map(|at| Duration::from_nanos(at.saturating_sub(now))),
-                denied: attached.region.denials(index).unwrap_or(u64::MAX),
+                denied: attached.denials(index).unwrap_or(u64::MAX),
             })
             .collect())
     }

@@ -38,7 +38,7 @@ impl FileLimiter {
         now = ticket.now;
         let mut result = None;
         for _ in 0..4 {
-            match attached.try_acquire(now, weight) {
+            match attached.try_acquire(now, weight, None) {
                 Some(outcome) => {
                     result = Some(outcome);
                     break;

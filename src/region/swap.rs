@@ -101,6 +101,8 @@ struct Record {
     entries: [AtomicPtr<()>; ENTRIES],
     /// Whether a thread owns the record now.
     taken: AtomicBool,
+    /// The record's place in the order records were made (0 for the first).
+    index: usize,
     /// The record pushed before this one (set before the push, then never changed).
     next: *const Record,
 }
@@ -148,6 +150,14 @@ fn record() -> Option<&'static Record> {
         .ok()
 }
 
+/// A number that no other live thread of the process has now: the index of this thread's
+/// record (small: records are reused as threads end). `None` while the thread is ending.
+/// Lets a thread own a slot of a process-local table (`limiter::counters`).
+#[inline]
+pub fn thread_index() -> Option<usize> {
+    record().map(|record| record.index)
+}
+
 /// A record for a thread that has none yet.
 #[cold]
 fn take_record() -> &'static Record {
@@ -165,9 +175,12 @@ fn take_record() -> &'static Record {
         }
         at = record.next;
     }
+    // Relaxed: only hands out distinct numbers.
+    static MADE: AtomicUsize = AtomicUsize::new(0);
     let record = Box::leak(Box::new(Record {
         entries: Default::default(),
         taken: AtomicBool::new(true),
+        index: MADE.fetch_add(1, Ordering::Relaxed),
         next: ptr::null(),
     }));
     let mut head = RECORDS.load(Ordering::Relaxed);
