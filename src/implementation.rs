@@ -91,14 +91,24 @@
 //! The newest record `n` is the one whose slot holds `n` while the next slot still holds
 //! its previous lap, record `n + 1 - capacity`. An acquire:
 //!
+//! 0. if it repeats this process's last denial (same weight, before its retry time), loads
+//!    the slot after the record that denial was computed on: if it still holds its previous
+//!    lap, nothing was committed since, the log is the same, and so is the answer (the
+//!    memo: one 16-byte process-local word, never in the file). Otherwise it goes on:
 //! 1. finds `n`, starting from the hint and walking forward (a walk overtaken by a lap of
 //!    commits goes on from the later record it found; on a ring that no process writes
 //!    meanwhile, a walk reads each slot at most once, so garbage costs at most one lap);
 //! 2. takes `t = max(now, timestamp of n)`, the timestamp it will record (with `now` kept
 //!    within `1..=2^64 - 2`: time 0 belongs to the sentinel and the fake records of a new
 //!    ring, before every admission, and `2^64 - 1` to the tombstone of a closed log);
-//! 3. for every rate, finds the newest record at or before `t - window` (a galloping search
-//!    from where the previous call found it), hence the weight inside `(t - window, t]`;
+//! 3. for every rate, finds the weight inside `(t - window, t]`. A rate that counts
+//!    requests needs one load: fewer than `limit` records lie in the window exactly when
+//!    record `n + 1 - limit` has a timestamp at or before `t - window` (timestamps never
+//!    decrease along the log). A weight rate first tries the record its hint names: if that
+//!    record lies between one and two windows back, the weight after it bounds the window's
+//!    (and is below `2 * limit`, so its 32-bit difference is exact), and a request that fits
+//!    under the bound is admitted without a search. Otherwise a galloping search from the
+//!    hint finds the newest record at or before `t - window`;
 //! 4. if a rate is full, re-reads the next slot: unchanged means no commit happened meanwhile,
 //!    so the denial was computed on one state; it reports the rate that frees up last and the
 //!    exact moment the request would fit;
