@@ -996,3 +996,56 @@ fn repeated_denials_are_counted_exactly_by_every_thread() {
     drop(limiter);
     assert_eq!(other.counters().unwrap().denied, [Some(refused)]);
 }
+
+/// A thread that keeps being refused sends its kept repeats to the file within 20 ms
+/// (`Repeats::LAG`) or 64 repeats, and at its next call the memo does not answer: a monitor
+/// in another process is never further behind while the thread is active.
+#[test]
+fn kept_repeats_reach_the_file_within_their_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lag");
+    let clock = Arc::new(ManualClock::new(1_000_000_000));
+    let open = || {
+        Limiter::builder(&[Rate::requests(1, SEC)])
+            .clock(clock.clone())
+            .open(&path)
+            .unwrap()
+    };
+    let (limiter, monitor) = (open(), open());
+    let seen = || monitor.counters().unwrap().denied[0].unwrap();
+    limiter.try_acquire(1).unwrap();
+    assert!(limiter.try_acquire(1).is_err());
+    assert_eq!(seen(), 1, "a fresh denial is counted in the file at once");
+    for _ in 0..3 {
+        assert!(limiter.try_acquire(1).is_err());
+    }
+    assert_eq!(seen(), 1, "repeats are kept");
+    assert_eq!(limiter.counters().unwrap().denied, [Some(4)]);
+    clock.advance(Duration::from_millis(19));
+    assert!(limiter.try_acquire(1).is_err());
+    assert_eq!(seen(), 1, "19 ms: still kept");
+    clock.advance(Duration::from_millis(1));
+    assert!(limiter.try_acquire(1).is_err());
+    assert_eq!(
+        seen(),
+        6,
+        "20 ms after the first kept repeat, all of them are in the file"
+    );
+    // 64 kept repeats go at once, whatever the time.
+    for _ in 0..63 {
+        assert!(limiter.try_acquire(1).is_err());
+    }
+    assert_eq!(seen(), 6);
+    assert!(limiter.try_acquire(1).is_err());
+    assert_eq!(seen(), 70);
+    // The next call the memo does not answer (here an admission, once the window has
+    // passed) sends what is kept.
+    for _ in 0..5 {
+        assert!(limiter.try_acquire(1).is_err());
+    }
+    assert_eq!(seen(), 70);
+    clock.advance(SEC);
+    limiter.try_acquire(1).unwrap();
+    assert_eq!(seen(), 75);
+    assert_eq!(limiter.counters().unwrap().denied, [Some(75)]);
+}

@@ -114,7 +114,7 @@ impl Attached {
         let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
         if let Some(Outcome::Denied { rate, retry_at }) = recalled {
             if count.is_some() {
-                self.repeats.count(&self.region, rate);
+                self.repeats.count(&self.region, rate, now);
             }
             return Some(Err(self.exhausted(rate, retry_at, now)));
         }

@@ -99,48 +99,57 @@ pub(super) fn count_on(region: &Region, denied: &Denied, how: Refusal) {
 /// what it would cost otherwise. Process-local, one cache line per thread slot.
 ///
 /// A thread owns slot [`thread_index`] (no other live thread has that index), so its own
-/// load and store count exactly. It adds its slot to the file's counter, with one
-/// `fetch_add`, every [`Repeats::BATCH`] repeats of a rate and at its next call that the
-/// memo does not answer; whatever is left is added when the file is let go
-/// ([`Repeats::flush_all`], from `Attached`'s drop). So another process reads a count at
-/// most `BATCH - 1` behind per thread and rate, and this process reads it exact
-/// ([`Repeats::pending`]). Threads past the table's slots count in the file directly.
+/// load and store count exactly. It adds its slot to the file's counters, with one
+/// `fetch_add` per rate, once a rate has [`Repeats::BATCH`] repeats kept or the oldest kept
+/// repeat is [`Repeats::LAG`] old, and at its next call that the memo does not answer;
+/// whatever is left is added when the file is let go ([`Repeats::flush_all`], from
+/// `Attached`'s drop). So while a thread keeps being refused, another process (`hostlimit
+/// top`, `status`) reads its count at most `LAG` late; a thread that stops calling leaves at
+/// most `BATCH - 1` per rate unseen by others until its next call. This process reads its
+/// counts exact ([`Repeats::pending`]). Threads past the table's slots count in the file
+/// directly.
 #[derive(Debug, Default)]
 pub(super) struct Repeats {
     slots: [Slot; Repeats::SLOTS],
 }
 
-/// One thread's repeats per rate, on its own cache line.
+/// One thread's repeats per rate, and when (file clock) the oldest of them was kept (0 for
+/// none kept); its own cache lines.
 #[derive(Debug, Default)]
-#[repr(align(64))]
-struct Slot([StdAtomicU64; MAX_RATES]);
+#[repr(align(128))]
+struct Slot {
+    kept: [StdAtomicU64; MAX_RATES],
+    since: StdAtomicU64,
+}
 
 impl Repeats {
     /// Threads with a slot of their own.
     const SLOTS: usize = 16;
     /// Repeats of one rate a thread keeps before it adds them to the file.
     pub(super) const BATCH: u64 = 64;
+    /// How long (ns) a thread keeps repeats before it adds them to the file, at its next
+    /// repeat: well under the shortest interval of `hostlimit top` and `watch` (100 ms).
+    pub(super) const LAG: u64 = 20_000_000;
 
-    /// Counts a repeated refusal by rate `rate` of `region`.
+    /// Counts a repeated refusal by rate `rate` of `region`, at `now` (file clock).
     #[inline]
-    pub(super) fn count(&self, region: &Region, rate: usize) {
+    pub(super) fn count(&self, region: &Region, rate: usize, now: u64) {
         let Some(slot) = thread_index().and_then(|index| self.slots.get(index)) else {
             // Relaxed: statistics.
             region.denial_counter(rate).fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let Some(kept) = slot.0.get(rate) else {
+        let Some(kept) = slot.kept.get(rate) else {
             return;
         };
         // Relaxed: only this thread writes its slot; readers add it up as statistics.
+        let since = slot.since.load(Ordering::Relaxed);
         let kept_now = kept.load(Ordering::Relaxed) + 1;
-        if kept_now >= Repeats::BATCH {
-            region
-                .denial_counter(rate)
-                .fetch_add(kept_now, Ordering::Relaxed);
-            kept.store(0, Ordering::Relaxed);
-        } else {
-            kept.store(kept_now, Ordering::Relaxed);
+        kept.store(kept_now, Ordering::Relaxed);
+        if since == 0 {
+            slot.since.store(now.max(1), Ordering::Relaxed);
+        } else if kept_now >= Repeats::BATCH || now.saturating_sub(since) >= Repeats::LAG {
+            Repeats::flush(slot, region, MAX_RATES);
         }
     }
 
@@ -148,8 +157,11 @@ impl Repeats {
     /// `region`'s counters.
     #[inline]
     pub(super) fn flush_mine(&self, region: &Region, rates: usize) {
-        if let Some(slot) = thread_index().and_then(|index| self.slots.get(index)) {
-            Repeats::flush(&slot.0[..rates.min(MAX_RATES)], region);
+        if let Some(slot) = thread_index().and_then(|index| self.slots.get(index))
+            // Relaxed: as in `count`.
+            && slot.since.load(Ordering::Relaxed) != 0
+        {
+            Repeats::flush(slot, region, rates);
         }
     }
 
@@ -157,28 +169,31 @@ impl Repeats {
     /// any more (the file is let go).
     pub(super) fn flush_all(&self, region: &Region) {
         for slot in &self.slots {
-            Repeats::flush(&slot.0, region);
+            Repeats::flush(slot, region, MAX_RATES);
         }
     }
 
-    #[inline]
-    fn flush(kept_by_rate: &[StdAtomicU64], region: &Region) {
-        for (rate, kept) in kept_by_rate.iter().enumerate() {
+    /// Adds `slot`'s kept repeats of the first `rates` rates to `region`'s counters, and
+    /// marks the slot empty.
+    fn flush(slot: &Slot, region: &Region, rates: usize) {
+        for (rate, kept) in slot.kept.iter().enumerate().take(rates) {
             // Relaxed: as in `count`.
-            if kept.load(Ordering::Relaxed) != 0 {
-                let repeats = kept.swap(0, Ordering::Relaxed);
+            let repeats = kept.load(Ordering::Relaxed);
+            if repeats != 0 {
+                kept.store(0, Ordering::Relaxed);
                 region
                     .denial_counter(rate)
                     .fetch_add(repeats, Ordering::Relaxed);
             }
         }
+        slot.since.store(0, Ordering::Relaxed);
     }
 
     /// Repeats of rate `rate` kept by this process's threads, not in the file yet.
     pub(super) fn pending(&self, rate: usize) -> u64 {
         self.slots
             .iter()
-            .filter_map(|slot| slot.0.get(rate))
+            .filter_map(|slot| slot.kept.get(rate))
             // Relaxed: statistics.
             .map(|kept| kept.load(Ordering::Relaxed))
             .sum()
