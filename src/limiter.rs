@@ -424,6 +424,32 @@ impl Limiter {
         }
     }
 
+    /// [`try_once`](Self::try_once) for [`acquire_async`](Self::acquire_async): on Redis
+    /// the round trip is async (the task yields, no thread waits); a file needs none.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        match &self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.try_once_async(weight).await,
+            _ => self.try_once(weight),
+        }
+    }
+
+    /// [`count_refusal`](Self::count_refusal) for [`acquire_async`](Self::acquire_async).
+    #[cfg(feature = "tokio")]
+    #[cold]
+    async fn count_refusal_async(&self, denied: &Denied, how: Refusal) {
+        match &self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => {
+                redis
+                    .count_refusal_async(denied, how == Refusal::Wait)
+                    .await
+            }
+            _ => self.count_refusal(denied, how),
+        }
+    }
+
     /// Every rate's use now, read on one consistent state without consuming anything.
     ///
     /// # Errors

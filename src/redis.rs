@@ -201,6 +201,20 @@ fn stored_rates(link: &Link, name: &str, target: &str) -> Result<Vec<Rate>, Erro
         .collect()
 }
 
+/// The head's fields a refusal counts (its rate's, and a tally: `""` for none), if it is
+/// counted at all (only refusals for good: exhausted, or never fits).
+fn refusal_fields(denied: &Denied, timed_out: bool) -> Option<[String; 2]> {
+    let tally = match denied.kind() {
+        DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
+        DenialKind::NeverFits { .. } => Some("never_fits"),
+        _ => return None,
+    };
+    Some([
+        format!("denied:{}", denied.rate_index()),
+        tally.unwrap_or("").to_string(),
+    ])
+}
+
 /// The URL as it may be shown: without a password.
 fn without_credentials(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -328,32 +342,48 @@ impl RedisLimiter {
         &self.keys
     }
 
-    /// Runs the script in `mode`; `now_us` replaces the server's clock (tests only).
+    /// The script's call in `mode`; `now_us` replaces the server's clock (tests only).
+    fn invocation(
+        &self,
+        mode: Mode,
+        now_us: Option<u64>,
+        extra: [&str; 2],
+    ) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(&self.keys[0])
+            .key(&self.keys[1])
+            .arg(mode.word());
+        for arg in &self.fixed {
+            invocation.arg(arg);
+        }
+        invocation
+            .arg(now_us.map_or_else(String::new, |n| n.to_string()))
+            .arg(extra[0])
+            .arg(extra[1])
+            .arg(self.rules.len());
+        for arg in &self.rate_args {
+            invocation.arg(arg);
+        }
+        invocation
+    }
+
+    /// Runs the script in `mode`, blocking; `now_us` replaces the server's clock (tests only).
     fn run(
         &self,
         mode: Mode,
         now_us: Option<u64>,
         extra: [&str; 2],
     ) -> redis::RedisResult<Vec<i64>> {
-        self.link.call(|connection| {
-            let mut invocation = self.script.prepare_invoke();
-            invocation
-                .key(&self.keys[0])
-                .key(&self.keys[1])
-                .arg(mode.word());
-            for arg in &self.fixed {
-                invocation.arg(arg);
-            }
-            invocation
-                .arg(now_us.map_or_else(String::new, |n| n.to_string()))
-                .arg(extra[0])
-                .arg(extra[1])
-                .arg(self.rules.len());
-            for arg in &self.rate_args {
-                invocation.arg(arg);
-            }
-            invocation.invoke(connection)
-        })
+        let invocation = self.invocation(mode, now_us, extra);
+        self.link.call(|connection| invocation.invoke(connection))
+    }
+
+    /// Runs the script in `mode` on the async connection: the task yields while it waits.
+    #[cfg(feature = "tokio")]
+    async fn run_async(&self, mode: Mode, extra: [&str; 2]) -> redis::RedisResult<Vec<i64>> {
+        let invocation = self.invocation(mode, None, extra);
+        self.link.invoke_async(&invocation).await
     }
 
     /// An error the script or the server answered, in the user's words.
@@ -405,22 +435,55 @@ impl RedisLimiter {
     /// One try at `now_us` of the server's clock (`None`: the server reads its clock; a
     /// value only in tests, which replay the reference model through the script).
     fn try_at(&self, now_us: Option<u64>, weight: u64) -> Result<Option<Stamp>, Denied> {
-        // Decided here, without a round trip: the rates are the server's (checked).
+        let [capped, charge] = match self.before_call(weight) {
+            Ok(args) => args,
+            Err(decided) => return decided,
+        };
+        let reply = self.run(Mode::Acquire, now_us, [&capped, &charge]);
+        self.decide(reply, weight)
+    }
+
+    /// [`try_once`](Self::try_once) on the async connection: the round trip does not block
+    /// the thread. Dropped before the reply, the admission may or may not be recorded.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        let [capped, charge] = match self.before_call(weight) {
+            Ok(args) => args,
+            Err(decided) => return decided,
+        };
+        let reply = self.run_async(Mode::Acquire, [&capped, &charge]).await;
+        self.decide(reply, weight)
+    }
+
+    /// What is decided without a round trip (the rates are the server's: checked), or the
+    /// script's weight arguments: the weight capped at 2^32, and the charge (mod 2^32).
+    #[allow(clippy::type_complexity)]
+    fn before_call(&self, weight: u64) -> Result<[String; 2], Result<Option<Stamp>, Denied>> {
         let units = |rule: &Rule| if rule.requests { 1 } else { weight };
         if let Some(rate) = self.rules.iter().position(|r| units(r) > r.limit) {
-            return Err(self.denied(
+            return Err(Err(self.denied(
                 rate,
                 DenialKind::NeverFits {
                     weight: units(&self.rules[rate]),
                 },
-            ));
+            )));
         }
         if self.rules.iter().all(|r| units(r) == 0) {
-            return Ok(None);
+            return Err(Ok(None));
         }
-        let capped = weight.min(1 << 32).to_string();
-        let charge = (weight % (1 << 32)).to_string();
-        match self.run(Mode::Acquire, now_us, [&capped, &charge]) {
+        Ok([
+            weight.min(1 << 32).to_string(),
+            (weight % (1 << 32)).to_string(),
+        ])
+    }
+
+    /// The outcome of the script's acquire: its reply, the outage policy, or an error.
+    fn decide(
+        &self,
+        reply: redis::RedisResult<Vec<i64>>,
+        weight: u64,
+    ) -> Result<Option<Stamp>, Denied> {
+        match reply {
             Ok(reply) => self.outcome(&reply, weight),
             Err(error) if is_outage(&error) => self.outage(weight, &error),
             Err(error) => Err(self.denied(
@@ -571,13 +634,17 @@ impl RedisLimiter {
     /// Counts a request refused for good, as the file does (best effort: an unreachable
     /// server misses the count).
     pub(crate) fn count_refusal(&self, denied: &Denied, timed_out: bool) {
-        let tally = match denied.kind() {
-            DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
-            DenialKind::NeverFits { .. } => Some("never_fits"),
-            _ => return,
-        };
-        let rate = format!("denied:{}", denied.rate_index());
-        let _ = self.run(Mode::Count, None, [&rate, tally.unwrap_or("")]);
+        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
+            let _ = self.run(Mode::Count, None, [&rate, &tally]);
+        }
+    }
+
+    /// [`count_refusal`](Self::count_refusal) on the async connection.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn count_refusal_async(&self, denied: &Denied, timed_out: bool) {
+        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
+            let _ = self.run_async(Mode::Count, [&rate, &tally]).await;
+        }
     }
 
     /// Empties the log, keeping the rates (and zeroing the counters): every client starts

@@ -502,3 +502,44 @@ fn credentials_are_not_shown() {
     );
     assert_eq!(without_credentials("redis://h:1/0"), "redis://h:1/0");
 }
+
+/// Threads of one limiter do not wait for each other's round trips: while one thread holds
+/// a connection (here: stuck inside its call), another's try goes through on a second one.
+#[test]
+fn a_call_in_progress_does_not_hold_up_another_thread() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let limiter = Limiter::connect(
+        &server.url(),
+        &fresh_name(),
+        &[Rate::new(10, Duration::from_secs(60))],
+    )
+    .unwrap();
+    let backend = redis_of(&limiter);
+    let limiter = &limiter;
+    let (release, stuck) = std::sync::mpsc::channel::<()>();
+    let (inside, entered) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            backend
+                .link
+                .call(|connection| {
+                    inside.send(()).unwrap();
+                    // Held until the other thread's try is through (or the test gives up).
+                    let _ = stuck.recv_timeout(Duration::from_secs(60));
+                    redis::cmd("PING").query::<String>(connection)
+                })
+                .unwrap();
+        });
+        entered.recv().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        scope.spawn(move || done.send(limiter.try_acquire(1)).unwrap());
+        // With one connection behind a lock this would wait for the first thread, which
+        // waits for this: the try would not finish before the first thread gave up.
+        let outcome = finished.recv_timeout(Duration::from_secs(30));
+        release.send(()).unwrap();
+        assert!(matches!(outcome, Ok(Ok(()))), "{outcome:?}");
+    });
+    assert_eq!(limiter.admitted().unwrap(), 1);
+}
