@@ -1,7 +1,7 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 1)
+//! # The data layout (version 2)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
@@ -11,26 +11,33 @@
 //!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
-//!   form, compared at every call), `rates` (as their owner wrote them), `seq`, `cum`, `ts`
-//!   (the newest admission), `first` (the oldest member's sequence number, where ranks
-//!   start), `exp` (when the expiry must next be pushed back) and the counters (`denied:I`,
-//!   `never_fits`, `timed_out`).
+//!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
+//!   one field, `SEQ:CUM:TS:FIRST:EXP:TRIM:BOUND_1:...`: the newest admission, the oldest
+//!   member's sequence number where ranks start, when the expiry must next be pushed back,
+//!   when the next trim is due, and per rate a bound on its window's use) and the counters
+//!   (`denied:I`, `never_fits`, `timed_out`). Version 1 kept the head in five fields and
+//!   had no bounds; a limiter of the other version is refused, naming both.
 //!
 //! # The script
 //!
 //! One Lua script (`src/redis/script.lua`, carrying the layout version) does a whole call
 //! atomically on the server: it reads the server's clock (`TIME`) and records
-//! `max(server time, last recorded)`; for every rate it finds the newest admission at or
-//! before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and takes the window's
-//! use as a difference of cumulative sums (or of sequence numbers for a rate that counts
-//! requests), so the cost does not depend on the weight; if every rate has room it adds one
-//! member and the new head, all rates at once; otherwise it finds the exact retry time (the
-//! admission whose leaving makes room: by rank for requests, by bisection over ranks for
-//! weight) and changes nothing. It trims what lies before the newest admission outside the
-//! longest window, so the log holds at most one window's admissions plus one, and keeps both
-//! keys set to expire when idle for between one and two longest windows (plus a second):
-//! nothing in them counts then. The expiry is pushed back only when less than one window is
-//! left, not at every call.
+//! `max(server time, last recorded)`. Per rate the head keeps a bound: at least what the
+//! window holds, now and later (the exact use when the log was last searched, plus what was
+//! admitted since; windows only slide forward). While `bound + units` is within the limit
+//! the rate admits without reading the log, so a call far from every limit is four
+//! commands (the head, `TIME`, one `ZADD`, the head again). Otherwise it finds the newest
+//! admission at or before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
+//! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
+//! for a rate that counts requests), so the cost does not depend on the weight; if every
+//! rate has room it adds one member and the new head, all rates at once; otherwise it finds
+//! the exact retry time (the admission whose leaving makes room: by rank for requests, by
+//! bisection over ranks for weight) and changes nothing. From time to time (after as many
+//! admissions as the log held at the last trim, at least 64) it trims what lies before the
+//! newest admission outside the longest window, so the log holds at most twice one
+//! window's admissions plus 65, and keeps both keys set to expire when idle for between
+//! one and two longest windows (plus a second): nothing in them counts then. The expiry
+//! is pushed back only when less than one window is left, not at every call.
 //!
 //! The guarantee is the file's, stated in the recorded timestamps of the server: in every
 //! window of every rate, at most the limit. Windows are counted in whole microseconds (a
@@ -67,7 +74,7 @@ pub use outage::{OnOutage, Outages};
 const SCRIPT: &str = include_str!("redis/script.lua");
 
 /// The key layout the script reads and writes.
-const LAYOUT: &str = "1";
+const LAYOUT: &str = "2";
 
 /// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -597,15 +604,20 @@ impl RedisLimiter {
             .map_err(|e| self.refused(&e))
     }
 
-    /// Admissions since the limiter was created (or last expired or reset).
+    /// Admissions since the limiter was created (or last expired or reset): the head's
+    /// first number.
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
-        let fields = self.head_fields(&["seq".to_string()])?;
-        Ok(fields
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0))
+        let fields = self.head_fields(&["h".to_string()])?;
+        let Some(head) = fields.first().cloned().flatten() else {
+            return Ok(0);
+        };
+        head.split(':')
+            .next()
+            .and_then(|seq| seq.parse().ok())
+            .ok_or_else(|| Error::Redis {
+                target: self.target.clone(),
+                reason: format!("the limiter's keys hold garbage: the head {head:?}"),
+            })
     }
 
     /// The counters stored beside the log; garbage reads as `None`.

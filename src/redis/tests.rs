@@ -247,15 +247,49 @@ proptest! {
                 }
             }
         }
-        // The log holds one member per admission from the newest outside the longest window
-        // at the last admission (the trim keeps it, with any that share its timestamp) on.
+        // The log holds at least every member from the newest outside the longest window at
+        // the last admission on (the trim keeps it, with any that share its timestamp): a
+        // trim never drops what a window may still need. (That the trim runs: below.)
         let members: u64 = redis::cmd("ZCARD").arg(&redis.keys()[0]).query(&mut raw(&server)).unwrap();
         let longest = rules.iter().map(|r| r.window).max().unwrap();
         let last = model.log.last().map_or(0, |r| r.0);
         let kept_from = model.log.iter().filter(|r| r.0 + longest <= last).map(|r| r.0).max().unwrap_or(0);
         let kept = model.log.iter().filter(|r| r.0 >= kept_from).count() as u64;
-        prop_assert_eq!(members, kept);
+        prop_assert!(members >= kept && members <= model.log.len() as u64, "{} members, {} kept", members, kept);
     }
+}
+
+/// The log stays bounded: trimmed from time to time (every max(64, its length) admissions),
+/// it holds at most twice what the longest window holds, plus 65, however many admissions.
+#[test]
+fn the_log_is_trimmed_to_a_bound() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    // 1 ms windows, one admission per ms of injected time: a window holds one or two.
+    let limiter = Limiter::connect(
+        &server.url(),
+        &fresh_name(),
+        &[
+            Rate::new(5, Duration::from_millis(1)),
+            Rate::requests(5, Duration::from_micros(500)),
+        ],
+    )
+    .unwrap();
+    let redis = redis_of(&limiter);
+    let mut con = raw(&server);
+    let start = 1_700_000_000_000_000u64;
+    let mut most = 0;
+    for i in 0..2000 {
+        redis.try_at(Some(start + i * 1000), 1).unwrap();
+        let members: u64 = redis::cmd("ZCARD")
+            .arg(&redis.keys()[0])
+            .query(&mut con)
+            .unwrap();
+        most = most.max(members);
+    }
+    assert!(most <= 2 * 2 + 65, "the log held {most} members");
+    assert_eq!(limiter.admitted().unwrap(), 2000);
 }
 
 /// Weight costs nothing extra: an admission of 1000 is one member, as one of 1 is.
@@ -414,25 +448,42 @@ fn garbage_in_the_keys_is_reported() {
     let redis = redis_of(&limiter);
     let mut con = raw(&server);
     let [log, head] = redis.keys().clone();
-    let unusable = |limiter: &Limiter| {
-        let denied = limiter.try_acquire(1).unwrap_err();
+    let unusable_at = |limiter: &Limiter, weight: u64| {
+        let denied = limiter.try_acquire(weight).unwrap_err();
         assert!(
             matches!(denied.kind(), DenialKind::Unavailable { .. }),
             "{denied:?}"
         );
         denied.to_string()
     };
-    let _: () = redis::cmd("HSET")
+    let unusable = |limiter: &Limiter| unusable_at(limiter, 1);
+    let good: String = redis::cmd("HGET")
         .arg(&head)
-        .arg("seq")
-        .arg("x")
+        .arg("h")
         .query(&mut con)
         .unwrap();
-    assert!(unusable(&limiter).contains("garbage"));
+    // The head: a word that is not a number, one number too many, one too few.
+    let fields: Vec<&str> = good.split(':').collect();
+    let mut garbled = fields.clone();
+    garbled[1] = "x";
+    for bad in [
+        garbled.join(":"),
+        format!("{good}:1"),
+        fields[..fields.len() - 1].join(":"),
+    ] {
+        let _: () = redis::cmd("HSET")
+            .arg(&head)
+            .arg("h")
+            .arg(&bad)
+            .query(&mut con)
+            .unwrap();
+        assert!(unusable(&limiter).contains("garbage"), "{bad}");
+    }
+    assert!(limiter.admitted().is_err() || fields[0] != "x");
     let _: () = redis::cmd("HSET")
         .arg(&head)
-        .arg("seq")
-        .arg(1)
+        .arg("h")
+        .arg(&good)
         .query(&mut con)
         .unwrap();
     limiter.try_acquire(1).unwrap();
@@ -447,7 +498,9 @@ fn garbage_in_the_keys_is_reported() {
         .arg("0000000000000001:1")
         .query(&mut con)
         .unwrap();
-    assert!(unusable(&limiter).contains("garbage"));
+    // A try whose rate's bound (2 admitted) shows room does not read the log; one that
+    // must search it finds the garbage.
+    assert!(unusable_at(&limiter, 9).contains("garbage"));
     assert!(limiter.usage().is_err());
     let _: () = redis::cmd("HSET")
         .arg(&head)
