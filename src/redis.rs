@@ -32,10 +32,10 @@
 //! for a rate that counts requests), so the cost does not depend on the weight; if every
 //! rate has room it adds one member and the new head, all rates at once; otherwise it finds
 //! the exact retry time (the admission whose leaving makes room: by rank for requests, by
-//! bisection over ranks for weight) and changes nothing. From time to time (after as many
-//! admissions as the log held at the last trim, at least 64) it trims what lies before the
-//! newest admission outside the longest window, so the log holds at most twice one
-//! window's admissions plus 65, and keeps both keys set to expire when idle for between
+//! bisection over ranks for weight) and changes nothing. Every 64 admissions it trims what
+//! lies before the newest admission outside the longest window, so the log holds at most
+//! one window's admissions plus 65 (and a trim removes about 64), and keeps both keys set
+//! to expire when idle for between
 //! one and two longest windows (plus a second): nothing in them counts then. The expiry
 //! is pushed back only when less than one window is left, not at every call.
 //!

@@ -280,11 +280,10 @@ if refusing >= 0 then
   return { 0, refusing, math.max(refusing_at - now, 1) }
 end
 
--- Trim, from time to time: keep the newest member outside the longest window (the base of
--- every window from now on, since t never decreases) and everything after it. The next
--- trim comes once as many admissions as the log then holds (at least 64) have been added,
--- so the log holds at most twice the longest window's admissions plus 65, and a trim costs
--- a constant per admission.
+-- Trim, every 64 admissions: keep the newest member outside the longest window (the base
+-- of every window from now on, since t never decreases) and everything after it. The log
+-- holds at most the longest window's admissions plus 65, and a trim removes about what 64
+-- admissions added (never a long pause of the server for a big log).
 if seq >= next_trim then
   local base = boundary(longest)
   if base == nil then
@@ -293,7 +292,7 @@ if seq >= next_trim then
   if base.seq > oldest then
     oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
   end
-  next_trim = seq + math.max(64, seq - oldest)
+  next_trim = seq + 64
 end
 
 seq = seq + 1
