@@ -539,6 +539,14 @@ impl Limiter {
     }
 
     /// What the file records about itself.
+    ///
+    /// On Redis (feature `redis`) there is no file: `path` is the target,
+    /// `redis://HOST:PORT/DB#NAME` without credentials, and `rates` the limiter's rates (the
+    /// server's, checked at connect); the other fields describe a file and mean nothing
+    /// there: `capacity`, `size`, `creator_pid` and `creator_uid` are 0, `created` is the
+    /// Unix epoch, `journaled` is false and `clock` is all zeros (the server's clock stamps
+    /// the log). The log's state is in [`usage`](Self::usage),
+    /// [`admitted`](Self::admitted) and [`counters`](Self::counters).
     pub fn info(&self) -> FileInfo {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.info(),

@@ -677,7 +677,8 @@ impl RedisLimiter {
         &self.path
     }
 
-    /// What a file would record, as far as it applies: the target and the rates.
+    /// What a file would record, as far as it applies: the target and the rates; the
+    /// fields that describe a file are zero (see [`Limiter::info`]).
     pub(crate) fn info(&self) -> FileInfo {
         FileInfo {
             path: self.path.clone(),

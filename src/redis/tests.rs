@@ -551,6 +551,29 @@ fn a_flushed_script_is_loaded_again() {
     assert_eq!(limiter.admitted().unwrap(), 2);
 }
 
+/// `info` on Redis names the target (without credentials) and the rates; the fields of a
+/// file are zero, as documented.
+#[test]
+fn info_names_the_target_and_the_rates() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let name = fresh_name();
+    let rates = [
+        Rate::requests(60, Duration::from_secs(60)),
+        Rate::new(900, Duration::from_secs(60)),
+    ];
+    let limiter = Limiter::connect(&server.url(), &name, &rates).unwrap();
+    let info = limiter.info();
+    assert_eq!(info.rates, rates);
+    let target = info.path.to_string_lossy().into_owned();
+    assert!(target.starts_with("redis://"), "{target}");
+    assert!(target.ends_with(&format!("#{name}")), "{target}");
+    assert_eq!(limiter.path(), info.path.as_path());
+    assert_eq!((info.capacity, info.size, info.creator_pid), (0, 0, 0));
+    assert!(!info.journaled);
+}
+
 #[test]
 fn credentials_are_not_shown() {
     assert_eq!(
