@@ -93,20 +93,28 @@ if mode == 'reset' then
 end
 if m[1] then
   if m[3] then
-    local f, count = {}, 0
-    for word in string.gmatch(m[3] .. ':', '([^:]*):') do
-      count = count + 1
-      f[count] = integer(word)
-      if f[count] == nil or count > 6 + n then
-        return corrupt('the head is not ' .. (6 + n) .. ' integers')
+    -- Digits only (so integers, not negative), 6 + n of them, none past 2^53.
+    local a, b, c, d, e, f, rest = string.match(m[3], '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)(.*)$')
+    local count, length = 0, 0
+    if rest then
+      for word in string.gmatch(rest, ':(%d+)') do
+        count = count + 1
+        length = length + #word + 1
+        bounds[count] = integer(word)
       end
     end
-    seq, cum, last, oldest, exp, next_trim = f[1], f[2], f[3], f[4], f[5], f[6]
-    if count ~= 6 + n or cum >= MOD or oldest < 1 or oldest > seq then
-      return corrupt('the head is not ' .. (6 + n) .. ' integers in range')
+    if count ~= n or length ~= #rest then
+      return corrupt('the head is not ' .. (6 + n) .. ' integers')
     end
+    seq, cum, last, oldest, exp, next_trim = integer(a), integer(b), integer(c), integer(d), integer(e), integer(f)
     for i = 1, n do
-      bounds[i] = f[6 + i]
+      if bounds[i] == nil then
+        seq = nil
+      end
+    end
+    if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or next_trim == nil
+      or cum >= MOD or oldest < 1 or oldest > seq then
+      return corrupt('the head is not ' .. (6 + n) .. ' integers in range')
     end
   end
 elseif redis.call('EXISTS', log) == 1 then
@@ -297,7 +305,8 @@ end
 
 seq = seq + 1
 cum = (cum + charge) % MOD
-redis.call('ZADD', log, fmt(t), string.format('%016d:%s', seq, fmt(cum)))
+-- The score as a number: Redis writes it with 17 significant digits, exact below 2^53.
+redis.call('ZADD', log, t, string.format('%016d:%d', seq, cum))
 -- Idle longer than the longest window (plus a second), the whole limiter expires: nothing
 -- in it counts then. The expiry is pushed back to twice that only when less than that is
 -- left, not at every admission.
@@ -307,11 +316,12 @@ if exp < now + ttl_us then
   redis.call('PEXPIRE', meta, 2 * tonumber(ttl))
   exp = now + 2 * ttl_us
 end
-local head = { fmt(seq), fmt(cum), fmt(t), fmt(oldest), fmt(exp), fmt(next_trim) }
+local head = { seq, cum, t, oldest, exp, next_trim }
 for i, rule in ipairs(rules) do
-  head[6 + i] = fmt(bounds[i] + (rule.requests and 1 or weight))
+  head[6 + i] = bounds[i] + (rule.requests and 1 or weight)
 end
-head = table.concat(head, ':')
+-- One format for the whole head (each string op costs about as much as a command here).
+head = string.format('%.0f' .. string.rep(':%.0f', 5 + n), unpack(head))
 if m[1] then
   redis.call('HSET', meta, 'h', head)
 else
