@@ -10,7 +10,12 @@
 //!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
 //!   `ZADD`s. Two rates here, like ours.
 //!
-//! Every case is one client, one connection, calls one after the other (the latency a
+//! Beside them: the script of key layout 1 (`redis_script_v1.lua`, before the per-rate
+//! bounds and the amortized trim), called with the arguments that library sent, to measure
+//! the change in the same run; and 1 against 4 threads sharing one limiter (its pool of
+//! connections: calls per second of all threads together).
+//!
+//! Every other case is one client, one connection, calls one after the other (the latency a
 //! caller sees, whose floor is one round trip). Limits never bind, so every call admits;
 //! the bench checks that. Rounds of all cases alternate, and the median round counts.
 //!
@@ -54,12 +59,32 @@ for i = 1, weight do redis.call('ZADD', KEYS[1], now, id .. ':' .. i) end
 return 1
 ";
 
+/// hostlimit's script of key layout 1 (before the per-rate bounds and the amortized trim),
+/// kept here to measure the change in the same run.
+const OURS_V1: &str = include_str!("redis_script_v1.lua");
+
 #[derive(Clone, Copy, Debug)]
 enum Case {
     Set,
-    Ours { rates: usize, weight: u64 },
-    ListPerUnit { weight: u64 },
-    ZsetPerUnit { weight: u64 },
+    Ours {
+        rates: usize,
+        weight: u64,
+    },
+    /// Layout 1's script, called directly with the arguments the library gave it.
+    OursV1 {
+        rates: usize,
+        weight: u64,
+    },
+    /// `threads` threads on one limiter (1 rate, weight 1): calls per second of all together.
+    Threads {
+        threads: usize,
+    },
+    ListPerUnit {
+        weight: u64,
+    },
+    ZsetPerUnit {
+        weight: u64,
+    },
 }
 
 impl Case {
@@ -67,6 +92,12 @@ impl Case {
         match self {
             Case::Set => "plain SET (one round trip)".into(),
             Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
+            Case::OursV1 { rates, weight } => {
+                format!("hostlimit layout 1 (before), {rates} rate(s), weight {weight}")
+            }
+            Case::Threads { threads } => {
+                format!("hostlimit, 1 rate, weight 1, {threads} threads on one limiter")
+            }
             Case::ListPerUnit { weight } => {
                 format!("list per unit (limits), 1 rate, weight {weight}")
             }
@@ -106,31 +137,63 @@ fn server_micros(con: &mut redis::Connection, case: Case) -> f64 {
 }
 
 /// One round of `case`: calls per second, and the server's µs per call.
+/// The rates of [`Case::Ours`]: they never bind in a round.
+fn rates(count: usize) -> Vec<Rate> {
+    let all = [
+        Rate::new(4_000_000_000, Duration::from_secs(1)),
+        Rate::requests(1_000_000_000, Duration::from_secs(60)),
+    ];
+    all[..count].to_vec()
+}
+
+/// A round of [`Case::Threads`]: each thread makes `calls / threads` calls.
+fn threads_round(threads: usize, url: &str, round: usize, calls: u64) -> f64 {
+    let limiter =
+        Limiter::connect(url, &format!("bench-{round}-threads-{threads}"), &rates(1)).unwrap();
+    let per_thread = calls / threads as u64;
+    let work = |count: u64| {
+        for _ in 0..count {
+            assert!(limiter.try_acquire(1).is_ok(), "a call was denied");
+        }
+    };
+    // Warm up: every thread's connection made.
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| work(20));
+        }
+    });
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| work(per_thread));
+        }
+    });
+    (per_thread * threads as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
 fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
+    if let Case::Threads { threads } = case {
+        return (threads_round(threads, url, round, case.calls()), f64::NAN);
+    }
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_connection().unwrap();
     let calls = case.calls();
     let key = format!("bench:{round}:{case:?}");
     let list = redis::Script::new(LIST_PER_UNIT);
     let zset = redis::Script::new(ZSET_PER_UNIT);
+    let v1 = redis::Script::new(OURS_V1);
     let limiter = match case {
-        Case::Ours { rates, .. } => {
-            let all = [
-                Rate::new(4_000_000_000, Duration::from_secs(1)),
-                Rate::requests(1_000_000_000, Duration::from_secs(60)),
-            ];
-            Some(
-                Limiter::connect(
-                    url,
-                    &format!("bench-{round}-{rates}-{case:?}")
-                        .replace([' ', '{', '}', ':', ','], "_"),
-                    &all[..rates],
-                )
-                .unwrap(),
+        Case::Ours { rates: count, .. } => Some(
+            Limiter::connect(
+                url,
+                &format!("bench-{round}-{count}-{case:?}").replace([' ', '{', '}', ':', ','], "_"),
+                &rates(count),
             )
-        }
+            .unwrap(),
+        ),
         _ => None,
     };
+    let v1_keys = [format!("{key}:log"), format!("{key}:head")];
     let mut call = |i: u64| -> bool {
         match case {
             Case::Set => {
@@ -138,6 +201,31 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                 true
             }
             Case::Ours { weight, .. } => limiter.as_ref().unwrap().try_acquire(weight).is_ok(),
+            Case::OursV1 { rates, weight } => {
+                // What the library of layout 1 sent: mode, layout, rules, rates as
+                // written, expiry (ms), clock, weight, charge, then per rate limit,
+                // window (µs), requests.
+                let mut call = v1.prepare_invoke();
+                call.key(&v1_keys[0]).key(&v1_keys[1]);
+                call.arg("acquire")
+                    .arg("1")
+                    .arg("rules")
+                    .arg("rates")
+                    .arg(61_000);
+                call.arg("").arg(weight).arg(weight).arg(rates);
+                for (limit, window_us, requests) in [
+                    (4_000_000_000u64, 1_000_000u64, 0u8),
+                    (1_000_000_000, 60_000_000, 1),
+                ]
+                .into_iter()
+                .take(rates)
+                {
+                    call.arg(limit).arg(window_us).arg(requests);
+                }
+                let reply: Vec<i64> = call.invoke(&mut con).unwrap();
+                reply.first() == Some(&1)
+            }
+            Case::Threads { .. } => unreachable!("measured by threads_round"),
             Case::ListPerUnit { weight } => {
                 let admitted: i64 = list
                     .key(&key)
@@ -214,6 +302,16 @@ fn main() {
             rates: 2,
             weight: 1000,
         },
+        Case::OursV1 {
+            rates: 1,
+            weight: 1,
+        },
+        Case::OursV1 {
+            rates: 2,
+            weight: 1,
+        },
+        Case::Threads { threads: 1 },
+        Case::Threads { threads: 4 },
         Case::ListPerUnit { weight: 1 },
         Case::ListPerUnit { weight: 1000 },
         Case::ZsetPerUnit { weight: 1 },
@@ -259,7 +357,16 @@ fn main() {
     );
     println!(
         "1 rate / list per unit (limits), weight 1: {:.2}x (target >= 1)",
-        ratio(1, 5)
+        ratio(1, 9)
+    );
+    println!(
+        "layout 2 / layout 1 (this change), weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
+        ratio(1, 5),
+        ratio(3, 6)
+    );
+    println!(
+        "4 threads / 1 thread on one limiter: {:.2}x (calls/s of all threads together)",
+        ratio(8, 7)
     );
     println!(
         "2 rates / plain SET, weight 1: {:.2}x (target >= 0.5)",
@@ -267,8 +374,8 @@ fn main() {
     );
     println!(
         "2 rates / zset per unit (pyrate), weight 1: {:.2}x; weight 1000: {:.2}x",
-        ratio(3, 7),
-        ratio(4, 8)
+        ratio(3, 11),
+        ratio(4, 12)
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -424,6 +424,32 @@ impl Limiter {
         }
     }
 
+    /// [`try_once`](Self::try_once) for [`acquire_async`](Self::acquire_async): on Redis
+    /// the round trip is async (the task yields, no thread waits); a file needs none.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        match &self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => redis.try_once_async(weight).await,
+            _ => self.try_once(weight),
+        }
+    }
+
+    /// [`count_refusal`](Self::count_refusal) for [`acquire_async`](Self::acquire_async).
+    #[cfg(feature = "tokio")]
+    #[cold]
+    async fn count_refusal_async(&self, denied: &Denied, how: Refusal) {
+        match &self.backend {
+            #[cfg(feature = "redis")]
+            Backend::Redis(redis) => {
+                redis
+                    .count_refusal_async(denied, how == Refusal::Wait)
+                    .await
+            }
+            _ => self.count_refusal(denied, how),
+        }
+    }
+
     /// Every rate's use now, read on one consistent state without consuming anything.
     ///
     /// # Errors
@@ -513,6 +539,14 @@ impl Limiter {
     }
 
     /// What the file records about itself.
+    ///
+    /// On Redis (feature `redis`) there is no file: `path` is the target,
+    /// `redis://HOST:PORT/DB#NAME` without credentials, and `rates` the limiter's rates (the
+    /// server's, checked at connect); the other fields describe a file and mean nothing
+    /// there: `capacity`, `size`, `creator_pid` and `creator_uid` are 0, `created` is the
+    /// Unix epoch, `journaled` is false and `clock` is all zeros (the server's clock stamps
+    /// the log). The log's state is in [`usage`](Self::usage),
+    /// [`admitted`](Self::admitted) and [`counters`](Self::counters).
     pub fn info(&self) -> FileInfo {
         match &self.backend {
             Backend::File(file) | Backend::Observer(file) => file.info(),

@@ -1,7 +1,7 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 1)
+//! # The data layout (version 2)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
@@ -11,26 +11,33 @@
 //!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
-//!   form, compared at every call), `rates` (as their owner wrote them), `seq`, `cum`, `ts`
-//!   (the newest admission), `first` (the oldest member's sequence number, where ranks
-//!   start), `exp` (when the expiry must next be pushed back) and the counters (`denied:I`,
-//!   `never_fits`, `timed_out`).
+//!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
+//!   one field, `SEQ:CUM:TS:FIRST:EXP:TRIM:BOUND_1:...`: the newest admission, the oldest
+//!   member's sequence number where ranks start, when the expiry must next be pushed back,
+//!   when the next trim is due, and per rate a bound on its window's use) and the counters
+//!   (`denied:I`, `never_fits`, `timed_out`). Version 1 kept the head in five fields and
+//!   had no bounds; a limiter of the other version is refused, naming both.
 //!
 //! # The script
 //!
 //! One Lua script (`src/redis/script.lua`, carrying the layout version) does a whole call
 //! atomically on the server: it reads the server's clock (`TIME`) and records
-//! `max(server time, last recorded)`; for every rate it finds the newest admission at or
-//! before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and takes the window's
-//! use as a difference of cumulative sums (or of sequence numbers for a rate that counts
-//! requests), so the cost does not depend on the weight; if every rate has room it adds one
-//! member and the new head, all rates at once; otherwise it finds the exact retry time (the
-//! admission whose leaving makes room: by rank for requests, by bisection over ranks for
-//! weight) and changes nothing. It trims what lies before the newest admission outside the
-//! longest window, so the log holds at most one window's admissions plus one, and keeps both
-//! keys set to expire when idle for between one and two longest windows (plus a second):
-//! nothing in them counts then. The expiry is pushed back only when less than one window is
-//! left, not at every call.
+//! `max(server time, last recorded)`. Per rate the head keeps a bound: at least what the
+//! window holds, now and later (the exact use when the log was last searched, plus what was
+//! admitted since; windows only slide forward). While `bound + units` is within the limit
+//! the rate admits without reading the log, so a call far from every limit is four
+//! commands (the head, `TIME`, one `ZADD`, the head again). Otherwise it finds the newest
+//! admission at or before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
+//! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
+//! for a rate that counts requests), so the cost does not depend on the weight; if every
+//! rate has room it adds one member and the new head, all rates at once; otherwise it finds
+//! the exact retry time (the admission whose leaving makes room: by rank for requests, by
+//! bisection over ranks for weight) and changes nothing. Every 64 admissions it trims what
+//! lies before the newest admission outside the longest window, so the log holds at most
+//! one window's admissions plus 65 (and a trim removes about 64), and keeps both keys set
+//! to expire when idle for between
+//! one and two longest windows (plus a second): nothing in them counts then. The expiry
+//! is pushed back only when less than one window is left, not at every call.
 //!
 //! The guarantee is the file's, stated in the recorded timestamps of the server: in every
 //! window of every rate, at most the limit. Windows are counted in whole microseconds (a
@@ -67,7 +74,7 @@ pub use outage::{OnOutage, Outages};
 const SCRIPT: &str = include_str!("redis/script.lua");
 
 /// The key layout the script reads and writes.
-const LAYOUT: &str = "1";
+const LAYOUT: &str = "2";
 
 /// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -201,6 +208,20 @@ fn stored_rates(link: &Link, name: &str, target: &str) -> Result<Vec<Rate>, Erro
         .collect()
 }
 
+/// The head's fields a refusal counts (its rate's, and a tally: `""` for none), if it is
+/// counted at all (only refusals for good: exhausted, or never fits).
+fn refusal_fields(denied: &Denied, timed_out: bool) -> Option<[String; 2]> {
+    let tally = match denied.kind() {
+        DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
+        DenialKind::NeverFits { .. } => Some("never_fits"),
+        _ => return None,
+    };
+    Some([
+        format!("denied:{}", denied.rate_index()),
+        tally.unwrap_or("").to_string(),
+    ])
+}
+
 /// The URL as it may be shown: without a password.
 fn without_credentials(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -328,32 +349,48 @@ impl RedisLimiter {
         &self.keys
     }
 
-    /// Runs the script in `mode`; `now_us` replaces the server's clock (tests only).
+    /// The script's call in `mode`; `now_us` replaces the server's clock (tests only).
+    fn invocation(
+        &self,
+        mode: Mode,
+        now_us: Option<u64>,
+        extra: [&str; 2],
+    ) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(&self.keys[0])
+            .key(&self.keys[1])
+            .arg(mode.word());
+        for arg in &self.fixed {
+            invocation.arg(arg);
+        }
+        invocation
+            .arg(now_us.map_or_else(String::new, |n| n.to_string()))
+            .arg(extra[0])
+            .arg(extra[1])
+            .arg(self.rules.len());
+        for arg in &self.rate_args {
+            invocation.arg(arg);
+        }
+        invocation
+    }
+
+    /// Runs the script in `mode`, blocking; `now_us` replaces the server's clock (tests only).
     fn run(
         &self,
         mode: Mode,
         now_us: Option<u64>,
         extra: [&str; 2],
     ) -> redis::RedisResult<Vec<i64>> {
-        self.link.call(|connection| {
-            let mut invocation = self.script.prepare_invoke();
-            invocation
-                .key(&self.keys[0])
-                .key(&self.keys[1])
-                .arg(mode.word());
-            for arg in &self.fixed {
-                invocation.arg(arg);
-            }
-            invocation
-                .arg(now_us.map_or_else(String::new, |n| n.to_string()))
-                .arg(extra[0])
-                .arg(extra[1])
-                .arg(self.rules.len());
-            for arg in &self.rate_args {
-                invocation.arg(arg);
-            }
-            invocation.invoke(connection)
-        })
+        let invocation = self.invocation(mode, now_us, extra);
+        self.link.call(|connection| invocation.invoke(connection))
+    }
+
+    /// Runs the script in `mode` on the async connection: the task yields while it waits.
+    #[cfg(feature = "tokio")]
+    async fn run_async(&self, mode: Mode, extra: [&str; 2]) -> redis::RedisResult<Vec<i64>> {
+        let invocation = self.invocation(mode, None, extra);
+        self.link.invoke_async(&invocation).await
     }
 
     /// An error the script or the server answered, in the user's words.
@@ -405,22 +442,55 @@ impl RedisLimiter {
     /// One try at `now_us` of the server's clock (`None`: the server reads its clock; a
     /// value only in tests, which replay the reference model through the script).
     fn try_at(&self, now_us: Option<u64>, weight: u64) -> Result<Option<Stamp>, Denied> {
-        // Decided here, without a round trip: the rates are the server's (checked).
+        let [capped, charge] = match self.before_call(weight) {
+            Ok(args) => args,
+            Err(decided) => return decided,
+        };
+        let reply = self.run(Mode::Acquire, now_us, [&capped, &charge]);
+        self.decide(reply, weight)
+    }
+
+    /// [`try_once`](Self::try_once) on the async connection: the round trip does not block
+    /// the thread. Dropped before the reply, the admission may or may not be recorded.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+        let [capped, charge] = match self.before_call(weight) {
+            Ok(args) => args,
+            Err(decided) => return decided,
+        };
+        let reply = self.run_async(Mode::Acquire, [&capped, &charge]).await;
+        self.decide(reply, weight)
+    }
+
+    /// What is decided without a round trip (the rates are the server's: checked), or the
+    /// script's weight arguments: the weight capped at 2^32, and the charge (mod 2^32).
+    #[allow(clippy::type_complexity)]
+    fn before_call(&self, weight: u64) -> Result<[String; 2], Result<Option<Stamp>, Denied>> {
         let units = |rule: &Rule| if rule.requests { 1 } else { weight };
         if let Some(rate) = self.rules.iter().position(|r| units(r) > r.limit) {
-            return Err(self.denied(
+            return Err(Err(self.denied(
                 rate,
                 DenialKind::NeverFits {
                     weight: units(&self.rules[rate]),
                 },
-            ));
+            )));
         }
         if self.rules.iter().all(|r| units(r) == 0) {
-            return Ok(None);
+            return Err(Ok(None));
         }
-        let capped = weight.min(1 << 32).to_string();
-        let charge = (weight % (1 << 32)).to_string();
-        match self.run(Mode::Acquire, now_us, [&capped, &charge]) {
+        Ok([
+            weight.min(1 << 32).to_string(),
+            (weight % (1 << 32)).to_string(),
+        ])
+    }
+
+    /// The outcome of the script's acquire: its reply, the outage policy, or an error.
+    fn decide(
+        &self,
+        reply: redis::RedisResult<Vec<i64>>,
+        weight: u64,
+    ) -> Result<Option<Stamp>, Denied> {
+        match reply {
             Ok(reply) => self.outcome(&reply, weight),
             Err(error) if is_outage(&error) => self.outage(weight, &error),
             Err(error) => Err(self.denied(
@@ -534,15 +604,20 @@ impl RedisLimiter {
             .map_err(|e| self.refused(&e))
     }
 
-    /// Admissions since the limiter was created (or last expired or reset).
+    /// Admissions since the limiter was created (or last expired or reset): the head's
+    /// first number.
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
-        let fields = self.head_fields(&["seq".to_string()])?;
-        Ok(fields
-            .first()
-            .cloned()
-            .flatten()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0))
+        let fields = self.head_fields(&["h".to_string()])?;
+        let Some(head) = fields.first().cloned().flatten() else {
+            return Ok(0);
+        };
+        head.split(':')
+            .next()
+            .and_then(|seq| seq.parse().ok())
+            .ok_or_else(|| Error::Redis {
+                target: self.target.clone(),
+                reason: format!("the limiter's keys hold garbage: the head {head:?}"),
+            })
     }
 
     /// The counters stored beside the log; garbage reads as `None`.
@@ -571,13 +646,17 @@ impl RedisLimiter {
     /// Counts a request refused for good, as the file does (best effort: an unreachable
     /// server misses the count).
     pub(crate) fn count_refusal(&self, denied: &Denied, timed_out: bool) {
-        let tally = match denied.kind() {
-            DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
-            DenialKind::NeverFits { .. } => Some("never_fits"),
-            _ => return,
-        };
-        let rate = format!("denied:{}", denied.rate_index());
-        let _ = self.run(Mode::Count, None, [&rate, tally.unwrap_or("")]);
+        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
+            let _ = self.run(Mode::Count, None, [&rate, &tally]);
+        }
+    }
+
+    /// [`count_refusal`](Self::count_refusal) on the async connection.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn count_refusal_async(&self, denied: &Denied, timed_out: bool) {
+        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
+            let _ = self.run_async(Mode::Count, [&rate, &tally]).await;
+        }
     }
 
     /// Empties the log, keeping the rates (and zeroing the counters): every client starts
@@ -598,7 +677,8 @@ impl RedisLimiter {
         &self.path
     }
 
-    /// What a file would record, as far as it applies: the target and the rates.
+    /// What a file would record, as far as it applies: the target and the rates; the
+    /// fields that describe a file are zero (see [`Limiter::info`]).
     pub(crate) fn info(&self) -> FileInfo {
         FileInfo {
             path: self.path.clone(),

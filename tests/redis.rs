@@ -370,16 +370,147 @@ fn the_async_wait_is_admitted_at_the_servers_retry_time() {
     limiter.try_acquire(3).unwrap();
     let retry = limiter.try_acquire(1).unwrap_err().retry_after().unwrap();
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = current_thread();
     runtime
         .block_on(limiter.acquire_async(2, Duration::from_secs(30)))
         .unwrap();
     assert!(started.elapsed() + Duration::from_millis(1) >= retry);
     assert_eq!(limiter.admitted().unwrap(), 2);
     assert_eq!(limiter.counters().unwrap().denied_total(), Some(1));
+}
+
+/// A runtime of one thread, with the timer and the IO driver (the async Redis client).
+#[cfg(feature = "tokio")]
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The async round trip does not block the runtime's only thread: while `acquire_async`
+/// waits for a server that does not answer, another task keeps running; the outage policy
+/// then decides (deny, counted), as for the blocking path; and once the server answers the
+/// same future type is admitted.
+#[cfg(feature = "tokio")]
+#[test]
+fn the_async_round_trip_lets_other_tasks_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let dir = support::temp_dir();
+    let Some(server) = server::for_test(dir.path(), false) else {
+        return;
+    };
+    let limiter = Limiter::redis(
+        &server.url(),
+        "nonblocking",
+        &[Rate::new(5, Duration::from_secs(60))],
+    )
+    .timeout(Duration::from_millis(800))
+    .connect()
+    .unwrap();
+    let runtime = current_thread();
+    // Connected (the async connection made) before the server stops answering.
+    runtime
+        .block_on(limiter.acquire_async(1, Duration::from_secs(30)))
+        .unwrap();
+    server.pause(true).unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let (outcome, during) = runtime.block_on(async {
+        let counter = Arc::clone(&ticks);
+        let ticker = tokio::spawn(async move {
+            loop {
+                counter.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let outcome = limiter.acquire_async(1, Duration::from_secs(30)).await;
+        // Read before this task yields again: only what ran while acquire_async waited.
+        let during = ticks.load(Ordering::Relaxed);
+        ticker.abort();
+        (outcome, during)
+    });
+    server.pause(false).unwrap();
+    let denied = outcome.unwrap_err();
+    assert!(
+        matches!(denied.kind(), DenialKind::Unreachable { .. }),
+        "{denied}"
+    );
+    assert_eq!(limiter.outages().unwrap().denied, 1);
+    // A blocked thread would have run the ticker at most once (it starts only when the
+    // waiting task yields); 800 ms of waiting at 5 ms per tick gives many, even loaded.
+    assert!(during >= 3, "the other task ran {during} times");
+    // The unanswered call's request reached the server, which may run it once it answers
+    // again: the admission may or may not be recorded (as the documentation says).
+    let before = limiter.admitted().unwrap();
+    assert!((1..=2).contains(&before), "{before}");
+    runtime
+        .block_on(limiter.acquire_async(1, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(limiter.admitted().unwrap(), before + 1);
+}
+
+/// Dropping `acquire_async` while it sleeps changes nothing (no admission, no refusal
+/// counted); dropping it during a round trip leaves the connection in step: the next call
+/// gets its own reply, and the dropped one was recorded at most once.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_dropped_async_acquire_changes_nothing_while_asleep() {
+    let dir = support::temp_dir();
+    let Some(server) = server::for_test(dir.path(), false) else {
+        return;
+    };
+    let limiter = Limiter::redis(
+        &server.url(),
+        "cancel",
+        &[Rate::new(3, Duration::from_secs(60))],
+    )
+    .timeout(Duration::from_secs(5))
+    .connect()
+    .unwrap();
+    let runtime = current_thread();
+    runtime
+        .block_on(limiter.acquire_async(2, Duration::from_secs(30)))
+        .unwrap();
+    // Asleep: the window is full for a minute; dropped after 100 ms.
+    let asleep = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            limiter.acquire_async(2, Duration::from_secs(120)),
+        )
+        .await
+    });
+    assert!(asleep.is_err(), "{asleep:?}");
+    assert_eq!(limiter.admitted().unwrap(), 1);
+    assert_eq!(limiter.counters().unwrap().denied_total(), Some(0));
+    assert_eq!(limiter.usage().unwrap()[0].used, 2);
+    // During the round trip: the server does not answer, the future is dropped; the server
+    // then runs what it had received (or not).
+    server.pause(true).unwrap();
+    let mid_call = runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            limiter.acquire_async(1, Duration::from_secs(30)),
+        )
+        .await
+    });
+    server.pause(false).unwrap();
+    assert!(mid_call.is_err(), "{mid_call:?}");
+    let admitted = limiter.admitted().unwrap();
+    assert!((1..=2).contains(&admitted), "{admitted}");
+    // In step: this call's reply is its own (a stale reply would be the dropped call's).
+    let next = runtime.block_on(limiter.acquire_async(1, Duration::from_millis(10)));
+    if admitted == 1 {
+        next.unwrap();
+        assert_eq!(limiter.admitted().unwrap(), 2);
+    } else {
+        assert!(
+            matches!(next.unwrap_err().kind(), DenialKind::Exhausted { .. }),
+            "the window is full"
+        );
+        assert_eq!(limiter.admitted().unwrap(), 2);
+    }
 }
 
 /// The command takes `redis://HOST:PORT/DB#NAME` wherever it takes a limiter: `acquire`

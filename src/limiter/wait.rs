@@ -76,12 +76,17 @@ impl Limiter {
     /// moment the log says the request fits, plus jitter, and gives up at once when that
     /// moment is past the timeout).
     ///
-    /// Cancel-safe: the future holds nothing while it sleeps, so dropping it (a
-    /// `tokio::time::timeout`, a `select!`) leaves the limiter as it was. Each try is one
-    /// synchronous call: none on a file; on Redis one round trip, bounded by the per-call
-    /// timeout, during which the task does not yield.
+    /// Cancel-safe while it sleeps: the future holds nothing then, so dropping it (a
+    /// `tokio::time::timeout`, a `select!`) leaves the limiter as it was. A try on a file
+    /// is one synchronous step that cannot be interrupted. On Redis (features `redis` and
+    /// `tokio`) each try is one async round trip on a multiplexed connection, bounded by the
+    /// per-call timeout, during which the task yields and no thread waits; dropped during
+    /// that round trip, the admission may or may not have been recorded (the server may
+    /// already run the script), as with a reply lost on the way. The outage policy decides
+    /// about a call the server does not answer in time, as for [`Limiter::acquire`].
     ///
-    /// Needs a tokio runtime with the time driver (`enable_time`, or `enable_all`).
+    /// Needs a tokio runtime with the time driver (`enable_time`, or `enable_all`), and on
+    /// Redis the IO driver too (`enable_io`).
     ///
     /// # Errors
     ///
@@ -90,14 +95,14 @@ impl Limiter {
     pub async fn acquire_async(&self, weight: u64, timeout: Duration) -> Result<(), Denied> {
         let mut retry = Retry::new(deadline_after(timeout));
         loop {
-            let denied = match self.try_once(weight) {
+            let denied = match self.try_once_async(weight).await {
                 Ok(_) => return Ok(()),
                 Err(denied) => denied,
             };
             match retry.after(&denied) {
                 Ok(sleep) => tokio::time::sleep(sleep).await,
                 Err(how) => {
-                    self.count_refusal(&denied, how);
+                    self.count_refusal_async(&denied, how).await;
                     return Err(denied);
                 }
             }

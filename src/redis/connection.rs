@@ -1,22 +1,28 @@
-//! One connection to the Redis server, shared by the limiter's threads: opened lazily with a
-//! timeout, every call bounded by the same timeout, dropped after any failure that is not
-//! the script's own answer, and opened again by the next call.
+//! The limiter's connections to the Redis server. Blocking calls take a connection from a
+//! small pool (made when none is idle), so threads of one limiter do not wait for each
+//! other's round trips; async calls (feature `tokio`) share one multiplexed connection.
+//! Every call is bounded by the same timeout; a connection that failed other than by the
+//! script's own answer is dropped, and the next call makes a new one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
+/// Idle blocking connections kept for the next calls; more threads at once make more, and
+/// those beyond this are closed after their call.
+const POOL: usize = 8;
+
 /// A server, or a Redis Cluster (the client follows its slots: both keys of a limiter are
 /// in one).
 enum Client {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
-/// A connection to either.
+/// A blocking connection to either.
 enum Connection {
     Single(redis::Connection),
     Cluster(Box<ClusterConnection>),
@@ -31,14 +37,25 @@ impl Connection {
     }
 }
 
-/// The connection and how to make it again.
+/// An async connection to either: multiplexed (one connection carries the calls of every
+/// task, each answered in order), cheap to clone.
+#[cfg(feature = "tokio")]
+#[derive(Clone)]
+enum AsyncConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// The connections and how to make them again.
 pub(super) struct Link {
     client: Client,
-    connection: Mutex<Option<Connection>>,
+    idle: Mutex<Vec<Connection>>,
+    #[cfg(feature = "tokio")]
+    shared: Mutex<Option<AsyncConnection>>,
     timeout: Duration,
     /// Connections made after the first (each after a failure).
     reconnects: AtomicU64,
-    made_one: std::sync::atomic::AtomicBool,
+    made_one: AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -50,26 +67,33 @@ impl std::fmt::Debug for Link {
     }
 }
 
+/// A lock that a panic elsewhere did not make unusable (what it guards stays valid).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Link {
     /// A link to the server `url` names (with `cluster`, a node of a Redis Cluster);
     /// connects at the first call.
     pub(super) fn new(url: &str, timeout: Duration, cluster: bool) -> RedisResult<Link> {
         let client = if cluster {
-            Client::Cluster(
+            Client::Cluster(Box::new(
                 ClusterClient::builder([url])
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .build()?,
-            )
+            ))
         } else {
             Client::Single(redis::Client::open(url)?)
         };
         Ok(Link {
             client,
-            connection: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
+            #[cfg(feature = "tokio")]
+            shared: Mutex::new(None),
             timeout,
             reconnects: AtomicU64::new(0),
-            made_one: Default::default(),
+            made_one: AtomicBool::new(false),
         })
     }
 
@@ -78,40 +102,115 @@ impl Link {
         self.reconnects.load(Ordering::Relaxed)
     }
 
-    /// Runs `call` on the connection (made first if there is none). A failure other than an
-    /// error reply of the script drops the connection: after a timeout its stream may still
-    /// hold the late reply, so nothing may read from it again.
+    /// Counts a connection made: the first is not a reconnection.
+    fn made(&self) {
+        if self.made_one.swap(true, Ordering::Relaxed) {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn connect(&self) -> RedisResult<Connection> {
+        let connection = match &self.client {
+            Client::Single(client) => {
+                let connection = client.get_connection_with_timeout(self.timeout)?;
+                connection.set_read_timeout(Some(self.timeout))?;
+                connection.set_write_timeout(Some(self.timeout))?;
+                Connection::Single(connection)
+            }
+            Client::Cluster(client) => Connection::Cluster(Box::new(client.get_connection()?)),
+        };
+        self.made();
+        Ok(connection)
+    }
+
+    /// Runs `call` on an idle connection (made first if there is none), which no other
+    /// thread uses meanwhile. A failure other than an error reply of the script drops the
+    /// connection: after a timeout its stream may still hold the late reply, so nothing may
+    /// read from it again.
     pub(super) fn call<T>(
         &self,
         call: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let mut guard = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            let connection = match &self.client {
-                Client::Single(client) => {
-                    let connection = client.get_connection_with_timeout(self.timeout)?;
-                    connection.set_read_timeout(Some(self.timeout))?;
-                    connection.set_write_timeout(Some(self.timeout))?;
-                    Connection::Single(connection)
-                }
-                Client::Cluster(client) => Connection::Cluster(Box::new(client.get_connection()?)),
-            };
-            if self.made_one.swap(true, Ordering::Relaxed) {
-                self.reconnects.fetch_add(1, Ordering::Relaxed);
-            }
-            *guard = Some(connection);
-        }
-        let Some(connection) = guard.as_mut() else {
-            unreachable!("a connection was just made")
+        let idle = lock(&self.idle).pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect()?,
         };
         let result = call(connection.get());
+        let in_step = match &result {
+            Ok(_) => true,
+            Err(error) => is_answer(error),
+        };
+        if in_step {
+            let mut idle = lock(&self.idle);
+            if idle.len() < POOL {
+                idle.push(connection);
+            }
+        }
+        result
+    }
+
+    /// The shared async connection, made first if there is none (or the last failed).
+    #[cfg(feature = "tokio")]
+    async fn shared(&self) -> RedisResult<AsyncConnection> {
+        if let Some(connection) = lock(&self.shared).clone() {
+            return Ok(connection);
+        }
+        let connection = match &self.client {
+            Client::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
+                AsyncConnection::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            Client::Cluster(client) => {
+                AsyncConnection::Cluster(client.get_async_connection().await?)
+            }
+        };
+        self.made();
+        // Two tasks that both found none both made one; the later replaces the earlier,
+        // which closes when its last clone is dropped.
+        *lock(&self.shared) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs the script `invocation` on the shared async connection, the whole call
+    /// (connecting, a reload of a flushed script) bounded by the timeout. The task yields
+    /// while it waits; no thread is blocked.
+    ///
+    /// Dropping the future before the reply leaves the connection in step (the multiplexed
+    /// connection matches replies to requests), but a request already sent may have been
+    /// executed: the admission may or may not have been recorded.
+    #[cfg(feature = "tokio")]
+    pub(super) async fn invoke_async(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> RedisResult<Vec<i64>> {
+        let call = async {
+            match self.shared().await? {
+                AsyncConnection::Single(mut connection) => {
+                    invocation.invoke_async(&mut connection).await
+                }
+                AsyncConnection::Cluster(mut connection) => {
+                    invocation.invoke_async(&mut connection).await
+                }
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no reply within {:?}", self.timeout),
+            ))),
+        };
         if let Err(error) = &result
             && !is_answer(error)
         {
-            *guard = None;
+            *lock(&self.shared) = None;
         }
         result
     }
