@@ -1908,3 +1908,70 @@ fn concurrent_threads_never_over_admit() {
     }
     assert!(all.len() > 2000, "only {} admitted", all.len());
 }
+
+/// Issue 17, round 4: what `usage` reports for each rate, checked deterministically (the
+/// mutation run found `next_free_at` checked only by the property test's random cases).
+mod usage_per_rate {
+    use super::*;
+
+    /// Each rate's use and the moment it frees up: the oldest record inside its own window,
+    /// plus that window; an empty window frees up at no moment (`None`).
+    #[test]
+    fn usage_reports_each_rates_oldest_record_inside_its_window() {
+        let rules = [rule(10, SEC), requests(5, 2 * SEC)];
+        let heap = Heap::new(&rules);
+        let first = heap.admit(&rules, SEC, 2);
+        let second = heap.admit(&rules, SEC + SEC / 2, 3);
+        heap.admit(&rules, 2 * SEC + SEC / 5, 1);
+
+        // At 2.4 s the 1 s window holds the last two records (weight 3 + 1), the 2 s window
+        // all three requests.
+        let now = 2 * SEC + 2 * SEC / 5;
+        let usage = heap.usage(&rules, now);
+        assert_eq!(usage.at, now);
+        assert_eq!(
+            usage.rates[0],
+            RateUse {
+                used: 4,
+                next_free_at: Some(second.ts + SEC),
+            }
+        );
+        assert_eq!(
+            usage.rates[1],
+            RateUse {
+                used: 3,
+                next_free_at: Some(first.ts + 2 * SEC),
+            }
+        );
+
+        // At 3 s the 1 s window holds only the newest record, the 2 s window the last two
+        // (the first, at exactly 3 s - 2 s, has left it).
+        let usage = heap.usage(&rules, 3 * SEC);
+        let newest = heap.head();
+        assert_eq!(
+            (usage.rates[0], usage.rates[1]),
+            (
+                RateUse {
+                    used: 1,
+                    next_free_at: Some(newest.ts + SEC),
+                },
+                RateUse {
+                    used: 2,
+                    next_free_at: Some(second.ts + 2 * SEC),
+                }
+            )
+        );
+
+        // Long after, both windows are empty.
+        let usage = heap.usage(&rules, 10 * SEC);
+        for rate in &usage.rates[..2] {
+            assert_eq!(
+                *rate,
+                RateUse {
+                    used: 0,
+                    next_free_at: None,
+                }
+            );
+        }
+    }
+}
