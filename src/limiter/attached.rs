@@ -118,8 +118,10 @@ impl Attached {
             }
             return Some(Err(self.exhausted(rate, retry_at, now)));
         }
-        if count.is_some() {
-            // A call the memo did not answer: this thread's kept repeats go to the file.
+        // A call the memo did not answer: this thread's kept repeats go to the file. Only a
+        // memo that answered can have kept any, and once stored a memo is only ever replaced
+        // by another denial's, so while it is still none there is nothing to send.
+        if count.is_some() && memo != Memo::NONE.pack() {
             self.repeats.flush_mine(&self.region, self.rules.len());
         }
         let result = self.decide(&words, memo, now, weight)?;
