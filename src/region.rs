@@ -57,6 +57,11 @@ pub struct Region {
     shard: usize,
     /// Mapped `PROT_READ` ([`Region::observe`]): nothing may write to it.
     read_only: bool,
+    /// The protocol's words in the mapping, made once ([`Region::read_words`]): borrowed
+    /// from `map`, which outlives them (see `Region::made_words`).
+    read: Words<'static>,
+    /// What [`Region::words`] gives: `read`, or on a read-only region the stand-in ring.
+    write: Words<'static>,
 }
 
 /// How to open: the header a new file gets, or `None` to attach to an existing file only.
@@ -248,7 +253,7 @@ impl Region {
         }
         .map_err(|e| Error::io(path, "map", e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-        Ok(Region {
+        let mut region = Region {
             map,
             header,
             path: path.to_path_buf(),
@@ -256,7 +261,14 @@ impl Region {
             ino: meta.ino(),
             shard: shard(),
             read_only: access == Access::ReadOnly,
-        })
+            read: unusable_words(),
+            write: unusable_words(),
+        };
+        region.read = region.made_words();
+        if !region.read_only {
+            region.write = region.read;
+        }
+        Ok(region)
     }
 
     /// Opens the file at `path` without mapping it, and says whose it is and what it is.
@@ -367,27 +379,35 @@ impl Region {
     /// readers use [`Region::read_words`].
     #[inline]
     pub fn words(&self) -> Words<'_> {
-        if self.read_only {
-            return unusable_words();
-        }
-        self.read_words()
+        self.write
     }
 
     /// The protocol's words, for the steps that only load (`usage`, `records_since`): the
     /// hint, the lap counter and the ring, on a read-only region too.
     #[inline]
     pub fn read_words(&self) -> Words<'_> {
+        self.read
+    }
+
+    /// The words in the mapping, made once when it is mapped: the hot path neither checks
+    /// the ring's length again nor branches on the mapping's access per call.
+    fn made_words(&self) -> Words<'static> {
         // The capacity was validated as a power of two within bounds by `Header::decode` (or
         // computed by `capacity_for`), so `Words::new` accepts it; should it not, an empty
         // two-slot ring full of fake records makes every acquire report corruption.
-        match Words::new(
+        let words = match Words::new(
             self.word(layout::HINT_OFFSET),
             self.word(layout::LAPS_OFFSET),
             self.ring(),
         ) {
             Some(words) => words,
             None => unusable_words(),
-        }
+        };
+        // SAFETY: the words borrow the mapping, whose memory stays mapped at the same
+        // address until `self.map` is dropped, however `self` moves; they are stored in
+        // `self` and handed out only as `Words<'_>` tied to a borrow of `self`, so no use
+        // outlives the mapping. Only the lifetime changes.
+        unsafe { std::mem::transmute::<Words<'_>, Words<'static>>(words) }
     }
 
     /// The journaled word: sequence number of the newest record known to be in the journal
