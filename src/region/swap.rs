@@ -65,8 +65,7 @@
 //! value before the writer frees it, even when the entry already holds a newer pointer.
 //!
 //! A writer that cannot run the barrier (the kernel lacks it, a seccomp policy refuses it,
-//! or a process forked from one that registered has not registered yet and fails to) frees
-//! nothing, keeping the values for a later try. A cell made where `membarrier` is missing uses
+//! or the process's registration is missing and registering again fails) frees nothing, keeping the values for a later try. A cell made where `membarrier` is missing uses
 //! the claim of the first scheme only, as does Miri, which has no such system call. Both
 //! schemes can protect values of one cell at once: a writer checks the slots, the count and
 //! every thread's entries.
@@ -240,8 +239,9 @@ fn fast_readers() -> bool {
 }
 
 /// The writer's barrier of the fast reader: every running thread of the process executes a
-/// full memory barrier. A child forked from a registered process must register again (the
-/// registration is not inherited), which is tried once before giving up.
+/// full memory barrier. Refused for want of a registration (a process whose registration
+/// was lost, say across a fork on a kernel that does not carry it), it registers and tries
+/// once more before giving up.
 fn heavy_barrier() -> bool {
     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
         || (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)
@@ -789,6 +789,41 @@ mod tests {
             std::thread::spawn(move || assert_eq!(cell.get().check(), 1))
                 .join()
                 .unwrap();
+        }
+    }
+
+    /// A child forked from a process whose cells have fast readers frees what it replaces:
+    /// its first barrier registers the child (whether or not the kernel kept the parent's
+    /// registration), so replaced values do not pile up there.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no fork")]
+    fn a_forked_child_still_frees_what_it_replaces() {
+        if Readers::available() != Readers::Fast {
+            return;
+        }
+        let alive = Arc::new(AtomicUsize::new(0));
+        let cell = SwapCell::with_readers(Tracked::new(&alive, 0), Readers::Fast);
+        assert_eq!(cell.get().check(), 0);
+        // SAFETY: the child only replaces values of this cell (no other thread can hold its
+        // locks), checks them and leaves with `_exit`, running no destructor or handler of
+        // the parent's other threads.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                cell.replace(Tracked::new(&alive, 1));
+                cell.replace(Tracked::new(&alive, 2));
+                let freed = cell.kept() == 0 && alive.load(Ordering::SeqCst) == 1;
+                let read = cell.get().check() == 2;
+                // SAFETY: `_exit` ends the child at once; nothing else runs.
+                unsafe { nix::libc::_exit(if freed && read { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(child, 0),
+                    "the child kept what it replaced, or read the wrong value"
+                );
+            }
         }
     }
 }
