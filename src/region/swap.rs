@@ -65,7 +65,8 @@
 //! value before the writer frees it, even when the entry already holds a newer pointer.
 //!
 //! A writer that cannot run the barrier (the kernel lacks it, a seccomp policy refuses it,
-//! or the process's registration is missing and registering again fails) frees nothing, keeping the values for a later try. A cell made where `membarrier` is missing uses
+//! or the process's registration is missing and registering again fails) frees nothing,
+//! keeping the values for a later try. A cell made where `membarrier` is missing uses
 //! the claim of the first scheme only, as does Miri, which has no such system call. Both
 //! schemes can protect values of one cell at once: a writer checks the slots, the count and
 //! every thread's entries.
