@@ -12,11 +12,11 @@
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
 //!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
-//!   one binary field, `6 + n` big-endian doubles `SEQ, CUM, TS, FIRST, EXP, TRIM,
+//!   one binary field, `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM,
 //!   BOUND_1, ...`: the newest admission, the oldest member's sequence number where ranks
 //!   start, when the expiry must next be pushed back, when the next trim is due, and per
 //!   rate a bound on its window's use; one `struct.unpack` reads it, and a head of another
-//!   length or with a value that is not an integer in range is garbage) and the counters
+//!   length or with a value from 2^53 on is garbage) and the counters
 //!   (`denied:I`, `never_fits`, `timed_out`). Version 2 kept the same head as decimal
 //!   text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a limiter of
 //!   another version is refused, naming both.
@@ -605,7 +605,7 @@ impl RedisLimiter {
     }
 
     /// Admissions since the limiter was created (or last expired or reset): the head's
-    /// first number (the head: 6 + n big-endian doubles, checked like the script does).
+    /// first number (the head: 6 + n big-endian u64, checked like the script does).
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
         let head: Option<Vec<u8>> = self
             .link
@@ -620,9 +620,9 @@ impl RedisLimiter {
             return Ok(0);
         };
         let seq = (head.len() == 8 * (6 + self.rules.len()))
-            .then(|| f64::from_be_bytes(head[..8].try_into().expect("8 bytes")))
-            .filter(|seq| (0.0..=9_007_199_254_740_992.0).contains(seq) && seq.fract() == 0.0);
-        seq.map(|seq| seq as u64).ok_or_else(|| Error::Redis {
+            .then(|| u64::from_be_bytes(head[..8].try_into().expect("8 bytes")))
+            .filter(|seq| *seq < 1 << 53);
+        seq.ok_or_else(|| Error::Redis {
             target: self.target.clone(),
             reason: format!(
                 "the limiter's keys hold garbage: the head is not {} numbers ({} bytes)",

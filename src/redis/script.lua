@@ -7,7 +7,8 @@
 -- KEYS[2]  the head and the configuration: a hash.
 --          v = layout version, rules = the rates in canonical form (compared),
 --          rates = the rates as their owner wrote them (for error messages),
---          h = the head, one binary field: 6 + n big-endian doubles (struct '>d...'),
+--          h = the head, one binary field: 6 + n big-endian unsigned 64-bit integers
+--            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
 --            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n:
 --            seq, cum, ts = the newest admission (0, 0, 0 before the first),
 --            first = the sequence number of the oldest member (the trim moves it),
@@ -58,9 +59,16 @@ local rules_text, rates_text = ARGV[3], ARGV[4]
 local ttl = ARGV[5]
 local n = tonumber(ARGV[9])
 -- R[3i-2], R[3i-1], R[3i]: rate i's limit, window (µs), requests (1) or weight (0).
-local R = { struct.unpack('>' .. string.rep('ddB', n), ARGV[10]) }
--- The head's format: 6 + n doubles.
-local HEAD = '>' .. string.rep('d', 6 + n)
+-- The formats of the rates and of the head (6 + n integers), constants for 1 and 2 rates.
+local RATES, HEAD
+if n == 1 then
+  RATES, HEAD = '>ddB', '>I8I8I8I8I8I8I8'
+elseif n == 2 then
+  RATES, HEAD = '>ddBddB', '>I8I8I8I8I8I8I8I8'
+else
+  RATES, HEAD = '>' .. string.rep('ddB', n), '>' .. string.rep('I8', 6 + n)
+end
+local R = { struct.unpack(RATES, ARGV[10]) }
 
 local m = redis.call('HMGET', meta, 'v', 'rules', 'h')
 if m[1] then
@@ -84,14 +92,13 @@ end
 -- H: the head, H[6 + i] rate i's bound.
 local H
 if m[1] and m[3] then
-  -- Exactly 6 + n doubles, each an integer in 0..2^53 (NaN and infinities fail the tests).
+  -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
   if #m[3] ~= 8 * (6 + n) then
     return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers')
   end
   H = { struct.unpack(HEAD, m[3]) }
   for i = 1, 6 + n do
-    local v = H[i]
-    if not (v >= 0 and v <= MAX and v % 1 == 0) then
+    if H[i] >= MAX then
       return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
     end
   end
