@@ -10,10 +10,11 @@
 //!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
 //!   `ZADD`s. Two rates here, like ours.
 //!
-//! Beside them: the script of key layout 1 (`redis_script_v1.lua`, before the per-rate
-//! bounds and the amortized trim), called with the arguments that library sent, to measure
-//! the change in the same run; and 1 against 4 threads sharing one limiter (its pool of
-//! connections: calls per second of all threads together).
+//! Beside them: the script of key layout 2 (`redis_script_v2.lua`, before the binary head,
+//! the packed rates and the closures made only when the log is searched), called with the
+//! arguments that library sent, to measure the change in the same run; and 1 against 4
+//! threads sharing one limiter (its pool of connections: calls per second of all threads
+//! together).
 //!
 //! Every other case is one client, one connection, calls one after the other (the latency a
 //! caller sees, whose floor is one round trip). Limits never bind, so every call admits;
@@ -59,9 +60,10 @@ for i = 1, weight do redis.call('ZADD', KEYS[1], now, id .. ':' .. i) end
 return 1
 ";
 
-/// hostlimit's script of key layout 1 (before the per-rate bounds and the amortized trim),
-/// kept here to measure the change in the same run.
-const OURS_V1: &str = include_str!("redis_script_v1.lua");
+/// hostlimit's script of key layout 2 (the head as decimal text, the rates as separate
+/// arguments, the log search's closures made at every call), kept here to measure the
+/// change in the same run.
+const OURS_V2: &str = include_str!("redis_script_v2.lua");
 
 #[derive(Clone, Copy, Debug)]
 enum Case {
@@ -70,8 +72,8 @@ enum Case {
         rates: usize,
         weight: u64,
     },
-    /// Layout 1's script, called directly with the arguments the library gave it.
-    OursV1 {
+    /// Layout 2's script, called directly with the arguments the library gave it.
+    OursV2 {
         rates: usize,
         weight: u64,
     },
@@ -92,8 +94,8 @@ impl Case {
         match self {
             Case::Set => "plain SET (one round trip)".into(),
             Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
-            Case::OursV1 { rates, weight } => {
-                format!("hostlimit layout 1 (before), {rates} rate(s), weight {weight}")
+            Case::OursV2 { rates, weight } => {
+                format!("hostlimit layout 2 (before), {rates} rate(s), weight {weight}")
             }
             Case::Threads { threads } => {
                 format!("hostlimit, 1 rate, weight 1, {threads} threads on one limiter")
@@ -181,7 +183,7 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     let key = format!("bench:{round}:{case:?}");
     let list = redis::Script::new(LIST_PER_UNIT);
     let zset = redis::Script::new(ZSET_PER_UNIT);
-    let v1 = redis::Script::new(OURS_V1);
+    let v2 = redis::Script::new(OURS_V2);
     let limiter = match case {
         Case::Ours { rates: count, .. } => Some(
             Limiter::connect(
@@ -193,7 +195,7 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
         ),
         _ => None,
     };
-    let v1_keys = [format!("{key}:log"), format!("{key}:head")];
+    let v2_keys = [format!("{key}:log"), format!("{key}:head")];
     let mut call = |i: u64| -> bool {
         match case {
             Case::Set => {
@@ -201,14 +203,14 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                 true
             }
             Case::Ours { weight, .. } => limiter.as_ref().unwrap().try_acquire(weight).is_ok(),
-            Case::OursV1 { rates, weight } => {
-                // What the library of layout 1 sent: mode, layout, rules, rates as
-                // written, expiry (ms), clock, weight, charge, then per rate limit,
-                // window (µs), requests.
-                let mut call = v1.prepare_invoke();
-                call.key(&v1_keys[0]).key(&v1_keys[1]);
+            Case::OursV2 { rates, weight } => {
+                // What the library of layout 2 sent: mode, layout, rules, rates as
+                // written, expiry (ms), clock, weight, charge, count of rates, then per
+                // rate limit, window (µs), requests.
+                let mut call = v2.prepare_invoke();
+                call.key(&v2_keys[0]).key(&v2_keys[1]);
                 call.arg("acquire")
-                    .arg("1")
+                    .arg("2")
                     .arg("rules")
                     .arg("rates")
                     .arg(61_000);
@@ -302,11 +304,11 @@ fn main() {
             rates: 2,
             weight: 1000,
         },
-        Case::OursV1 {
+        Case::OursV2 {
             rates: 1,
             weight: 1,
         },
-        Case::OursV1 {
+        Case::OursV2 {
             rates: 2,
             weight: 1,
         },
@@ -360,7 +362,7 @@ fn main() {
         ratio(1, 9)
     );
     println!(
-        "layout 2 / layout 1 (this change), weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
+        "layout 3 / layout 2 (this change), weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
         ratio(1, 5),
         ratio(3, 6)
     );

@@ -1,7 +1,7 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 2)
+//! # The data layout (version 3)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
@@ -12,11 +12,14 @@
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
 //!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
-//!   one field, `SEQ:CUM:TS:FIRST:EXP:TRIM:BOUND_1:...`: the newest admission, the oldest
-//!   member's sequence number where ranks start, when the expiry must next be pushed back,
-//!   when the next trim is due, and per rate a bound on its window's use) and the counters
-//!   (`denied:I`, `never_fits`, `timed_out`). Version 1 kept the head in five fields and
-//!   had no bounds; a limiter of the other version is refused, naming both.
+//!   one binary field, `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM,
+//!   BOUND_1, ...`: the newest admission, the oldest member's sequence number where ranks
+//!   start, when the expiry must next be pushed back, when the next trim is due, and per
+//!   rate a bound on its window's use; one `struct.unpack` reads it, and a head of another
+//!   length or with a value from 2^53 on is garbage) and the counters
+//!   (`denied:I`, `never_fits`, `timed_out`). Version 2 kept the same head as decimal
+//!   text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a limiter of
+//!   another version is refused, naming both.
 //!
 //! # The script
 //!
@@ -74,7 +77,7 @@ pub use outage::{OnOutage, Outages};
 const SCRIPT: &str = include_str!("redis/script.lua");
 
 /// The key layout the script reads and writes.
-const LAYOUT: &str = "2";
+const LAYOUT: &str = "3";
 
 /// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -244,8 +247,10 @@ pub(crate) struct RedisLimiter {
     /// The script's arguments after the mode that do not change: layout, canonical rates,
     /// rates as written, expiry (ms).
     fixed: [String; 4],
-    /// Per rate: limit, window in µs (rounded up), requests (1) or weight (0).
-    rate_args: Vec<String>,
+    /// The rates in one argument, unpacked by one `struct.unpack` in the script: per rate
+    /// limit and window in µs (rounded up) as big-endian doubles, then requests (1) or
+    /// weight (0) as one byte (`>ddB`).
+    rate_args: Vec<u8>,
     script: redis::Script,
     link: Link,
     on_outage: OnOutage,
@@ -311,16 +316,13 @@ impl RedisLimiter {
             .max()
             .unwrap_or(0)
             .div_ceil(1000);
-        let rate_args = rules
-            .iter()
-            .flat_map(|r| {
-                [
-                    r.limit.to_string(),
-                    window_us(r).to_string(),
-                    u8::from(r.requests).to_string(),
-                ]
-            })
-            .collect();
+        let mut rate_args = Vec::with_capacity(17 * rules.len());
+        for rule in &rules {
+            // Doubles: the script's numbers (exact to 2^53, as the script's text was).
+            rate_args.extend_from_slice(&(rule.limit as f64).to_be_bytes());
+            rate_args.extend_from_slice(&(window_us(rule) as f64).to_be_bytes());
+            rate_args.push(u8::from(rule.requests));
+        }
         RedisLimiter {
             path: PathBuf::from(&target),
             target,
@@ -368,10 +370,8 @@ impl RedisLimiter {
             .arg(now_us.map_or_else(String::new, |n| n.to_string()))
             .arg(extra[0])
             .arg(extra[1])
-            .arg(self.rules.len());
-        for arg in &self.rate_args {
-            invocation.arg(arg);
-        }
+            .arg(self.rules.len())
+            .arg(self.rate_args.as_slice());
         invocation
     }
 
@@ -605,19 +605,31 @@ impl RedisLimiter {
     }
 
     /// Admissions since the limiter was created (or last expired or reset): the head's
-    /// first number.
+    /// first number (the head: 6 + n big-endian u64, checked like the script does).
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
-        let fields = self.head_fields(&["h".to_string()])?;
-        let Some(head) = fields.first().cloned().flatten() else {
+        let head: Option<Vec<u8>> = self
+            .link
+            .call(|connection| {
+                redis::cmd("HGET")
+                    .arg(&self.keys[1])
+                    .arg("h")
+                    .query(connection)
+            })
+            .map_err(|e| self.refused(&e))?;
+        let Some(head) = head else {
             return Ok(0);
         };
-        head.split(':')
-            .next()
-            .and_then(|seq| seq.parse().ok())
-            .ok_or_else(|| Error::Redis {
-                target: self.target.clone(),
-                reason: format!("the limiter's keys hold garbage: the head {head:?}"),
-            })
+        let seq = (head.len() == 8 * (6 + self.rules.len()))
+            .then(|| u64::from_be_bytes(head[..8].try_into().expect("8 bytes")))
+            .filter(|seq| *seq < 1 << 53);
+        seq.ok_or_else(|| Error::Redis {
+            target: self.target.clone(),
+            reason: format!(
+                "the limiter's keys hold garbage: the head is not {} numbers ({} bytes)",
+                6 + self.rules.len(),
+                head.len()
+            ),
+        })
     }
 
     /// The counters stored beside the log; garbage reads as `None`.

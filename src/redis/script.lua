@@ -1,4 +1,4 @@
--- hostlimit on Redis: the whole protocol in one script. Key layout version 2.
+-- hostlimit on Redis: the whole protocol in one script. Key layout version 3.
 --
 -- KEYS[1]  the log: a sorted set, one member per admission (never per unit of weight).
 --          score  = recorded timestamp, microseconds of the server's clock
@@ -7,7 +7,9 @@
 -- KEYS[2]  the head and the configuration: a hash.
 --          v = layout version, rules = the rates in canonical form (compared),
 --          rates = the rates as their owner wrote them (for error messages),
---          h = the head, one field "seq:cum:ts:first:exp:trim:bound_1:...:bound_n":
+--          h = the head, one binary field: 6 + n big-endian unsigned 64-bit integers
+--            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
+--            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n:
 --            seq, cum, ts = the newest admission (0, 0, 0 before the first),
 --            first = the sequence number of the oldest member (the trim moves it),
 --            exp = when (server µs) the keys' expiry must next be pushed back,
@@ -16,12 +18,14 @@
 --              exact use when it was last searched, plus what was admitted since): while
 --              bound_i + units fits, rate i admits without searching the log,
 --          denied:<i>, never_fits, timed_out = counters (statistics)
+--          (layout 2 had the same head as decimal text "seq:cum:...:bound_n").
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
 --
 -- ARGV: mode (acquire | usage | check | count | reset), layout, rules, rates, ttl_ms, now_us
--- ('' = the server's clock), weight (capped at 2^32), charge (weight mod 2^32), then the
--- count of rates and per rate: limit, window_us, requests (1) or weight (0). Mode count
+-- ('' = the server's clock), weight (capped at 2^32), charge (weight mod 2^32), the count n
+-- of rates, then the rates in one binary string: per rate limit, window_us (big-endian
+-- doubles) and requests (1) or weight (0) (one byte), struct '>ddB' n times. Mode count
 -- takes the rate's counter and a tally ('' for none) in place of the weight and charge.
 --
 -- Replies (integers):
@@ -32,47 +36,41 @@
 -- Errors: "HLMISMATCH <stored rates>", "HLLAYOUT <stored version>", "HLCORRUPT <why>".
 --
 -- Everything read from the keys is checked: garbage gives HLCORRUPT, never a guess.
+--
+-- The cost: a call far from every limit is four commands (HMGET, TIME, ZADD, HSET) and
+-- little Lua: the head is one struct.unpack, the rates one more, no string parsing, and
+-- the helpers of the log search are made (closures) only on the calls that search it.
 
 if redis.replicate_commands then
   -- Redis 3.2 to 4: replicate the effects (TIME is not deterministic). A no-op since 5.
   redis.replicate_commands()
 end
 
-local LAYOUT = '2'
+local LAYOUT = '3'
 local MOD = 4294967296
+local MAX = 9007199254740992 -- 2^53: past it doubles are no longer exact integers
 local log, meta = KEYS[1], KEYS[2]
 local mode = ARGV[1]
-
-local function fmt(n)
-  -- Numbers go to Redis as exact integer text: Lua's own conversion keeps only 14 digits.
-  return string.format('%.0f', n)
-end
-
-local function corrupt(why)
-  return redis.error_reply('HLCORRUPT ' .. why)
-end
-
-local function integer(text)
-  local n = tonumber(text)
-  if n == nil or n < 0 or n ~= math.floor(n) or n > 9007199254740992 then
-    return nil
-  end
-  return n
-end
 
 if ARGV[2] ~= LAYOUT then
   return redis.error_reply('HLLAYOUT script ' .. LAYOUT .. ' called with ' .. tostring(ARGV[2]))
 end
 local rules_text, rates_text = ARGV[3], ARGV[4]
 local ttl = ARGV[5]
+local n = tonumber(ARGV[9])
+-- R[3i-2], R[3i-1], R[3i]: rate i's limit, window (µs), requests (1) or weight (0).
+-- The formats of the rates and of the head (6 + n integers), constants for 1 and 2 rates.
+local RATES, HEAD
+if n == 1 then
+  RATES, HEAD = '>ddB', '>I8I8I8I8I8I8I8'
+elseif n == 2 then
+  RATES, HEAD = '>ddBddB', '>I8I8I8I8I8I8I8I8'
+else
+  RATES, HEAD = '>' .. string.rep('ddB', n), '>' .. string.rep('I8', 6 + n)
+end
+local R = { struct.unpack(RATES, ARGV[10]) }
 
 local m = redis.call('HMGET', meta, 'v', 'rules', 'h')
-local seq, cum, last, oldest, exp, next_trim = 0, 0, 0, 1, 0, 0
-local n = tonumber(ARGV[9])
-local bounds = {}
-for i = 1, n do
-  bounds[i] = 0
-end
 if m[1] then
   if m[1] ~= LAYOUT then
     return redis.error_reply('HLLAYOUT ' .. tostring(m[1]))
@@ -91,35 +89,32 @@ if mode == 'reset' then
   redis.call('PEXPIRE', meta, ttl)
   return { had }
 end
-if m[1] then
-  if m[3] then
-    -- Digits only (so integers, not negative), 6 + n of them, none past 2^53.
-    local a, b, c, d, e, f, rest = string.match(m[3], '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)(.*)$')
-    local count, length = 0, 0
-    if rest then
-      for word in string.gmatch(rest, ':(%d+)') do
-        count = count + 1
-        length = length + #word + 1
-        bounds[count] = integer(word)
-      end
-    end
-    if count ~= n or length ~= #rest then
-      return corrupt('the head is not ' .. (6 + n) .. ' integers')
-    end
-    seq, cum, last, oldest, exp, next_trim = integer(a), integer(b), integer(c), integer(d), integer(e), integer(f)
-    for i = 1, n do
-      if bounds[i] == nil then
-        seq = nil
-      end
-    end
-    if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or next_trim == nil
-      or cum >= MOD or oldest < 1 or oldest > seq then
-      return corrupt('the head is not ' .. (6 + n) .. ' integers in range')
+-- H: the head, H[6 + i] rate i's bound.
+local H
+if m[1] and m[3] then
+  -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
+  if #m[3] ~= 8 * (6 + n) then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers')
+  end
+  H = { struct.unpack(HEAD, m[3]) }
+  for i = 1, 6 + n do
+    if H[i] >= MAX then
+      return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
     end
   end
-elseif redis.call('EXISTS', log) == 1 then
-  return corrupt('a log without its head')
+  if H[2] >= MOD or H[4] < 1 or H[4] > H[1] then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
+  end
+else
+  if not m[1] and redis.call('EXISTS', log) == 1 then
+    return redis.error_reply('HLCORRUPT a log without its head')
+  end
+  H = { 0, 0, 0, 1, 0, 0 }
+  for i = 1, n do
+    H[6 + i] = 0
+  end
 end
+local seq, cum, last, oldest, exp, next_trim = H[1], H[2], H[3], H[4], H[5], H[6]
 
 if mode == 'check' then
   if not m[1] then
@@ -139,83 +134,122 @@ if mode == 'count' then
   return { 1 }
 end
 
-local now = integer(ARGV[6])
-if now == nil then
+local now
+if ARGV[6] == '' then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+else
+  now = tonumber(ARGV[6])
 end
 -- The recorded timestamp: never before the last one, and never 0 (before every admission).
 local t = math.max(now, last, 1)
+local weight, charge = tonumber(ARGV[7]), tonumber(ARGV[8])
 
-local rules = {}
-local longest = 0
-for i = 1, n do
-  local b = 9 + (i - 1) * 3
-  local rule = { limit = tonumber(ARGV[b + 1]), window = tonumber(ARGV[b + 2]), requests = ARGV[b + 3] == '1' }
-  rules[i] = rule
-  longest = math.max(longest, rule.window)
+if mode ~= 'acquire' and mode ~= 'usage' then
+  return redis.error_reply('HLCORRUPT unknown mode ' .. tostring(mode))
 end
 
-local function parse(member, score)
-  local s, c = string.match(member or '', '^(%d+):(%d+)$')
-  local e = { seq = integer(s), cum = integer(c), ts = integer(score) }
-  if e.seq == nil or e.cum == nil or e.ts == nil or e.cum >= MOD or e.seq > seq or e.ts > last then
-    return nil
+-- Acquire: never fits, nothing to charge, and whether some rate's bound shows no room
+-- (then the log is searched).
+local room, longest = true, 0
+if mode == 'acquire' then
+  local anything = false
+  for i = 1, n do
+    local limit = R[3 * i - 2]
+    local units = weight
+    if R[3 * i] == 1 then
+      units = 1
+    end
+    if units > limit then
+      return { 3, i - 1 }
+    end
+    if units > 0 then
+      anything = true
+      if H[6 + i] + units > limit then
+        room = false
+      end
+    end
+    if R[3 * i - 1] > longest then
+      longest = R[3 * i - 1]
+    end
   end
-  return e
+  if not anything then
+    return { 2 }
+  end
 end
 
--- The member with sequence number s: ranks start at the oldest (`first` in the head), and
--- sequence numbers are consecutive in the log.
-local function at_seq(s)
-  if s < oldest or s > seq then
-    return nil
+-- The log search, made only on the calls that read the log (usage, a bound without room,
+-- a trim): a call far from every limit creates no closure.
+local fmt, parse, at_seq, boundary
+if mode == 'usage' or not room or seq >= next_trim then
+  fmt = function(v)
+    -- Numbers go to Redis as exact integer text: Lua's own conversion keeps only 14 digits.
+    return string.format('%.0f', v)
   end
-  local r = redis.call('ZRANGE', log, fmt(s - oldest), fmt(s - oldest), 'WITHSCORES')
-  local e = parse(r[1], r[2])
-  if e == nil or e.seq ~= s then
-    return nil
-  end
-  return e
-end
-
--- The newest admission outside a window of `w` ending at t (ts <= t - w); sequence 0 (the
--- start, before the first admission) if there is none, which holds only while nothing was
--- trimmed: a trim keeps the newest member outside the longest window.
-local START = { seq = 0, cum = 0, ts = 0 }
-local function boundary(w)
-  local r = redis.call('ZREVRANGEBYSCORE', log, fmt(t - w), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  if #r == 0 then
-    if oldest ~= 1 then
+  local function integer(text)
+    local v = tonumber(text)
+    if v == nil or v < 0 or v ~= math.floor(v) or v > MAX then
       return nil
     end
-    return START
+    return v
   end
-  return parse(r[1], r[2])
-end
-
-local function used(rule, b)
-  if rule.requests then
-    return seq - b.seq
+  parse = function(member, score)
+    local s, c = string.match(member or '', '^(%d+):(%d+)$')
+    local e = { seq = integer(s), cum = integer(c), ts = integer(score) }
+    if e.seq == nil or e.cum == nil or e.ts == nil or e.cum >= MOD or e.seq > seq or e.ts > last then
+      return nil
+    end
+    return e
   end
-  return (cum - b.cum) % MOD
+  -- The member with sequence number s: ranks start at the oldest (`first` in the head),
+  -- and sequence numbers are consecutive in the log.
+  at_seq = function(s)
+    if s < oldest or s > seq then
+      return nil
+    end
+    local r = redis.call('ZRANGE', log, fmt(s - oldest), fmt(s - oldest), 'WITHSCORES')
+    local e = parse(r[1], r[2])
+    if e == nil or e.seq ~= s then
+      return nil
+    end
+    return e
+  end
+  -- The newest admission outside a window of `w` ending at t (ts <= t - w); sequence 0
+  -- (the start, before the first admission) if there is none, which holds only while
+  -- nothing was trimmed: a trim keeps the newest member outside the longest window.
+  boundary = function(w)
+    local r = redis.call('ZREVRANGEBYSCORE', log, fmt(t - w), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #r == 0 then
+      if oldest ~= 1 then
+        return nil
+      end
+      return { seq = 0, cum = 0, ts = 0 }
+    end
+    return parse(r[1], r[2])
+  end
 end
 
 if mode == 'usage' then
   local reply = { t }
-  for i, rule in ipairs(rules) do
-    local b = boundary(rule.window)
+  for i = 1, n do
+    local window = R[3 * i - 1]
+    local b = boundary(window)
     if b == nil then
-      return corrupt('the log does not reach back over the window')
+      return redis.error_reply('HLCORRUPT the log does not reach back over the window')
     end
-    local u = used(rule, b)
+    local u
+    if R[3 * i] == 1 then
+      u = seq - b.seq
+    else
+      u = (cum - b.cum) % MOD
+    end
     local next_free = -1
     if seq > b.seq then
-      local oldest = at_seq(b.seq + 1)
-      if oldest == nil then
-        return corrupt('a hole in the log')
+      local first = at_seq(b.seq + 1)
+      if first == nil then
+        return redis.error_reply('HLCORRUPT a hole in the log')
       end
-      next_free = oldest.ts + rule.window
+      next_free = first.ts + window
     end
     reply[2 * i] = u
     reply[2 * i + 1] = next_free
@@ -223,69 +257,59 @@ if mode == 'usage' then
   return reply
 end
 
-if mode ~= 'acquire' then
-  return redis.error_reply('HLCORRUPT unknown mode ' .. tostring(mode))
-end
-
-local weight, charge = tonumber(ARGV[7]), tonumber(ARGV[8])
-local anything = false
-for i, rule in ipairs(rules) do
-  local units = rule.requests and 1 or weight
-  if units > rule.limit then
-    return { 3, i - 1 }
-  end
-  anything = anything or units > 0
-end
-if not anything then
-  return { 2 }
-end
-
-local refusing, refusing_at = -1, -1
-for i, rule in ipairs(rules) do
-  local units = rule.requests and 1 or weight
-  if units > 0 and bounds[i] + units > rule.limit then
-    -- The bound does not show room: search the window's exact use.
-    local b = boundary(rule.window)
-    if b == nil then
-      return corrupt('the log does not reach back over the window')
-    end
-    bounds[i] = used(rule, b)
-    if bounds[i] + units > rule.limit then
-      -- The oldest admission x whose leaving (with all before it) makes room: for requests
-      -- the limit-th newest; for weight found by bisection on the cumulative sums, so the
-      -- cost is the log of the window's admissions, whatever the weight.
-      local x
-      if rule.requests then
-        x = seq + 1 - rule.limit
+if not room then
+  local refusing, refusing_at = -1, -1
+  for i = 1, n do
+    local limit, window, requests = R[3 * i - 2], R[3 * i - 1], R[3 * i] == 1
+    local units = requests and 1 or weight
+    if units > 0 and H[6 + i] + units > limit then
+      -- The bound does not show room: search the window's exact use.
+      local b = boundary(window)
+      if b == nil then
+        return redis.error_reply('HLCORRUPT the log does not reach back over the window')
+      end
+      if requests then
+        H[6 + i] = seq - b.seq
       else
-        local lo, hi = b.seq, seq -- lo's leaving is not enough, hi's (the newest) is
-        while hi - lo > 1 do
-          local mid = math.floor((lo + hi) / 2)
-          local e = at_seq(mid)
-          if e == nil then
-            return corrupt('a hole in the log')
+        H[6 + i] = (cum - b.cum) % MOD
+      end
+      if H[6 + i] + units > limit then
+        -- The oldest admission x whose leaving (with all before it) makes room: for
+        -- requests the limit-th newest; for weight found by bisection on the cumulative
+        -- sums, so the cost is the log of the window's admissions, whatever the weight.
+        local x
+        if requests then
+          x = seq + 1 - limit
+        else
+          local lo, hi = b.seq, seq -- lo's leaving is not enough, hi's (the newest) is
+          while hi - lo > 1 do
+            local mid = math.floor((lo + hi) / 2)
+            local e = at_seq(mid)
+            if e == nil then
+              return redis.error_reply('HLCORRUPT a hole in the log')
+            end
+            if (cum - e.cum) % MOD + units <= limit then
+              hi = mid
+            else
+              lo = mid
+            end
           end
-          if (cum - e.cum) % MOD + units <= rule.limit then
-            hi = mid
-          else
-            lo = mid
-          end
+          x = hi
         end
-        x = hi
-      end
-      local e = at_seq(x)
-      if e == nil then
-        return corrupt('a hole in the log')
-      end
-      local at = e.ts + rule.window
-      if at > refusing_at then
-        refusing, refusing_at = i - 1, at
+        local e = at_seq(x)
+        if e == nil then
+          return redis.error_reply('HLCORRUPT a hole in the log')
+        end
+        local at = e.ts + window
+        if at > refusing_at then
+          refusing, refusing_at = i - 1, at
+        end
       end
     end
   end
-end
-if refusing >= 0 then
-  return { 0, refusing, math.max(refusing_at - now, 1) }
+  if refusing >= 0 then
+    return { 0, refusing, math.max(refusing_at - now, 1) }
+  end
 end
 
 -- Trim, every 64 admissions: keep the newest member outside the longest window (the base
@@ -295,7 +319,7 @@ end
 if seq >= next_trim then
   local base = boundary(longest)
   if base == nil then
-    return corrupt('the log does not reach back over the window')
+    return redis.error_reply('HLCORRUPT the log does not reach back over the window')
   end
   if base.seq > oldest then
     oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
@@ -316,12 +340,14 @@ if exp < now + ttl_us then
   redis.call('PEXPIRE', meta, 2 * tonumber(ttl))
   exp = now + 2 * ttl_us
 end
-local head = { seq, cum, t, oldest, exp, next_trim }
-for i, rule in ipairs(rules) do
-  head[6 + i] = bounds[i] + (rule.requests and 1 or weight)
+for i = 1, n do
+  if R[3 * i] == 1 then
+    H[6 + i] = H[6 + i] + 1
+  else
+    H[6 + i] = H[6 + i] + weight
+  end
 end
--- One format for the whole head (each string op costs about as much as a command here).
-head = string.format('%.0f' .. string.rep(':%.0f', 5 + n), unpack(head))
+local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n))
 if m[1] then
   redis.call('HSET', meta, 'h', head)
 else

@@ -461,19 +461,29 @@ fn garbage_in_the_keys_is_reported() {
         denied.to_string()
     };
     let unusable = |limiter: &Limiter| unusable_at(limiter, 1);
-    let good: String = redis::cmd("HGET")
+    let good: Vec<u8> = redis::cmd("HGET")
         .arg(&head)
         .arg("h")
         .query(&mut con)
         .unwrap();
-    // The head: a word that is not a number, one number too many, one too few.
-    let fields: Vec<&str> = good.split(':').collect();
-    let mut garbled = fields.clone();
-    garbled[1] = "x";
-    for bad in [
-        garbled.join(":"),
-        format!("{good}:1"),
-        fields[..fields.len() - 1].join(":"),
+    // The head (layout 3): 6 + 1 big-endian u64, each below 2^53.
+    assert_eq!(good.len(), 8 * 7, "{good:?}");
+    let with = |field: usize, value: u64| {
+        let mut bad = good.clone();
+        bad[8 * field..8 * field + 8].copy_from_slice(&value.to_be_bytes());
+        bad
+    };
+    let too_many = [good.as_slice(), &1u64.to_be_bytes()].concat();
+    for (bad, why) in [
+        (with(0, (1 << 53) + 1), "not integers"),
+        (with(6, u64::MAX), "not integers"),
+        (with(1, 1 << 32), "not integers"),
+        (with(3, 0), "not integers"),
+        (with(3, 2), "not integers"),
+        (too_many, "not 7 numbers"),
+        (good[..good.len() - 8].to_vec(), "not 7 numbers"),
+        (good[..good.len() - 1].to_vec(), "not 7 numbers"),
+        (b"1:1:1:1:1:1:1".to_vec(), "not 7 numbers"),
     ] {
         let _: () = redis::cmd("HSET")
             .arg(&head)
@@ -481,9 +491,19 @@ fn garbage_in_the_keys_is_reported() {
             .arg(&bad)
             .query(&mut con)
             .unwrap();
-        assert!(unusable(&limiter).contains("garbage"), "{bad}");
+        let text = unusable(&limiter);
+        assert!(text.contains("garbage"), "{bad:?}: {text}");
+        let expected = if why == "not integers" {
+            "not 7 integers in range"
+        } else {
+            why
+        };
+        assert!(text.contains(expected), "{bad:?}: {text}");
+        if why != "not integers" {
+            // The count of admissions reads the same head, checked the same way.
+            assert!(redis.admitted().is_err(), "{bad:?}");
+        }
     }
-    assert!(limiter.admitted().is_err() || fields[0] != "x");
     let _: () = redis::cmd("HSET")
         .arg(&head)
         .arg("h")
@@ -506,13 +526,20 @@ fn garbage_in_the_keys_is_reported() {
     // must search it finds the garbage.
     assert!(unusable_at(&limiter, 9).contains("garbage"));
     assert!(limiter.usage().is_err());
-    let _: () = redis::cmd("HSET")
-        .arg(&head)
-        .arg("v")
-        .arg("99")
-        .query(&mut con)
-        .unwrap();
-    assert!(unusable(&limiter).contains("layout 99"));
+    // A limiter of layout 2 (text head) or of a later layout is refused, naming both.
+    for version in ["2", "99"] {
+        let _: () = redis::cmd("HSET")
+            .arg(&head)
+            .arg("v")
+            .arg(version)
+            .query(&mut con)
+            .unwrap();
+        let text = unusable(&limiter);
+        assert!(
+            text.contains(&format!("key layout {version}, this library writes 3")),
+            "{text}"
+        );
+    }
     // A log without its head.
     let _: () = redis::cmd("DEL").arg(&head).query(&mut con).unwrap();
     assert!(unusable(&limiter).contains("garbage"));

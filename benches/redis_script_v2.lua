@@ -1,4 +1,6 @@
--- hostlimit on Redis: the whole protocol in one script. Key layout version 1.
+-- benches/redis.rs: a frozen copy of src/redis/script.lua at key layout 2, the "before"
+-- this bench measures against. Not used by the library.
+-- hostlimit on Redis: the whole protocol in one script. Key layout version 2.
 --
 -- KEYS[1]  the log: a sorted set, one member per admission (never per unit of weight).
 --          score  = recorded timestamp, microseconds of the server's clock
@@ -7,9 +9,14 @@
 -- KEYS[2]  the head and the configuration: a hash.
 --          v = layout version, rules = the rates in canonical form (compared),
 --          rates = the rates as their owner wrote them (for error messages),
---          seq, cum, ts = the newest admission (0, 0, 0 before the first),
---          first = the sequence number of the oldest member (the trim moves it),
---          exp = when (server µs) the keys' expiry must next be pushed back,
+--          h = the head, one field "seq:cum:ts:first:exp:trim:bound_1:...:bound_n":
+--            seq, cum, ts = the newest admission (0, 0, 0 before the first),
+--            first = the sequence number of the oldest member (the trim moves it),
+--            exp = when (server µs) the keys' expiry must next be pushed back,
+--            trim = the sequence number from which the next admission trims,
+--            bound_i = at least what rate i's window holds, now and from now on (the
+--              exact use when it was last searched, plus what was admitted since): while
+--              bound_i + units fits, rate i admits without searching the log,
 --          denied:<i>, never_fits, timed_out = counters (statistics)
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
@@ -33,7 +40,7 @@ if redis.replicate_commands then
   redis.replicate_commands()
 end
 
-local LAYOUT = '1'
+local LAYOUT = '2'
 local MOD = 4294967296
 local log, meta = KEYS[1], KEYS[2]
 local mode = ARGV[1]
@@ -61,8 +68,13 @@ end
 local rules_text, rates_text = ARGV[3], ARGV[4]
 local ttl = ARGV[5]
 
-local m = redis.call('HMGET', meta, 'v', 'rules', 'seq', 'cum', 'ts', 'first', 'exp')
-local seq, cum, last, oldest, exp = 0, 0, 0, 1, 0
+local m = redis.call('HMGET', meta, 'v', 'rules', 'h')
+local seq, cum, last, oldest, exp, next_trim = 0, 0, 0, 1, 0, 0
+local n = tonumber(ARGV[9])
+local bounds = {}
+for i = 1, n do
+  bounds[i] = 0
+end
 if m[1] then
   if m[1] ~= LAYOUT then
     return redis.error_reply('HLLAYOUT ' .. tostring(m[1]))
@@ -82,11 +94,29 @@ if mode == 'reset' then
   return { had }
 end
 if m[1] then
-  if m[3] or m[4] or m[5] then
-    seq, cum, last, oldest, exp = integer(m[3]), integer(m[4]), integer(m[5]), integer(m[6]), integer(m[7])
-    if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or cum >= MOD
-      or oldest < 1 or oldest > seq then
-      return corrupt('the head is not five integers in range')
+  if m[3] then
+    -- Digits only (so integers, not negative), 6 + n of them, none past 2^53.
+    local a, b, c, d, e, f, rest = string.match(m[3], '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)(.*)$')
+    local count, length = 0, 0
+    if rest then
+      for word in string.gmatch(rest, ':(%d+)') do
+        count = count + 1
+        length = length + #word + 1
+        bounds[count] = integer(word)
+      end
+    end
+    if count ~= n or length ~= #rest then
+      return corrupt('the head is not ' .. (6 + n) .. ' integers')
+    end
+    seq, cum, last, oldest, exp, next_trim = integer(a), integer(b), integer(c), integer(d), integer(e), integer(f)
+    for i = 1, n do
+      if bounds[i] == nil then
+        seq = nil
+      end
+    end
+    if seq == nil or cum == nil or last == nil or oldest == nil or exp == nil or next_trim == nil
+      or cum >= MOD or oldest < 1 or oldest > seq then
+      return corrupt('the head is not ' .. (6 + n) .. ' integers in range')
     end
   end
 elseif redis.call('EXISTS', log) == 1 then
@@ -121,7 +151,7 @@ local t = math.max(now, last, 1)
 
 local rules = {}
 local longest = 0
-for i = 1, tonumber(ARGV[9]) do
+for i = 1, n do
   local b = 9 + (i - 1) * 3
   local rule = { limit = tonumber(ARGV[b + 1]), window = tonumber(ARGV[b + 2]), requests = ARGV[b + 3] == '1' }
   rules[i] = rule
@@ -213,18 +243,16 @@ if not anything then
 end
 
 local refusing, refusing_at = -1, -1
-local base = nil -- the boundary of the longest window, for the trim
 for i, rule in ipairs(rules) do
   local units = rule.requests and 1 or weight
-  if units > 0 then
+  if units > 0 and bounds[i] + units > rule.limit then
+    -- The bound does not show room: search the window's exact use.
     local b = boundary(rule.window)
     if b == nil then
       return corrupt('the log does not reach back over the window')
     end
-    if rule.window == longest then
-      base = b
-    end
-    if used(rule, b) + units > rule.limit then
+    bounds[i] = used(rule, b)
+    if bounds[i] + units > rule.limit then
       -- The oldest admission x whose leaving (with all before it) makes room: for requests
       -- the limit-th newest; for weight found by bisection on the cumulative sums, so the
       -- cost is the log of the window's admissions, whatever the weight.
@@ -262,35 +290,43 @@ if refusing >= 0 then
   return { 0, refusing, math.max(refusing_at - now, 1) }
 end
 
--- Trim: keep the newest member outside the longest window (the base of every window from
--- now on, since t never decreases) and everything after it.
-if base == nil then
-  base = boundary(longest)
+-- Trim, every 64 admissions: keep the newest member outside the longest window (the base
+-- of every window from now on, since t never decreases) and everything after it. The log
+-- holds at most the longest window's admissions plus 65, and a trim removes about what 64
+-- admissions added (never a long pause of the server for a big log).
+if seq >= next_trim then
+  local base = boundary(longest)
   if base == nil then
     return corrupt('the log does not reach back over the window')
   end
-end
-if base.seq > oldest then
-  oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
+  if base.seq > oldest then
+    oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
+  end
+  next_trim = seq + 64
 end
 
 seq = seq + 1
 cum = (cum + charge) % MOD
-redis.call('ZADD', log, fmt(t), string.format('%016d:%s', seq, fmt(cum)))
+-- The score as a number: Redis writes it with 17 significant digits, exact below 2^53.
+redis.call('ZADD', log, t, string.format('%016d:%d', seq, cum))
 -- Idle longer than the longest window (plus a second), the whole limiter expires: nothing
 -- in it counts then. The expiry is pushed back to twice that only when less than that is
 -- left, not at every admission.
-local fields = { 'seq', fmt(seq), 'cum', fmt(cum), 'ts', fmt(t), 'first', fmt(oldest) }
 local ttl_us = tonumber(ttl) * 1000
 if exp < now + ttl_us then
   redis.call('PEXPIRE', log, 2 * tonumber(ttl))
   redis.call('PEXPIRE', meta, 2 * tonumber(ttl))
-  fields[9], fields[10] = 'exp', fmt(now + 2 * ttl_us)
+  exp = now + 2 * ttl_us
 end
-if not m[1] then
-  table.insert(fields, 'v'); table.insert(fields, LAYOUT)
-  table.insert(fields, 'rules'); table.insert(fields, rules_text)
-  table.insert(fields, 'rates'); table.insert(fields, rates_text)
+local head = { seq, cum, t, oldest, exp, next_trim }
+for i, rule in ipairs(rules) do
+  head[6 + i] = bounds[i] + (rule.requests and 1 or weight)
 end
-redis.call('HSET', meta, unpack(fields))
+-- One format for the whole head (each string op costs about as much as a command here).
+head = string.format('%.0f' .. string.rep(':%.0f', 5 + n), unpack(head))
+if m[1] then
+  redis.call('HSET', meta, 'h', head)
+else
+  redis.call('HSET', meta, 'h', head, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
+end
 return { 1, t, seq }
