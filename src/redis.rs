@@ -605,7 +605,8 @@ impl RedisLimiter {
     }
 
     /// Admissions since the limiter was created (or last expired or reset): the head's
-    /// first number (the head: 6 + n big-endian u64, checked like the script does).
+    /// first number (the head: 6 + n big-endian u64). Only the head's length and that number
+    /// are checked here; the script checks the rest at every acquire.
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
         let head: Option<Vec<u8>> = self
             .link

@@ -22,6 +22,12 @@ pub struct Counters {
     /// when it is finally refused: a waiting acquire that is admitted in the end is not a
     /// denial, one that gives up is one. A weight that can never fit counts against the rate
     /// whose limit it exceeds.
+    ///
+    /// Exact for the process that reads them. A repeat of a denial (same weight, before its
+    /// retry time) is kept by its thread for a moment before it reaches the file: another
+    /// process sees a thread that keeps being refused at most 20 ms late, and one that
+    /// stopped calling at most 63 refusals per rate short until its next call or until its
+    /// limiter is dropped.
     pub denied: Vec<Option<u64>>,
     /// Requests refused because their weight can never fit a limit (also in `denied`).
     pub never_fits: Option<u64>,
