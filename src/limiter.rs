@@ -275,7 +275,11 @@ impl Limiter {
     /// or the shared state is unusable.
     #[inline]
     pub fn try_acquire(&self, weight: u64) -> Result<(), Denied> {
-        self.try_acquire_stamped(weight).map(|_| ())
+        match &self.backend {
+            // Built in place: no copy of a denial out of a stamped result (`Answer`).
+            Backend::File(file) => file.try_counted::<()>(weight),
+            _ => self.try_acquire_stamped(weight).map(|_| ()),
+        }
     }
 
     /// Like [`Limiter::try_acquire`], and on admission says how it was recorded: its
@@ -289,7 +293,7 @@ impl Limiter {
     pub fn try_acquire_stamped(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         // A refusal is counted by the backend, once (`counters.rs`).
         match &self.backend {
-            Backend::File(file) => file.try_counted(weight),
+            Backend::File(file) => file.try_counted::<Option<Stamp>>(weight),
             // An observer may not write to the file, and refuses only for that.
             Backend::Observer(file) => Err(file.observer_denial()),
             #[cfg(feature = "redis")]

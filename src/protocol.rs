@@ -341,6 +341,7 @@ impl Memo {
     }
 
     /// Unpacks what [`Memo::pack`] packed.
+    #[inline]
     pub fn unpack(word: u128) -> Memo {
         Memo {
             retry_at: word as u64,
@@ -352,6 +353,7 @@ impl Memo {
 
     /// The remembered denial, if it answers a request of `weight` at `now`, provided that
     /// the memo's head is still the newest record; `(rate, retry_at)`.
+    #[inline]
     fn answers(self, now: u64, weight: u64) -> Option<(usize, u64)> {
         // BROKEN (loom tests only): the memo outlives its retry time.
         let in_time = broken::is(broken::Variant::MemoIgnoresRetryTime)

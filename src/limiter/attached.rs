@@ -28,6 +28,30 @@ pub(super) struct Attached {
     pub(super) repeats: Repeats,
 }
 
+/// What an admission answers: its stamp ([`Limiter::try_acquire_stamped`]) or nothing
+/// ([`Limiter::try_acquire`]). The answer is built where the outcome is known, in the
+/// caller's result, so that `try_acquire` does not copy a denial (several words) from one
+/// result type into another on the way out.
+///
+/// [`Limiter::try_acquire`]: super::Limiter::try_acquire
+/// [`Limiter::try_acquire_stamped`]: super::Limiter::try_acquire_stamped
+pub(crate) trait Answer: Sized {
+    /// The answer to an admission recorded as `stamp` (`None`: a weight-0 call).
+    fn admitted(stamp: Option<Stamp>) -> Self;
+}
+
+impl Answer for () {
+    #[inline(always)]
+    fn admitted(_: Option<Stamp>) {}
+}
+
+impl Answer for Option<Stamp> {
+    #[inline(always)]
+    fn admitted(stamp: Option<Stamp>) -> Self {
+        stamp
+    }
+}
+
 impl Drop for Attached {
     fn drop(&mut self) {
         // No thread counts on a file that is let go: what they kept goes to the file.
@@ -103,12 +127,12 @@ impl Attached {
     /// One acquire on this file; `None` if the file was retired. A refusal is counted as
     /// `count` says.
     #[inline]
-    pub(super) fn try_acquire(
+    pub(super) fn try_acquire<A: Answer>(
         &self,
         now: Nanos,
         weight: u64,
         count: Option<Refusal>,
-    ) -> Option<Result<Option<Stamp>, Denied>> {
+    ) -> Option<Result<A, Denied>> {
         let words = self.region.words();
         let memo = self.denial.load();
         let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
@@ -133,13 +157,13 @@ impl Attached {
 
     /// Steps 1 on of `protocol::acquire`, with this process's hints and memo.
     #[inline]
-    fn decide(
+    fn decide<A: Answer>(
         &self,
         words: &protocol::Words<'_>,
         memo: u128,
         now: Nanos,
         weight: u64,
-    ) -> Option<Result<Option<Stamp>, Denied>> {
+    ) -> Option<Result<A, Denied>> {
         let mut hints = Hints {
             windows: [0; MAX_RATES],
             denial: Memo::NONE,
@@ -170,11 +194,11 @@ impl Attached {
             let _ = self.denial.compare_exchange(memo, hints.denial.pack());
         }
         Some(match outcome {
-            Outcome::Admitted(record) => Ok(Some(Stamp {
+            Outcome::Admitted(record) => Ok(A::admitted(Some(Stamp {
                 timestamp: record.ts,
                 sequence: record.seq,
-            })),
-            Outcome::Free => Ok(None),
+            }))),
+            Outcome::Free => Ok(A::admitted(None)),
             Outcome::Denied { rate, retry_at } => Err(self.exhausted(rate, retry_at, now)),
             Outcome::NeverFits { rate } => {
                 let units = if self.rules.get(rate).is_some_and(|r| r.requests) {

@@ -14,7 +14,7 @@ use crate::rate::Rate;
 use crate::region::{Dirs, Pinned, SwapCell};
 use crate::sync::StdAtomicU64;
 
-use super::attached::Attached;
+use super::attached::{Answer, Attached};
 use super::counters::Refusal;
 use super::{FileInfo, RateUsage, Stamp, Time};
 
@@ -84,11 +84,12 @@ impl FileLimiter {
 
     /// One try of `try_acquire`: a refusal is counted, in the file that refused it.
     #[inline]
-    pub(super) fn try_counted(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
+    pub(super) fn try_counted<A: Answer>(&self, weight: u64) -> Result<A, Denied> {
         #[cfg(feature = "journal")]
         if let Some(journal) = &self.strict {
             return self
                 .try_acquire_leased(journal, weight)
+                .map(A::admitted)
                 .inspect_err(|denied| self.count_refusal(denied, Refusal::Try));
         }
         self.acquire_in(self.clock.now(), weight, Some(Refusal::Try))
@@ -107,12 +108,12 @@ impl FileLimiter {
     /// after it the clock is read again: an admission is never stamped, nor a retry time
     /// counted, from a reading older than a wait.
     #[inline(always)]
-    fn acquire_in(
+    fn acquire_in<A: Answer>(
         &self,
         mut now: Nanos,
         weight: u64,
         count: Option<Refusal>,
-    ) -> Result<Option<Stamp>, Denied> {
+    ) -> Result<A, Denied> {
         let mut attached = self.current(&mut now)?;
         // A retired file (reset or removed) sends us to its replacement; a file that keeps
         // being retired under us is reported rather than chased forever.
