@@ -162,9 +162,19 @@ fn fast_readers() -> bool {
 /// was lost, say across a fork on a kernel that does not carry it), it registers and tries
 /// once more before giving up.
 pub(super) fn heavy_barrier() -> bool {
+    #[cfg(test)]
+    if BARRIER_FAILS.get() {
+        return false;
+    }
     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
         || (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED)
             && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Makes this thread's barriers fail, as a kernel that refuses them would (tests only).
+    pub(super) static BARRIER_FAILS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How the readers of a cell protect what they read (see the module documentation).

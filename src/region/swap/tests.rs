@@ -243,3 +243,26 @@ fn a_forked_child_still_frees_what_it_replaces() {
         }
     }
 }
+
+/// A writer whose `membarrier` fails frees nothing, held or not: without the barrier a fast
+/// reader's entry may not be visible to it yet, so "no entry holds it" proves nothing. Once
+/// the barrier works again, the value is freed.
+#[test]
+fn a_writer_whose_barrier_fails_frees_nothing() {
+    if Readers::available() != Readers::Fast {
+        // Miri, or a kernel without membarrier: no fast readers, no barrier to fail.
+        eprintln!("no fast readers here (`readers_are_fast_where_the_kernel_offers_membarrier`)");
+        return;
+    }
+    let alive = Arc::new(AtomicUsize::new(0));
+    let cell = SwapCell::with_readers(Tracked::new(&alive, 0), Readers::Fast);
+    assert_eq!(cell.get().check(), 0);
+    super::fast::BARRIER_FAILS.set(true);
+    cell.replace(Tracked::new(&alive, 1));
+    cell.reclaim();
+    let failed = (alive.load(Ordering::SeqCst), cell.kept());
+    super::fast::BARRIER_FAILS.set(false);
+    assert_eq!(failed, (2, 1), "a value was freed without the barrier");
+    cell.reclaim();
+    assert_eq!((alive.load(Ordering::SeqCst), cell.kept()), (1, 0));
+}
