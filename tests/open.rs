@@ -997,6 +997,56 @@ fn repeated_denials_are_counted_exactly_by_every_thread() {
     assert_eq!(other.counters().unwrap().denied, [Some(refused)]);
 }
 
+/// A thread past the per-thread table (16 slots, one per live thread) counts its repeats in
+/// the file at once: with 24 threads alive together, at least 8 of them have no slot, so
+/// another handle sees at least their repeats although no lag or batch has passed (a
+/// frozen clock, fewer than 64 repeats each), and the kept ones arrive when the handle is
+/// let go.
+#[test]
+fn threads_past_the_table_count_their_repeats_in_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("past");
+    let clock = Arc::new(ManualClock::new(1_000_000_000));
+    let open = || {
+        Limiter::builder(&[Rate::requests(1, Duration::from_secs(3600))])
+            .clock(clock.clone())
+            .open(&path)
+            .unwrap()
+    };
+    let (limiter, other) = (Arc::new(open()), open());
+    limiter.try_acquire(1).unwrap();
+    let (threads, each) = (24u64, 50u64);
+    let counted = Arc::new(std::sync::Barrier::new(threads as usize + 1));
+    let checked = Arc::new(std::sync::Barrier::new(threads as usize + 1));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (limiter, counted, checked) = (limiter.clone(), counted.clone(), checked.clone());
+            std::thread::spawn(move || {
+                for _ in 0..each {
+                    assert!(limiter.try_acquire(1).is_err());
+                }
+                // Alive until the check: a thread's slot is its own while it lives.
+                counted.wait();
+                checked.wait();
+            })
+        })
+        .collect();
+    counted.wait();
+    let seen = other.counters().unwrap().denied[0].unwrap();
+    checked.wait();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let refused = threads * each;
+    assert!(
+        ((threads - 16) * each..=refused).contains(&seen),
+        "another handle sees {seen} of {refused}: threads without a slot kept theirs"
+    );
+    assert_eq!(limiter.counters().unwrap().denied, [Some(refused)]);
+    drop(limiter);
+    assert_eq!(other.counters().unwrap().denied, [Some(refused)]);
+}
+
 /// A thread that keeps being refused sends its kept repeats to the file within 20 ms
 /// (`Repeats::LAG`) or 64 repeats, and at its next call the memo does not answer: a monitor
 /// in another process is never further behind while the thread is active.
