@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Miri over the library's unit tests (`cargo +nightly miri test --lib`): the protocol's tests
-# (src/protocol/tests.rs) run over heap-backed words, and Miri checks every atomic access for
-# alignment, provenance and data races. Tests that need a real mapping, the real clock or
-# /proc are `#[cfg_attr(miri, ignore)]` with the reason; the rest run with smaller counts
-# under `cfg!(miri)`. Skipped, with a message, where `cargo +nightly miri` is not installed.
+# (src/protocol/tests.rs and src/protocol/tests/) run over heap-backed words, and Miri checks
+# every atomic access for alignment, provenance and data races. Tests that need a real mapping,
+# the real clock or /proc are `#[cfg_attr(miri, ignore)]` with the reason; the rest run with
+# smaller counts under `cfg!(miri)`. Skipped, with a message, where `cargo +nightly miri` is
+# not installed.
 #
 # Target: aarch64-unknown-linux-gnu, interpreted on this host. `AtomicPair`'s Miri path is
 # std's `AtomicU128` (src/region/atomic/miri.rs), which exists only on targets with 128-bit atomics:

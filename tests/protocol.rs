@@ -1,6 +1,6 @@
 //! The commit protocol's edges through real files and the public API: a garbage ring of the
 //! largest size, and clocks that read 0 (issue 9, defects 1 and 10). The protocol's own unit
-//! tests (`src/protocol/tests.rs`) cover the same over heap-backed words, step by step.
+//! tests (`src/protocol/tests/`) cover the same over heap-backed words, step by step.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
