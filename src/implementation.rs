@@ -1,8 +1,8 @@
 //! # How it works: the file format and the commit protocol
 //!
 //! This page is documentation only. The code it describes lives in `src/layout.rs` (the
-//! format), `src/protocol.rs` (the protocol) and `src/region.rs` (creating and mapping the
-//! file); their module docs go into more detail.
+//! format), `src/protocol.rs` and its files in `src/protocol/` (the protocol) and
+//! `src/region.rs` (creating and mapping the file); their module docs go into more detail.
 //!
 //! ## The shared file
 //!

@@ -1,9 +1,10 @@
 //! The harness for the loom models of hostlimit's commit protocol.
 //!
-//! The models drive the very protocol code that production runs (`src/protocol.rs`, reached
-//! through the hidden `hostlimit::model` module that exists only under `--cfg loom`), over
-//! heap-allocated loom atomics laid out as a new file lays out its words: a hint word, a lap
-//! counter and a ring of 128-bit slots holding [`Record::initial`].
+//! The models drive the very protocol code that production runs (`src/protocol.rs` and its
+//! files in `src/protocol/`, reached through the hidden `hostlimit::model` module that exists
+//! only under `--cfg loom`), over heap-allocated loom atomics laid out as a new file lays out
+//! its words: a hint word, a lap counter and a ring of 128-bit slots holding
+//! [`Record::initial`].
 //!
 //! A [`Scenario`] names the rates, a sequential setup (committed before any thread starts),
 //! and per modelled thread a list of acquires, each with its own clock reading: the clock is

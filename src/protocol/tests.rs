@@ -17,6 +17,7 @@ use std::convert::Infallible;
 
 use super::*;
 use crate::layout::capacity_for;
+use crate::sync::{AtomicPair, AtomicU64, Ordering};
 
 mod admission;
 mod clocks;
