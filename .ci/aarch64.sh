@@ -50,11 +50,11 @@ export QEMU_LD_PREFIX="$sysroot"
 export HOSTLIMIT_TEST_RUNNER="$tools/qemu-aarch64"
 skip=(
     --skip baselines::tests::robust_mutex_survives_a_dead_holder
-    --skip cli::acquire_exit_codes_admitted_denied_timeout_never_fits
-    --skip cli::metrics_are_in_the_prometheus_text_format
-    --skip cli::watch_count_stops_after_that_many_refreshes
-    --skip cli::acquire_waits_like_flock_by_default
-    --skip cli::messages_name_commands_the_user_can_run
+    --skip cli::exits::acquire_exit_codes_admitted_denied_timeout_never_fits
+    --skip cli::views::metrics_are_in_the_prometheus_text_format
+    --skip cli::views::watch_count_stops_after_that_many_refreshes
+    --skip cli::exits::acquire_waits_like_flock_by_default
+    --skip cli::exits::messages_name_commands_the_user_can_run
     --skip hostile::hostile_files_never_panic_crash_hang_or_stall_a_call
     --skip lifecycle::racing_resets_and_removes_never_leave_a_process_on_an_orphaned_file
 )
