@@ -1,7 +1,7 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 3)
+//! # The data layout (version 4)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
@@ -11,15 +11,23 @@
 //!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
-//!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
-//!   one binary field, `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM,
-//!   BOUND_1, ...`: the newest admission, the oldest member's sequence number where ranks
-//!   start, when the expiry must next be pushed back, when the next trim is due, and per
-//!   rate a bound on its window's use; one `struct.unpack` reads it, and a head of another
-//!   length or with a value from 2^53 on is garbage) and the counters
-//!   (`denied:I`, `never_fits`, `timed_out`). Version 2 kept the same head as decimal
-//!   text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a limiter of
-//!   another version is refused, naming both.
+//!   form: each `LIMIT/WINDOW_NS/r|w`, sorted), `rates` (as their owner wrote them), the
+//!   head in one binary field named `h4 RULES` (the layout and the rules: one `HGET` of our
+//!   field finds the head only if the limiter has our layout and our rates; a caller of
+//!   other rates or another layout finds none, and then `v` and `rules` say which, read
+//!   only then), and the counters (`denied:I`, `never_fits`, `timed_out`). The head is
+//!   `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM, BOUND_1,
+//!   ...`: the newest admission, the oldest member's sequence number where ranks start,
+//!   when the expiry must next be pushed back, when the next trim is due, and per rate a
+//!   bound on its window's use; one `struct.unpack` reads it, and a head of another length
+//!   or with a value from 2^53 on is garbage. Rates are numbered in canonical order (the
+//!   order of `rules`), whatever order a caller gave them in, so that callers with the
+//!   same rates in other orders share each rate's bound and counter. Version 3 kept the
+//!   same head in a field `h` (checked against `v` and `rules` at every call) with the
+//!   rates numbered in each caller's order (two callers with one limiter's rates in
+//!   different orders read each other's bounds, and could admit past a limit); version 2
+//!   as decimal text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a
+//!   limiter of another version is refused, naming both.
 //!
 //! # The script
 //!
@@ -29,7 +37,9 @@
 //! window holds, now and later (the exact use when the log was last searched, plus what was
 //! admitted since; windows only slide forward). While `bound + units` is within the limit
 //! the rate admits without reading the log, so a call far from every limit is four
-//! commands (the head, `TIME`, one `ZADD`, the head again). Otherwise it finds the newest
+//! commands (`HGET` of the head, `TIME`, one `ZADD`, `HSET` of the head) on four arguments
+//! (the mode, the head's field, the rates as written, and every number in one binary
+//! string), and its reply is one 16-byte value (the timestamp and the sequence number). Otherwise it finds the newest
 //! admission at or before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
 //! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
 //! for a rate that counts requests), so the cost does not depend on the weight; if every
@@ -69,6 +79,7 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::limiter::{FileInfo, Limiter, RateUsage, Stamp, path_for, rules_for};
 use crate::protocol::Rule;
 use crate::rate::Rate;
+use redis::{FromRedisValue, Value};
 
 use connection::{Link, is_outage};
 pub use outage::{OnOutage, Outages};
@@ -239,8 +250,9 @@ pub(crate) struct RedisLimiter {
     /// The rates as written, stored for messages and [`Limiter::redis`] without rates.
     written: String,
     /// The numbers after the clock, weight and charge: the expiry (ms), then per rate in
-    /// canonical order limit and window in µs (rounded up), as big-endian doubles, and
-    /// requests (1) or weight (0) as one byte (`>d` then `>ddB` per rate).
+    /// canonical order limit and window in µs (rounded up), as big-endian doubles, and as
+    /// one byte each requests (1) or weight (0) and the rate's index in our order, which
+    /// the replies name (`>d` then `>ddBB` per rate).
     numbers: Vec<u8>,
     script: redis::Script,
     link: Link,
@@ -315,12 +327,14 @@ impl RedisLimiter {
             .div_ceil(1000);
         // Doubles: the script's numbers (exact to 2^53, as the script's text was). A second
         // beyond the longest window: idle that long, nothing counts.
-        let mut numbers = Vec::with_capacity(8 + 17 * rules.len());
+        let mut numbers = Vec::with_capacity(8 + 18 * rules.len());
         numbers.extend_from_slice(&(longest_ms.saturating_add(1000) as f64).to_be_bytes());
-        for rule in order.iter().map(|&i| &rules[i]) {
+        for &i in &order {
+            let rule = &rules[i];
             numbers.extend_from_slice(&(rule.limit as f64).to_be_bytes());
             numbers.extend_from_slice(&(window_us(rule) as f64).to_be_bytes());
             numbers.push(u8::from(rule.requests));
+            numbers.push(u8::try_from(i).expect("at most MAX_RATES rates"));
         }
         RedisLimiter {
             path: PathBuf::from(&target),
@@ -391,13 +405,13 @@ impl RedisLimiter {
     }
 
     /// Runs the script in `mode`, blocking; `now_us` replaces the server's clock (tests only).
-    fn run(
+    fn run<T: FromRedisValue>(
         &self,
         mode: Mode,
         now_us: Option<u64>,
         weight: u64,
         counted: [&str; 2],
-    ) -> redis::RedisResult<Vec<i64>> {
+    ) -> redis::RedisResult<T> {
         let command = self.command(mode, now_us, weight, counted);
         self.link
             .call(|connection| connection::eval(connection, &self.script, &command))
@@ -405,20 +419,14 @@ impl RedisLimiter {
 
     /// Runs the script in `mode` on the async connection: the task yields while it waits.
     #[cfg(feature = "tokio")]
-    async fn run_async(
+    async fn run_async<T: FromRedisValue>(
         &self,
         mode: Mode,
         weight: u64,
         counted: [&str; 2],
-    ) -> redis::RedisResult<Vec<i64>> {
+    ) -> redis::RedisResult<T> {
         let command = self.command(mode, None, weight, counted);
         self.link.eval_async(&self.script, &command).await
-    }
-
-    /// The caller's index of the script's rate `number`, if there is one.
-    fn caller_index(&self, number: i64) -> Option<usize> {
-        let number = usize::try_from(number).ok()?;
-        self.canonical.iter().position(|&n| n == number)
     }
 
     /// An error the script or the server answered, in the user's words.
@@ -456,7 +464,7 @@ impl RedisLimiter {
 
     /// Checks the stored rates against ours, storing ours for a new limiter.
     fn check(&self) -> Result<(), Error> {
-        self.run(Mode::Check, None, 0, ["", ""])
+        self.run::<Vec<i64>>(Mode::Check, None, 0, ["", ""])
             .map(|_| ())
             .map_err(|e| self.refused(&e))
     }
@@ -480,7 +488,7 @@ impl RedisLimiter {
         if let Some(decided) = self.before_call(weight) {
             return decided;
         }
-        let reply = self.run(Mode::Acquire, now_us, weight, ["", ""]);
+        let reply = self.run::<Value>(Mode::Acquire, now_us, weight, ["", ""]);
         self.decide(reply, weight)
     }
 
@@ -491,7 +499,9 @@ impl RedisLimiter {
         if let Some(decided) = self.before_call(weight) {
             return decided;
         }
-        let reply = self.run_async(Mode::Acquire, weight, ["", ""]).await;
+        let reply = self
+            .run_async::<Value>(Mode::Acquire, weight, ["", ""])
+            .await;
         self.decide(reply, weight)
     }
 
@@ -513,7 +523,7 @@ impl RedisLimiter {
     /// The outcome of the script's acquire: its reply, the outage policy, or an error.
     fn decide(
         &self,
-        reply: redis::RedisResult<Vec<i64>>,
+        reply: redis::RedisResult<Value>,
         weight: u64,
     ) -> Result<Option<Stamp>, Denied> {
         match reply {
@@ -529,21 +539,29 @@ impl RedisLimiter {
     }
 
     /// The script's reply as an outcome; anything unexpected is a denial.
-    fn outcome(&self, reply: &[i64], weight: u64) -> Result<Option<Stamp>, Denied> {
-        let rate = |number: i64| self.caller_index(number);
-        match *reply {
-            [1, ts, seq] => Ok(Some(Stamp {
-                timestamp: micros_to_nanos(ts),
-                sequence: seq as u32,
-            })),
+    fn outcome(&self, reply: &Value, weight: u64) -> Result<Option<Stamp>, Denied> {
+        let rate = |i: i64| usize::try_from(i).ok().filter(|i| *i < self.rules.len());
+        // An admission: 16 bytes, the timestamp and the sequence number (one value to
+        // parse, not an array of three).
+        if let Value::BulkString(bytes) = reply
+            && let Some((ts, seq)) = bytes.split_first_chunk::<8>()
+            && let Ok(seq) = <[u8; 8]>::try_from(seq)
+        {
+            return Ok(Some(Stamp {
+                timestamp: micros_to_nanos(i64::from_be_bytes(*ts)),
+                sequence: u64::from_be_bytes(seq) as u32,
+            }));
+        }
+        let integers = Vec::<i64>::from_redis_value_ref(reply).unwrap_or_default();
+        match *integers {
             [2] => Ok(None),
-            [0, number, retry_us] if let Some(index) = rate(number) => Err(self.denied(
+            [0, index, retry_us] if let Some(index) = rate(index) => Err(self.denied(
                 index,
                 DenialKind::Exhausted {
                     retry_after: Duration::from_nanos(micros_to_nanos(retry_us)),
                 },
             )),
-            [3, number] if let Some(index) = rate(number) => {
+            [3, index] if let Some(index) = rate(index) => {
                 let weight = if self.rules[index].requests {
                     1
                 } else {
@@ -587,7 +605,7 @@ impl RedisLimiter {
 
     fn usage_at(&self, now_us: Option<u64>) -> Result<Vec<RateUsage>, Error> {
         let reply = self
-            .run(Mode::Usage, now_us, 0, ["", ""])
+            .run::<Vec<i64>>(Mode::Usage, now_us, 0, ["", ""])
             .map_err(|e| self.refused(&e))?;
         let counters = self.counters()?;
         let malformed = || Error::Redis {
@@ -636,7 +654,7 @@ impl RedisLimiter {
     /// acquire does and creates nothing.
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
         let reply = self
-            .run(Mode::Read, None, 0, ["", ""])
+            .run::<Vec<i64>>(Mode::Read, None, 0, ["", ""])
             .map_err(|e| self.refused(&e))?;
         match *reply {
             [seq] => u64::try_from(seq).map_err(|_| seq),
@@ -691,7 +709,7 @@ impl RedisLimiter {
     /// server misses the count).
     pub(crate) fn count_refusal(&self, denied: &Denied, timed_out: bool) {
         if let Some([rate, tally]) = self.refusal_fields(denied, timed_out) {
-            let _ = self.run(Mode::Count, None, 0, [&rate, &tally]);
+            let _ = self.run::<Vec<i64>>(Mode::Count, None, 0, [&rate, &tally]);
         }
     }
 
@@ -699,14 +717,16 @@ impl RedisLimiter {
     #[cfg(feature = "tokio")]
     pub(crate) async fn count_refusal_async(&self, denied: &Denied, timed_out: bool) {
         if let Some([rate, tally]) = self.refusal_fields(denied, timed_out) {
-            let _ = self.run_async(Mode::Count, 0, [&rate, &tally]).await;
+            let _ = self
+                .run_async::<Vec<i64>>(Mode::Count, 0, [&rate, &tally])
+                .await;
         }
     }
 
     /// Empties the log, keeping the rates (and zeroing the counters): every client starts
     /// from an empty log at its next call. True if there was a log to drop.
     pub(crate) fn reset(&self) -> Result<bool, Error> {
-        match self.run(Mode::Reset, None, 0, ["", ""]) {
+        match self.run::<Vec<i64>>(Mode::Reset, None, 0, ["", ""]) {
             Ok(reply) => Ok(reply.first() == Some(&1)),
             Err(e) => Err(self.refused(&e)),
         }

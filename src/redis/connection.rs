@@ -9,7 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, ConnectionLike, ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
+use redis::{
+    Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisError, RedisResult, Script,
+    ServerErrorKind,
+};
 
 /// Idle blocking connections kept for the next calls; more threads at once make more, and
 /// those beyond this are closed after their call.
@@ -186,12 +189,16 @@ impl Link {
     /// connection matches replies to requests), but a request already sent may have been
     /// executed: the admission may or may not have been recorded.
     #[cfg(feature = "tokio")]
-    pub(super) async fn eval_async(&self, script: &Script, command: &Cmd) -> RedisResult<Vec<i64>> {
-        async fn on<C: redis::aio::ConnectionLike>(
+    pub(super) async fn eval_async<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        command: &Cmd,
+    ) -> RedisResult<T> {
+        async fn on<C: redis::aio::ConnectionLike, T: FromRedisValue>(
             mut connection: C,
             script: &Script,
             command: &Cmd,
-        ) -> RedisResult<Vec<i64>> {
+        ) -> RedisResult<T> {
             match command.query_async(&mut connection).await {
                 Err(error) if is_no_script(&error) => {
                     script.load_async(&mut connection).await?;
@@ -225,11 +232,11 @@ impl Link {
 /// Runs `command`, an `EVALSHA` of `script` built by the caller in one buffer (cheaper than
 /// the redis crate's `ScriptInvocation`, which copies each argument twice), loading the
 /// script first if the server does not have it (a restart, `SCRIPT FLUSH`).
-pub(super) fn eval(
+pub(super) fn eval<T: FromRedisValue>(
     connection: &mut dyn ConnectionLike,
     script: &Script,
     command: &Cmd,
-) -> RedisResult<Vec<i64>> {
+) -> RedisResult<T> {
     match command.query(connection) {
         Err(error) if is_no_script(&error) => {
             script.load(connection)?;

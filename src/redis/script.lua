@@ -32,12 +32,13 @@
 -- ("h4 " .. rules), the rates as written, then the numbers in one binary string of
 -- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
 -- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
--- and requests (1) or weight (0) as one byte: struct '>dddd' .. 'ddB' n times, so n comes
--- from its length. Mode count takes the rate's counter and a tally ('' for none) after.
+-- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
+-- order: struct '>dddd' .. 'ddBB' n times, so n comes from its length. Mode count takes the rate's counter and a tally ('' for none) after.
 --
 -- Replies (integers):
---   acquire: {1, ts, seq} admitted | {2} nothing to charge | {0, rate, retry_after_us}
---            denied | {3, rate} never fits
+--   acquire: ts, seq as 16 bytes (struct '>I8I8') admitted | {2} nothing to charge |
+--            {0, rate, retry_after_us} denied | {3, rate} never fits (rate: the caller's
+--            index; of rates refusing until the same time, the first in the caller's order)
 --   usage:   {t, used_1, next_free_1, ...} (next_free -1 for an empty window)
 --   check:   {seq} (creating the configuration of a new limiter)
 --   read:    {seq} (creating nothing)
@@ -63,19 +64,20 @@ local MAX = 9007199254740992 -- 2^53: past it doubles are no longer exact intege
 local log, meta = KEYS[1], KEYS[2]
 local mode, field, rates_text, numbers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
--- N[1..4]: clock, weight, charge, ttl; N[3i+2], N[3i+3], N[3i+4]: rate i's limit, window
--- (µs), requests (1) or weight (0). The formats of the numbers and of the head (6 + n
+-- N[1..4]: clock, weight, charge, ttl; N[4i+1], N[4i+2], N[4i+3], N[4i+4]: rate i's limit,
+-- window (µs), requests (1) or weight (0), and its index in the caller's order (what the
+-- replies name, and what breaks a tie between rates refusing until the same time). The formats of the numbers and of the head (6 + n
 -- integers), constants for 1 and 2 rates.
-local n = (#numbers - 32) / 17
+local n = (#numbers - 32) / 18
 local NUMBERS, HEAD
 if n == 1 then
-  NUMBERS, HEAD = '>ddddddB', '>I8I8I8I8I8I8I8'
+  NUMBERS, HEAD = '>ddddddBB', '>I8I8I8I8I8I8I8'
 elseif n == 2 then
-  NUMBERS, HEAD = '>ddddddBddB', '>I8I8I8I8I8I8I8I8'
+  NUMBERS, HEAD = '>ddddddBBddBB', '>I8I8I8I8I8I8I8I8'
 elseif n >= 1 and n <= 64 and n == math.floor(n) then
-  NUMBERS, HEAD = '>dddd' .. string.rep('ddB', n), '>' .. string.rep('I8', 6 + n)
+  NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n), '>' .. string.rep('I8', 6 + n)
 else
-  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 32 + 17 n')
+  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 32 + 18 n')
 end
 local N = { struct.unpack(NUMBERS, numbers) }
 local ttl = N[4]
@@ -175,13 +177,13 @@ local room, longest = true, 0
 if mode == 'acquire' then
   local anything = false
   for i = 1, n do
-    local limit = N[3 * i + 2]
+    local limit = N[4 * i + 1]
     local units = weight
-    if N[3 * i + 4] == 1 then
+    if N[4 * i + 3] == 1 then
       units = 1
     end
     if units > limit then
-      return { 3, i - 1 }
+      return { 3, N[4 * i + 4] }
     end
     if units > 0 then
       anything = true
@@ -189,8 +191,8 @@ if mode == 'acquire' then
         room = false
       end
     end
-    if N[3 * i + 3] > longest then
-      longest = N[3 * i + 3]
+    if N[4 * i + 2] > longest then
+      longest = N[4 * i + 2]
     end
   end
   if not anything then
@@ -252,13 +254,13 @@ end
 if mode == 'usage' then
   local reply = { t }
   for i = 1, n do
-    local window = N[3 * i + 3]
+    local window = N[4 * i + 2]
     local b = boundary(window)
     if b == nil then
       return redis.error_reply('HLCORRUPT the log does not reach back over the window')
     end
     local u
-    if N[3 * i + 4] == 1 then
+    if N[4 * i + 3] == 1 then
       u = seq - b.seq
     else
       u = (cum - b.cum) % MOD
@@ -280,7 +282,7 @@ end
 if not room then
   local refusing, refusing_at = -1, -1
   for i = 1, n do
-    local limit, window, requests = N[3 * i + 2], N[3 * i + 3], N[3 * i + 4] == 1
+    local limit, window, requests = N[4 * i + 1], N[4 * i + 2], N[4 * i + 3] == 1
     local units = requests and 1 or weight
     if units > 0 and H[6 + i] + units > limit then
       -- The bound does not show room: search the window's exact use.
@@ -321,8 +323,9 @@ if not room then
           return redis.error_reply('HLCORRUPT a hole in the log')
         end
         local at = e.ts + window
-        if at > refusing_at then
-          refusing, refusing_at = i - 1, at
+        local index = N[4 * i + 4]
+        if at > refusing_at or (at == refusing_at and index < refusing) then
+          refusing, refusing_at = index, at
         end
       end
     end
@@ -361,7 +364,7 @@ if exp < now + ttl_us then
   exp = now + 2 * ttl_us
 end
 for i = 1, n do
-  if N[3 * i + 4] == 1 then
+  if N[4 * i + 3] == 1 then
     H[6 + i] = H[6 + i] + 1
   else
     H[6 + i] = H[6 + i] + weight
@@ -373,4 +376,5 @@ if stored then
 else
   redis.call('HSET', meta, field, head, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
 end
-return { 1, t, seq }
+-- One value to parse: the timestamp and the sequence number, 16 bytes.
+return struct.pack('>I8I8', t, seq)

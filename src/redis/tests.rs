@@ -475,7 +475,7 @@ fn numbers_of_another_length_are_refused() {
             .query::<Vec<i64>>(&mut raw(&server))
             .unwrap_err()
     };
-    for length in [0, 32, 48, 50, 32 + 17 * 65] {
+    for length in [0, 32, 49, 51, 32 + 18 * 65] {
         let error = call(redis.head_field(), vec![0u8; length]);
         assert_eq!(error.code(), Some("HLARGS"), "{length}: {error}");
         let text = redis.refused(&error).to_string();
