@@ -39,8 +39,9 @@
 //! the rate admits without reading the log, so a call far from every limit is four
 //! commands (`HGET` of the head, `TIME`, one `ZADD`, `HSET` of the head) on four arguments
 //! (the mode, the head's field, the rates as written, and every number in one binary
-//! string), and its reply is one 16-byte value (the timestamp and the sequence number). Otherwise it finds the newest
-//! admission at or before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
+//! string), and its reply is one 16-byte value (the timestamp and the sequence number).
+//! Otherwise it finds the newest admission at or before `t - window` (one
+//! `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
 //! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
 //! for a rate that counts requests), so the cost does not depend on the weight; if every
 //! rate has room it adds one member and the new head, all rates at once; otherwise it finds
