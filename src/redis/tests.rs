@@ -708,6 +708,30 @@ fn a_flushed_script_is_loaded_again() {
         .unwrap();
     limiter.try_acquire(1).unwrap();
     assert_eq!(limiter.admitted().unwrap(), 2);
+    // The async connection loads it again too.
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(limiter.acquire_async(1, Duration::ZERO))
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut raw(&server))
+            .unwrap();
+        // A refusal, not an error: the script ran after its reload.
+        let denied = runtime
+            .block_on(limiter.acquire_async(1, Duration::ZERO))
+            .unwrap_err();
+        assert!(
+            matches!(denied.kind(), DenialKind::Exhausted { .. }),
+            "{denied:?}"
+        );
+        assert_eq!(limiter.admitted().unwrap(), 3);
+    }
 }
 
 /// `info` on Redis names the target (without credentials) and the rates; the fields of a
