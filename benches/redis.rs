@@ -10,9 +10,12 @@
 //!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
 //!   `ZADD`s. Two rates here, like ours.
 //!
-//! Beside them: the script of key layout 2 (`redis_script_v2.lua`, before the binary head,
-//! the packed rates and the closures made only when the log is searched), called with the
-//! arguments that library sent, to measure the change in the same run; and 1 against 4
+//! Beside them: the scripts of key layouts 2 (`redis_script_v2.lua`, before the binary head,
+//! the packed rates and the closures made only when the log is searched) and 3
+//! (`redis_script_v3.lua`, before the head found by one `HGET` of a field named after the
+//! layout and the rates, and four arguments in place of ten), each called with the
+//! arguments that library sent (through the redis crate's `ScriptInvocation`, as those
+//! libraries did), to measure the changes in the same run; and 1 against 4
 //! threads sharing one limiter (its pool of connections: calls per second of all threads
 //! together).
 //!
@@ -65,6 +68,16 @@ return 1
 /// change in the same run.
 const OURS_V2: &str = include_str!("redis_script_v2.lua");
 
+/// The rates of [`rates`] as layouts 2 and 3 sent them: limit, window (µs), requests.
+const RATES_AS_SENT: [(u64, u64, u8); 2] = [
+    (4_000_000_000, 1_000_000, 0),
+    (1_000_000_000, 60_000_000, 1),
+];
+
+/// hostlimit's script of key layout 3 (the head in a field `h` read with `v` and `rules` by
+/// one `HMGET`, twelve arguments), kept here to measure the change in the same run.
+const OURS_V3: &str = include_str!("redis_script_v3.lua");
+
 #[derive(Clone, Copy, Debug)]
 enum Case {
     Set,
@@ -74,6 +87,11 @@ enum Case {
     },
     /// Layout 2's script, called directly with the arguments the library gave it.
     OursV2 {
+        rates: usize,
+        weight: u64,
+    },
+    /// Layout 3's script, called directly with the arguments the library gave it.
+    OursV3 {
         rates: usize,
         weight: u64,
     },
@@ -95,7 +113,10 @@ impl Case {
             Case::Set => "plain SET (one round trip)".into(),
             Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
             Case::OursV2 { rates, weight } => {
-                format!("hostlimit layout 2 (before), {rates} rate(s), weight {weight}")
+                format!("hostlimit layout 2 (script only), {rates} rate(s), weight {weight}")
+            }
+            Case::OursV3 { rates, weight } => {
+                format!("hostlimit layout 3 (script only), {rates} rate(s), weight {weight}")
             }
             Case::Threads { threads } => {
                 format!("hostlimit, 1 rate, weight 1, {threads} threads on one limiter")
@@ -184,6 +205,7 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     let list = redis::Script::new(LIST_PER_UNIT);
     let zset = redis::Script::new(ZSET_PER_UNIT);
     let v2 = redis::Script::new(OURS_V2);
+    let v3 = redis::Script::new(OURS_V3);
     let limiter = match case {
         Case::Ours { rates: count, .. } => Some(
             Limiter::connect(
@@ -215,15 +237,30 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                     .arg("rates")
                     .arg(61_000);
                 call.arg("").arg(weight).arg(weight).arg(rates);
-                for (limit, window_us, requests) in [
-                    (4_000_000_000u64, 1_000_000u64, 0u8),
-                    (1_000_000_000, 60_000_000, 1),
-                ]
-                .into_iter()
-                .take(rates)
-                {
+                for &(limit, window_us, requests) in &RATES_AS_SENT[..rates] {
                     call.arg(limit).arg(window_us).arg(requests);
                 }
+                let reply: Vec<i64> = call.invoke(&mut con).unwrap();
+                reply.first() == Some(&1)
+            }
+            Case::OursV3 { rates, weight } => {
+                // What the library of layout 3 sent: mode, layout, rules, rates as
+                // written, expiry (ms), clock, weight, charge, count of rates, then the
+                // rates packed (`>ddB` per rate: limit, window in µs, requests).
+                let mut packed = Vec::new();
+                for &(limit, window_us, requests) in &RATES_AS_SENT[..rates] {
+                    packed.extend_from_slice(&(limit as f64).to_be_bytes());
+                    packed.extend_from_slice(&(window_us as f64).to_be_bytes());
+                    packed.push(requests);
+                }
+                let mut call = v3.prepare_invoke();
+                call.key(&v2_keys[0]).key(&v2_keys[1]);
+                call.arg("acquire")
+                    .arg("3")
+                    .arg("rules")
+                    .arg("rates")
+                    .arg(61_000);
+                call.arg("").arg(weight).arg(weight).arg(rates).arg(packed);
                 let reply: Vec<i64> = call.invoke(&mut con).unwrap();
                 reply.first() == Some(&1)
             }
@@ -318,11 +355,35 @@ fn main() {
         Case::ListPerUnit { weight: 1000 },
         Case::ZsetPerUnit { weight: 1 },
         Case::ZsetPerUnit { weight: 1000 },
+        Case::OursV3 {
+            rates: 1,
+            weight: 1,
+        },
+        Case::OursV3 {
+            rates: 2,
+            weight: 1,
+        },
     ];
     let rounds: usize = std::env::var("HOSTLIMIT_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(9);
+    // `HOSTLIMIT_BENCH_ONLY=1,9`: only those cases (indexes into `cases`), e.g. to count
+    // one case's system calls under `strace -c -f`; the table is printed only for all.
+    let only: Option<Vec<usize>> = std::env::var("HOSTLIMIT_BENCH_ONLY")
+        .ok()
+        .map(|list| list.split(',').filter_map(|i| i.parse().ok()).collect());
+    if let Some(only) = only {
+        for r in 0..rounds {
+            for &i in &only {
+                let (rate, us) = round(cases[i], &url, r);
+                println!("{}: {rate:.0} calls/s, server {us:.2} µs", cases[i].label());
+            }
+        }
+        drop(server);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let mut results = vec![Vec::new(); cases.len()];
     for r in 0..rounds {
         for (i, case) in cases.iter().enumerate() {
@@ -362,7 +423,12 @@ fn main() {
         ratio(1, 9)
     );
     println!(
-        "layout 3 / layout 2 (this change), weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
+        "library (layout 4) / layout 3's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
+        ratio(1, 13),
+        ratio(3, 14)
+    );
+    println!(
+        "library (layout 4) / layout 2's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
         ratio(1, 5),
         ratio(3, 6)
     );

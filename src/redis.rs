@@ -1,7 +1,7 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 3)
+//! # The data layout (version 4)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
@@ -11,15 +11,23 @@
 //!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
 //!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
-//!   form, compared at every call), `rates` (as their owner wrote them), `h` (the head in
-//!   one binary field, `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM,
-//!   BOUND_1, ...`: the newest admission, the oldest member's sequence number where ranks
-//!   start, when the expiry must next be pushed back, when the next trim is due, and per
-//!   rate a bound on its window's use; one `struct.unpack` reads it, and a head of another
-//!   length or with a value from 2^53 on is garbage) and the counters
-//!   (`denied:I`, `never_fits`, `timed_out`). Version 2 kept the same head as decimal
-//!   text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a limiter of
-//!   another version is refused, naming both.
+//!   form: each `LIMIT/WINDOW_NS/r|w`, sorted), `rates` (as their owner wrote them), the
+//!   head in one binary field named `h4 RULES` (the layout and the rules: one `HGET` of our
+//!   field finds the head only if the limiter has our layout and our rates; a caller of
+//!   other rates or another layout finds none, and then `v` and `rules` say which, read
+//!   only then), and the counters (`denied:I`, `never_fits`, `timed_out`). The head is
+//!   `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM, BOUND_1,
+//!   ...`: the newest admission, the oldest member's sequence number where ranks start,
+//!   when the expiry must next be pushed back, when the next trim is due, and per rate a
+//!   bound on its window's use; one `struct.unpack` reads it, and a head of another length
+//!   or with a value from 2^53 on is garbage. Rates are numbered in canonical order (the
+//!   order of `rules`), whatever order a caller gave them in, so that callers with the
+//!   same rates in other orders share each rate's bound and counter. Version 3 kept the
+//!   same head in a field `h` (checked against `v` and `rules` at every call) with the
+//!   rates numbered in each caller's order (two callers with one limiter's rates in
+//!   different orders read each other's bounds, and could admit past a limit); version 2
+//!   as decimal text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a
+//!   limiter of another version is refused, naming both.
 //!
 //! # The script
 //!
@@ -29,8 +37,11 @@
 //! window holds, now and later (the exact use when the log was last searched, plus what was
 //! admitted since; windows only slide forward). While `bound + units` is within the limit
 //! the rate admits without reading the log, so a call far from every limit is four
-//! commands (the head, `TIME`, one `ZADD`, the head again). Otherwise it finds the newest
-//! admission at or before `t - window` (one `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
+//! commands (`HGET` of the head, `TIME`, one `ZADD`, `HSET` of the head) on four arguments
+//! (the mode, the head's field, the rates as written, and every number in one binary
+//! string), and its reply is one 16-byte value (the timestamp and the sequence number).
+//! Otherwise it finds the newest admission at or before `t - window` (one
+//! `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
 //! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
 //! for a rate that counts requests), so the cost does not depend on the weight; if every
 //! rate has room it adds one member and the new head, all rates at once; otherwise it finds
@@ -69,6 +80,7 @@ use crate::error::{DenialKind, Denied, Error};
 use crate::limiter::{FileInfo, Limiter, RateUsage, Stamp, path_for, rules_for};
 use crate::protocol::Rule;
 use crate::rate::Rate;
+use redis::{FromRedisValue, Value};
 
 use connection::{Link, is_outage};
 pub use outage::{OnOutage, Outages};
@@ -77,7 +89,7 @@ pub use outage::{OnOutage, Outages};
 const SCRIPT: &str = include_str!("redis/script.lua");
 
 /// The key layout the script reads and writes.
-const LAYOUT: &str = "3";
+const LAYOUT: &str = "4";
 
 /// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -211,20 +223,6 @@ fn stored_rates(link: &Link, name: &str, target: &str) -> Result<Vec<Rate>, Erro
         .collect()
 }
 
-/// The head's fields a refusal counts (its rate's, and a tally: `""` for none), if it is
-/// counted at all (only refusals for good: exhausted, or never fits).
-fn refusal_fields(denied: &Denied, timed_out: bool) -> Option<[String; 2]> {
-    let tally = match denied.kind() {
-        DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
-        DenialKind::NeverFits { .. } => Some("never_fits"),
-        _ => return None,
-    };
-    Some([
-        format!("denied:{}", denied.rate_index()),
-        tally.unwrap_or("").to_string(),
-    ])
-}
-
 /// The URL as it may be shown: without a password.
 fn without_credentials(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -244,13 +242,19 @@ pub(crate) struct RedisLimiter {
     keys: [String; 2],
     rates: Vec<Rate>,
     rules: Vec<Rule>,
-    /// The script's arguments after the mode that do not change: layout, canonical rates,
-    /// rates as written, expiry (ms).
-    fixed: [String; 4],
-    /// The rates in one argument, unpacked by one `struct.unpack` in the script: per rate
-    /// limit and window in µs (rounded up) as big-endian doubles, then requests (1) or
-    /// weight (0) as one byte (`>ddB`).
-    rate_args: Vec<u8>,
+    /// Per rate (in the caller's order), its number in the script: the rates' canonical
+    /// order, the same for every caller of these rates whatever order each gave them in.
+    canonical: Vec<usize>,
+    /// The head's field, `h4 ` and the canonical rates: the layout and the rules in one
+    /// name, so that the script's one `HGET` finds the head only for a caller like us.
+    field: String,
+    /// The rates as written, stored for messages and [`Limiter::redis`] without rates.
+    written: String,
+    /// The numbers after the clock, weight and charge: the expiry (ms), then per rate in
+    /// canonical order limit and window in µs (rounded up), as big-endian doubles, and as
+    /// one byte each requests (1) or weight (0) and the rate's index in our order, which
+    /// the replies name (`>d` then `>ddBB` per rate).
+    numbers: Vec<u8>,
     script: redis::Script,
     link: Link,
     on_outage: OnOutage,
@@ -265,6 +269,7 @@ enum Mode {
     Acquire,
     Usage,
     Check,
+    Read,
     Count,
     Reset,
 }
@@ -275,6 +280,7 @@ impl Mode {
             Mode::Acquire => "acquire",
             Mode::Usage => "usage",
             Mode::Check => "check",
+            Mode::Read => "read",
             Mode::Count => "count",
             Mode::Reset => "reset",
         }
@@ -297,18 +303,22 @@ impl RedisLimiter {
         fallback: Option<Box<Limiter>>,
     ) -> RedisLimiter {
         let window_us = |rule: &Rule| rule.window.div_ceil(1000);
-        let mut canonical: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}/{}/{}",
-                    r.limit,
-                    r.window,
-                    if r.requests { "r" } else { "w" }
-                )
-            })
-            .collect();
-        canonical.sort();
+        let text = |r: &Rule| {
+            format!(
+                "{}/{}/{}",
+                r.limit,
+                r.window,
+                if r.requests { "r" } else { "w" }
+            )
+        };
+        // The rates in canonical order: sorted by their text.
+        let mut order: Vec<usize> = (0..rules.len()).collect();
+        order.sort_by_cached_key(|&i| text(&rules[i]));
+        let mut canonical = vec![0; rules.len()];
+        for (number, &i) in order.iter().enumerate() {
+            canonical[i] = number;
+        }
+        let rules_text: Vec<String> = order.iter().map(|&i| text(&rules[i])).collect();
         let written: Vec<String> = rates.iter().map(ToString::to_string).collect();
         let longest_ms = rules
             .iter()
@@ -316,12 +326,16 @@ impl RedisLimiter {
             .max()
             .unwrap_or(0)
             .div_ceil(1000);
-        let mut rate_args = Vec::with_capacity(17 * rules.len());
-        for rule in &rules {
-            // Doubles: the script's numbers (exact to 2^53, as the script's text was).
-            rate_args.extend_from_slice(&(rule.limit as f64).to_be_bytes());
-            rate_args.extend_from_slice(&(window_us(rule) as f64).to_be_bytes());
-            rate_args.push(u8::from(rule.requests));
+        // Doubles: the script's numbers (exact to 2^53, as the script's text was). A second
+        // beyond the longest window: idle that long, nothing counts.
+        let mut numbers = Vec::with_capacity(8 + 18 * rules.len());
+        numbers.extend_from_slice(&(longest_ms.saturating_add(1000) as f64).to_be_bytes());
+        for &i in &order {
+            let rule = &rules[i];
+            numbers.extend_from_slice(&(rule.limit as f64).to_be_bytes());
+            numbers.extend_from_slice(&(window_us(rule) as f64).to_be_bytes());
+            numbers.push(u8::from(rule.requests));
+            numbers.push(u8::try_from(i).expect("at most MAX_RATES rates"));
         }
         RedisLimiter {
             path: PathBuf::from(&target),
@@ -329,14 +343,10 @@ impl RedisLimiter {
             keys: keys_for(name),
             rates,
             rules,
-            fixed: [
-                LAYOUT.to_string(),
-                canonical.join(","),
-                written.join(", "),
-                // A second beyond the longest window: idle that long, nothing counts.
-                longest_ms.saturating_add(1000).to_string(),
-            ],
-            rate_args,
+            canonical,
+            field: format!("h{LAYOUT} {}", rules_text.join(",")),
+            written: written.join(", "),
+            numbers,
             script: redis::Script::new(SCRIPT),
             link,
             on_outage,
@@ -351,46 +361,73 @@ impl RedisLimiter {
         &self.keys
     }
 
-    /// The script's call in `mode`; `now_us` replaces the server's clock (tests only).
-    fn invocation(
+    /// The head's field in the head hash (named after the layout and the rates).
+    #[cfg(test)]
+    pub(crate) fn head_field(&self) -> &str {
+        &self.field
+    }
+
+    /// The script's call (`EVALSHA`) in `mode`, built in one buffer; `now_us` replaces the
+    /// server's clock (tests only), `weight` is the weight to acquire (else 0), `counted`
+    /// the fields mode count increments.
+    fn command(
         &self,
         mode: Mode,
         now_us: Option<u64>,
-        extra: [&str; 2],
-    ) -> redis::ScriptInvocation<'_> {
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(&self.keys[0])
-            .key(&self.keys[1])
-            .arg(mode.word());
-        for arg in &self.fixed {
-            invocation.arg(arg);
+        weight: u64,
+        counted: [&str; 2],
+    ) -> redis::Cmd {
+        // The clock (negative: the server's), the weight capped at 2^32 and the charge
+        // (mod 2^32), all exact as doubles; then the numbers that do not change.
+        let clock = now_us.map_or(-1.0, |n| n as f64);
+        let mut numbers = Vec::with_capacity(24 + self.numbers.len());
+        numbers.extend_from_slice(&clock.to_be_bytes());
+        numbers.extend_from_slice(&(weight.min(1 << 32) as f64).to_be_bytes());
+        numbers.extend_from_slice(&((weight % (1 << 32)) as f64).to_be_bytes());
+        numbers.extend_from_slice(&self.numbers);
+        let mut command = redis::Cmd::with_capacity(
+            10,
+            160 + self.field.len() + self.written.len() + numbers.len(),
+        );
+        command
+            .arg("EVALSHA")
+            .arg(self.script.get_hash())
+            .arg(2)
+            .arg(&self.keys[0])
+            .arg(&self.keys[1])
+            .arg(mode.word())
+            .arg(&self.field)
+            .arg(&self.written)
+            .arg(numbers);
+        if mode == Mode::Count {
+            command.arg(counted[0]).arg(counted[1]);
         }
-        invocation
-            .arg(now_us.map_or_else(String::new, |n| n.to_string()))
-            .arg(extra[0])
-            .arg(extra[1])
-            .arg(self.rules.len())
-            .arg(self.rate_args.as_slice());
-        invocation
+        command
     }
 
     /// Runs the script in `mode`, blocking; `now_us` replaces the server's clock (tests only).
-    fn run(
+    fn run<T: FromRedisValue>(
         &self,
         mode: Mode,
         now_us: Option<u64>,
-        extra: [&str; 2],
-    ) -> redis::RedisResult<Vec<i64>> {
-        let invocation = self.invocation(mode, now_us, extra);
-        self.link.call(|connection| invocation.invoke(connection))
+        weight: u64,
+        counted: [&str; 2],
+    ) -> redis::RedisResult<T> {
+        let command = self.command(mode, now_us, weight, counted);
+        self.link
+            .call(|connection| connection::eval(connection, &self.script, &command))
     }
 
     /// Runs the script in `mode` on the async connection: the task yields while it waits.
     #[cfg(feature = "tokio")]
-    async fn run_async(&self, mode: Mode, extra: [&str; 2]) -> redis::RedisResult<Vec<i64>> {
-        let invocation = self.invocation(mode, None, extra);
-        self.link.invoke_async(&invocation).await
+    async fn run_async<T: FromRedisValue>(
+        &self,
+        mode: Mode,
+        weight: u64,
+        counted: [&str; 2],
+    ) -> redis::RedisResult<T> {
+        let command = self.command(mode, None, weight, counted);
+        self.link.eval_async(&self.script, &command).await
     }
 
     /// An error the script or the server answered, in the user's words.
@@ -408,6 +445,13 @@ impl RedisLimiter {
                     detail.unwrap_or("?")
                 ),
             },
+            (Some("HLARGS"), detail) => Error::Redis {
+                target: self.target.clone(),
+                reason: format!(
+                    "the script (key layout {LAYOUT}) cannot read its arguments: {}",
+                    detail.unwrap_or("?")
+                ),
+            },
             (Some("HLCORRUPT"), detail) => Error::Redis {
                 target: self.target.clone(),
                 reason: format!("the limiter's keys hold garbage: {}", detail.unwrap_or("?")),
@@ -421,7 +465,7 @@ impl RedisLimiter {
 
     /// Checks the stored rates against ours, storing ours for a new limiter.
     fn check(&self) -> Result<(), Error> {
-        self.run(Mode::Check, None, ["", ""])
+        self.run::<Vec<i64>>(Mode::Check, None, 0, ["", ""])
             .map(|_| ())
             .map_err(|e| self.refused(&e))
     }
@@ -442,11 +486,10 @@ impl RedisLimiter {
     /// One try at `now_us` of the server's clock (`None`: the server reads its clock; a
     /// value only in tests, which replay the reference model through the script).
     fn try_at(&self, now_us: Option<u64>, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let [capped, charge] = match self.before_call(weight) {
-            Ok(args) => args,
-            Err(decided) => return decided,
-        };
-        let reply = self.run(Mode::Acquire, now_us, [&capped, &charge]);
+        if let Some(decided) = self.before_call(weight) {
+            return decided;
+        }
+        let reply = self.run::<Value>(Mode::Acquire, now_us, weight, ["", ""]);
         self.decide(reply, weight)
     }
 
@@ -454,40 +497,34 @@ impl RedisLimiter {
     /// the thread. Dropped before the reply, the admission may or may not be recorded.
     #[cfg(feature = "tokio")]
     pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
-        let [capped, charge] = match self.before_call(weight) {
-            Ok(args) => args,
-            Err(decided) => return decided,
-        };
-        let reply = self.run_async(Mode::Acquire, [&capped, &charge]).await;
+        if let Some(decided) = self.before_call(weight) {
+            return decided;
+        }
+        let reply = self
+            .run_async::<Value>(Mode::Acquire, weight, ["", ""])
+            .await;
         self.decide(reply, weight)
     }
 
-    /// What is decided without a round trip (the rates are the server's: checked), or the
-    /// script's weight arguments: the weight capped at 2^32, and the charge (mod 2^32).
-    #[allow(clippy::type_complexity)]
-    fn before_call(&self, weight: u64) -> Result<[String; 2], Result<Option<Stamp>, Denied>> {
+    /// What is decided without a round trip (the rates are the server's: checked), if
+    /// anything.
+    fn before_call(&self, weight: u64) -> Option<Result<Option<Stamp>, Denied>> {
         let units = |rule: &Rule| if rule.requests { 1 } else { weight };
         if let Some(rate) = self.rules.iter().position(|r| units(r) > r.limit) {
-            return Err(Err(self.denied(
+            return Some(Err(self.denied(
                 rate,
                 DenialKind::NeverFits {
                     weight: units(&self.rules[rate]),
                 },
             )));
         }
-        if self.rules.iter().all(|r| units(r) == 0) {
-            return Err(Ok(None));
-        }
-        Ok([
-            weight.min(1 << 32).to_string(),
-            (weight % (1 << 32)).to_string(),
-        ])
+        self.rules.iter().all(|r| units(r) == 0).then_some(Ok(None))
     }
 
     /// The outcome of the script's acquire: its reply, the outage policy, or an error.
     fn decide(
         &self,
-        reply: redis::RedisResult<Vec<i64>>,
+        reply: redis::RedisResult<Value>,
         weight: u64,
     ) -> Result<Option<Stamp>, Denied> {
         match reply {
@@ -503,27 +540,35 @@ impl RedisLimiter {
     }
 
     /// The script's reply as an outcome; anything unexpected is a denial.
-    fn outcome(&self, reply: &[i64], weight: u64) -> Result<Option<Stamp>, Denied> {
+    fn outcome(&self, reply: &Value, weight: u64) -> Result<Option<Stamp>, Denied> {
         let rate = |i: i64| usize::try_from(i).ok().filter(|i| *i < self.rules.len());
-        match *reply {
-            [1, ts, seq] => Ok(Some(Stamp {
-                timestamp: micros_to_nanos(ts),
-                sequence: seq as u32,
-            })),
+        // An admission: 16 bytes, the timestamp and the sequence number (one value to
+        // parse, not an array of three).
+        if let Value::BulkString(bytes) = reply
+            && let Some((ts, seq)) = bytes.split_first_chunk::<8>()
+            && let Ok(seq) = <[u8; 8]>::try_from(seq)
+        {
+            return Ok(Some(Stamp {
+                timestamp: micros_to_nanos(i64::from_be_bytes(*ts)),
+                sequence: u64::from_be_bytes(seq) as u32,
+            }));
+        }
+        let integers = Vec::<i64>::from_redis_value_ref(reply).unwrap_or_default();
+        match *integers {
             [2] => Ok(None),
-            [0, index, retry_us] if rate(index).is_some() => Err(self.denied(
-                index as usize,
+            [0, index, retry_us] if let Some(index) = rate(index) => Err(self.denied(
+                index,
                 DenialKind::Exhausted {
                     retry_after: Duration::from_nanos(micros_to_nanos(retry_us)),
                 },
             )),
-            [3, index] if rate(index).is_some() => {
-                let weight = if self.rules[index as usize].requests {
+            [3, index] if let Some(index) = rate(index) => {
+                let weight = if self.rules[index].requests {
                     1
                 } else {
                     weight
                 };
-                Err(self.denied(index as usize, DenialKind::NeverFits { weight }))
+                Err(self.denied(index, DenialKind::NeverFits { weight }))
             }
             _ => Err(self.denied(
                 usize::MAX,
@@ -561,7 +606,7 @@ impl RedisLimiter {
 
     fn usage_at(&self, now_us: Option<u64>) -> Result<Vec<RateUsage>, Error> {
         let reply = self
-            .run(Mode::Usage, now_us, ["", ""])
+            .run::<Vec<i64>>(Mode::Usage, now_us, 0, ["", ""])
             .map_err(|e| self.refused(&e))?;
         let counters = self.counters()?;
         let malformed = || Error::Redis {
@@ -576,9 +621,10 @@ impl RedisLimiter {
             .rates
             .iter()
             .zip(&self.rules)
-            .zip(pairs.chunks(2))
+            .zip(&self.canonical)
             .zip(&counters.denied)
-            .map(|(((rate, rule), pair), denied)| {
+            .map(|(((rate, rule), &number), denied)| {
+                let pair = &pairs[2 * number..2 * number + 2];
                 let used = u64::try_from(pair[0]).unwrap_or(u64::MAX);
                 RateUsage {
                     rate: *rate,
@@ -605,38 +651,29 @@ impl RedisLimiter {
     }
 
     /// Admissions since the limiter was created (or last expired or reset): the head's
-    /// first number (the head: 6 + n big-endian u64). Only the head's length and that number
-    /// are checked here; the script checks the rest at every acquire.
+    /// first number, read by the script's read-only mode, which checks the keys as an
+    /// acquire does and creates nothing.
     pub(crate) fn admitted(&self) -> Result<u64, Error> {
-        let head: Option<Vec<u8>> = self
-            .link
-            .call(|connection| {
-                redis::cmd("HGET")
-                    .arg(&self.keys[1])
-                    .arg("h")
-                    .query(connection)
-            })
+        let reply = self
+            .run::<Vec<i64>>(Mode::Read, None, 0, ["", ""])
             .map_err(|e| self.refused(&e))?;
-        let Some(head) = head else {
-            return Ok(0);
-        };
-        let seq = (head.len() == 8 * (6 + self.rules.len()))
-            .then(|| u64::from_be_bytes(head[..8].try_into().expect("8 bytes")))
-            .filter(|seq| *seq < 1 << 53);
-        seq.ok_or_else(|| Error::Redis {
+        match *reply {
+            [seq] => u64::try_from(seq).map_err(|_| seq),
+            _ => Err(-1),
+        }
+        .map_err(|_| Error::Redis {
             target: self.target.clone(),
-            reason: format!(
-                "the limiter's keys hold garbage: the head is not {} numbers ({} bytes)",
-                6 + self.rules.len(),
-                head.len()
-            ),
+            reason: format!("unexpected reply to read: {reply:?}"),
         })
     }
 
     /// The counters stored beside the log; garbage reads as `None`.
     pub(crate) fn counters(&self) -> Result<crate::Counters, Error> {
-        let mut fields: Vec<String> = (0..self.rules.len())
-            .map(|i| format!("denied:{i}"))
+        // Each rate's counter under its number in the script (shared by every caller).
+        let mut fields: Vec<String> = self
+            .canonical
+            .iter()
+            .map(|number| format!("denied:{number}"))
             .collect();
         fields.push("never_fits".into());
         fields.push("timed_out".into());
@@ -656,26 +693,41 @@ impl RedisLimiter {
         })
     }
 
+    /// The head's fields a refusal counts (its rate's, under the rate's number in the
+    /// script, and a tally: `""` for none), if it is counted at all (only refusals for
+    /// good: exhausted, or never fits).
+    fn refusal_fields(&self, denied: &Denied, timed_out: bool) -> Option<[String; 2]> {
+        let tally = match denied.kind() {
+            DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
+            DenialKind::NeverFits { .. } => Some("never_fits"),
+            _ => return None,
+        };
+        let number = self.canonical.get(denied.rate_index())?;
+        Some([format!("denied:{number}"), tally.unwrap_or("").to_string()])
+    }
+
     /// Counts a request refused for good, as the file does (best effort: an unreachable
     /// server misses the count).
     pub(crate) fn count_refusal(&self, denied: &Denied, timed_out: bool) {
-        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
-            let _ = self.run(Mode::Count, None, [&rate, &tally]);
+        if let Some([rate, tally]) = self.refusal_fields(denied, timed_out) {
+            let _ = self.run::<Vec<i64>>(Mode::Count, None, 0, [&rate, &tally]);
         }
     }
 
     /// [`count_refusal`](Self::count_refusal) on the async connection.
     #[cfg(feature = "tokio")]
     pub(crate) async fn count_refusal_async(&self, denied: &Denied, timed_out: bool) {
-        if let Some([rate, tally]) = refusal_fields(denied, timed_out) {
-            let _ = self.run_async(Mode::Count, [&rate, &tally]).await;
+        if let Some([rate, tally]) = self.refusal_fields(denied, timed_out) {
+            let _ = self
+                .run_async::<Vec<i64>>(Mode::Count, 0, [&rate, &tally])
+                .await;
         }
     }
 
     /// Empties the log, keeping the rates (and zeroing the counters): every client starts
     /// from an empty log at its next call. True if there was a log to drop.
     pub(crate) fn reset(&self) -> Result<bool, Error> {
-        match self.run(Mode::Reset, None, ["", ""]) {
+        match self.run::<Vec<i64>>(Mode::Reset, None, 0, ["", ""]) {
             Ok(reply) => Ok(reply.first() == Some(&1)),
             Err(e) => Err(self.refused(&e)),
         }

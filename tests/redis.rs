@@ -571,8 +571,8 @@ fn the_command_takes_redis_targets() {
 }
 
 /// On a Redis Cluster of three nodes started here, limiters whose names hash to slots on
-/// different nodes each work (the client follows the slots), and each limiter's two keys
-/// are in one slot (the hash tag).
+/// different nodes each work (the client follows the slots), blocking and (feature tokio)
+/// async, and each limiter's two keys are in one slot (the hash tag).
 #[test]
 fn limiters_work_on_a_redis_cluster() {
     let dir = support::temp_dir();
@@ -621,6 +621,8 @@ fn limiters_work_on_a_redis_cluster() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let rates = [Rate::new(3, Duration::from_secs(60))];
+    #[cfg(feature = "tokio")]
+    let runtime = current_thread();
     let mut con = node(&nodes[0]);
     let mut thirds = std::collections::BTreeSet::new();
     for i in 0..12 {
@@ -629,6 +631,13 @@ fn limiters_work_on_a_redis_cluster() {
             .cluster(true)
             .connect()
             .unwrap();
+        // With feature tokio, the first call goes by the async cluster connection (it
+        // follows the slots too), and so does a refusal after the blocking calls.
+        #[cfg(feature = "tokio")]
+        runtime
+            .block_on(limiter.acquire_async(2, Duration::ZERO))
+            .unwrap();
+        #[cfg(not(feature = "tokio"))]
         limiter.try_acquire(2).unwrap();
         limiter.try_acquire(1).unwrap();
         let denied = limiter.try_acquire(1).unwrap_err();
@@ -636,6 +645,16 @@ fn limiters_work_on_a_redis_cluster() {
             matches!(denied.kind(), DenialKind::Exhausted { .. }),
             "{name}: {denied}"
         );
+        #[cfg(feature = "tokio")]
+        {
+            let denied = runtime
+                .block_on(limiter.acquire_async(1, Duration::from_millis(1)))
+                .unwrap_err();
+            assert!(
+                matches!(denied.kind(), DenialKind::Exhausted { .. }),
+                "{name}: {denied}"
+            );
+        }
         assert_eq!(limiter.usage().unwrap()[0].used, 3);
         let mut slot = |key: String| -> u64 {
             redis::cmd("CLUSTER")

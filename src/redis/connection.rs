@@ -9,7 +9,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+use redis::{
+    Cmd, ConnectionLike, ErrorKind, FromRedisValue, RedisError, RedisResult, Script,
+    ServerErrorKind,
+};
 
 /// Idle blocking connections kept for the next calls; more threads at once make more, and
 /// those beyond this are closed after their call.
@@ -178,26 +181,36 @@ impl Link {
         Ok(connection)
     }
 
-    /// Runs the script `invocation` on the shared async connection, the whole call
-    /// (connecting, a reload of a flushed script) bounded by the timeout. The task yields
-    /// while it waits; no thread is blocked.
+    /// Runs the script's call `command` (an `EVALSHA`, see [`eval`]) on the shared async
+    /// connection, the whole call (connecting, a reload of a flushed script) bounded by the
+    /// timeout. The task yields while it waits; no thread is blocked.
     ///
     /// Dropping the future before the reply leaves the connection in step (the multiplexed
     /// connection matches replies to requests), but a request already sent may have been
     /// executed: the admission may or may not have been recorded.
     #[cfg(feature = "tokio")]
-    pub(super) async fn invoke_async(
+    pub(super) async fn eval_async<T: FromRedisValue>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> RedisResult<Vec<i64>> {
+        script: &Script,
+        command: &Cmd,
+    ) -> RedisResult<T> {
+        async fn on<C: redis::aio::ConnectionLike, T: FromRedisValue>(
+            mut connection: C,
+            script: &Script,
+            command: &Cmd,
+        ) -> RedisResult<T> {
+            match command.query_async(&mut connection).await {
+                Err(error) if is_no_script(&error) => {
+                    script.load_async(&mut connection).await?;
+                    command.query_async(&mut connection).await
+                }
+                result => result,
+            }
+        }
         let call = async {
             match self.shared().await? {
-                AsyncConnection::Single(mut connection) => {
-                    invocation.invoke_async(&mut connection).await
-                }
-                AsyncConnection::Cluster(mut connection) => {
-                    invocation.invoke_async(&mut connection).await
-                }
+                AsyncConnection::Single(connection) => on(connection, script, command).await,
+                AsyncConnection::Cluster(connection) => on(connection, script, command).await,
             }
         };
         let result = match tokio::time::timeout(self.timeout, call).await {
@@ -214,6 +227,28 @@ impl Link {
         }
         result
     }
+}
+
+/// Runs `command`, an `EVALSHA` of `script` built by the caller in one buffer (cheaper than
+/// the redis crate's `ScriptInvocation`, which copies each argument twice), loading the
+/// script first if the server does not have it (a restart, `SCRIPT FLUSH`).
+pub(super) fn eval<T: FromRedisValue>(
+    connection: &mut dyn ConnectionLike,
+    script: &Script,
+    command: &Cmd,
+) -> RedisResult<T> {
+    match command.query(connection) {
+        Err(error) if is_no_script(&error) => {
+            script.load(connection)?;
+            command.query(connection)
+        }
+        result => result,
+    }
+}
+
+/// The server does not have the script.
+fn is_no_script(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 /// An error reply the script gave on purpose (`HL...`), or another plain error reply: the

@@ -35,6 +35,14 @@ fn redis_of(limiter: &Limiter) -> &RedisLimiter {
     limiter.as_redis().expect("a Redis limiter")
 }
 
+/// A new limiter of 10/s on `server`, one unit admitted.
+fn ten_a_second(server: &LocalServer) -> Limiter {
+    let rates = [Rate::new(10, Duration::from_secs(1))];
+    let limiter = Limiter::connect(&server.url(), &fresh_name(), &rates).unwrap();
+    limiter.try_acquire(1).unwrap();
+    limiter
+}
+
 fn raw(server: &LocalServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()
@@ -404,6 +412,119 @@ fn other_rates_are_refused_at_connect_naming_both() {
     );
 }
 
+/// The same rates in another order are one limiter with one set of bounds: the script
+/// numbers rates in canonical order, so a caller that gave them in another order reads
+/// each rate's own bound (and counter), and no window exceeds its limit.
+#[test]
+fn rates_in_another_order_share_the_bounds() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let name = fresh_name();
+    let weight = Rate::new(1000, Duration::from_secs(60));
+    let requests = Rate::requests(10, Duration::from_secs(60));
+    let a = Limiter::connect(&server.url(), &name, &[weight, requests]).unwrap();
+    let b = Limiter::connect(&server.url(), &name, &[requests, weight]).unwrap();
+    a.try_acquire(100).unwrap();
+    a.try_acquire(100).unwrap();
+    b.try_acquire(1).unwrap();
+    // 201 of 1000 used: 900 more never fit in this window, for either caller (in layout 3
+    // each read the other's bounds as its own, and `a` admitted this).
+    let denied = a.try_acquire(900).unwrap_err();
+    assert!(
+        matches!(denied.kind(), DenialKind::Exhausted { .. }) && denied.rate_index() == 0,
+        "{denied:?}"
+    );
+    let denied = b.try_acquire(900).unwrap_err();
+    assert!(
+        matches!(denied.kind(), DenialKind::Exhausted { .. }) && denied.rate_index() == 1,
+        "{denied:?}"
+    );
+    let used = |limiter: &Limiter| -> Vec<(u64, u64)> {
+        limiter
+            .usage()
+            .unwrap()
+            .iter()
+            .map(|u| (u.used, u.denied))
+            .collect()
+    };
+    assert_eq!(used(&a), [(201, 2), (3, 0)]);
+    assert_eq!(used(&b), [(3, 0), (201, 2)]);
+    assert_eq!(redis_of(&a).admitted().unwrap(), 3);
+}
+
+/// Numbers of a length the script cannot read (a caller of another version) are an error
+/// saying so, not a Lua error.
+#[test]
+fn numbers_of_another_length_are_refused() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let limiter = ten_a_second(&server);
+    let redis = redis_of(&limiter);
+    let call = |field: &str, numbers: Vec<u8>| {
+        redis::cmd("EVALSHA")
+            .arg(redis.script.get_hash())
+            .arg(2)
+            .arg(&redis.keys()[0])
+            .arg(&redis.keys()[1])
+            .arg("acquire")
+            .arg(field)
+            .arg(&redis.written)
+            .arg(numbers)
+            .query::<Vec<i64>>(&mut raw(&server))
+            .unwrap_err()
+    };
+    for length in [0, 32, 49, 51, 32 + 18 * 65] {
+        let error = call(redis.head_field(), vec![0u8; length]);
+        assert_eq!(error.code(), Some("HLARGS"), "{length}: {error}");
+        let text = redis.refused(&error).to_string();
+        assert!(
+            text.contains(&format!(
+                "cannot read its arguments: the numbers are {length} bytes"
+            )),
+            "{text}"
+        );
+    }
+    // A field of another layout is refused too.
+    let mut numbers = vec![0u8; 24];
+    numbers.extend_from_slice(&redis.numbers);
+    let error = call("h3 10/1000000000/w", numbers);
+    assert_eq!(error.code(), Some("HLARGS"), "{error}");
+    limiter.try_acquire(1).unwrap();
+}
+
+/// Reading the count of admissions creates nothing: of an expired limiter (its keys gone,
+/// as expiry leaves them) it reads 0 and leaves no key, where an acquire recreates them.
+#[test]
+fn a_read_of_an_expired_limiter_creates_no_key() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let limiter = ten_a_second(&server);
+    let redis = redis_of(&limiter);
+    assert_eq!(redis.admitted().unwrap(), 1);
+    let mut con = raw(&server);
+    let existing = |con: &mut redis::Connection| -> i64 {
+        redis::cmd("EXISTS")
+            .arg(&redis.keys()[0])
+            .arg(&redis.keys()[1])
+            .query(con)
+            .unwrap()
+    };
+    assert_eq!(existing(&mut con), 2);
+    let _: () = redis::cmd("DEL")
+        .arg(&redis.keys()[0])
+        .arg(&redis.keys()[1])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(redis.admitted().unwrap(), 0);
+    assert_eq!(existing(&mut con), 0, "a read created a key");
+    limiter.try_acquire(1).unwrap();
+    assert_eq!(existing(&mut con), 2);
+    assert_eq!(redis.admitted().unwrap(), 1);
+}
+
 /// Both keys expire when idle longer than the longest window, and carry one hash tag.
 #[test]
 fn the_keys_expire_when_idle_and_share_a_hash_tag() {
@@ -446,9 +567,7 @@ fn garbage_in_the_keys_is_reported() {
     let Some((_dir, server)) = local_server() else {
         return;
     };
-    let rates = [Rate::new(10, Duration::from_secs(1))];
-    let limiter = Limiter::connect(&server.url(), &fresh_name(), &rates).unwrap();
-    limiter.try_acquire(1).unwrap();
+    let limiter = ten_a_second(&server);
     let redis = redis_of(&limiter);
     let mut con = raw(&server);
     let [log, head] = redis.keys().clone();
@@ -461,12 +580,14 @@ fn garbage_in_the_keys_is_reported() {
         denied.to_string()
     };
     let unusable = |limiter: &Limiter| unusable_at(limiter, 1);
+    let field = redis.head_field().to_string();
+    assert_eq!(field, "h4 10/1000000000/w");
     let good: Vec<u8> = redis::cmd("HGET")
         .arg(&head)
-        .arg("h")
+        .arg(&field)
         .query(&mut con)
         .unwrap();
-    // The head (layout 3): 6 + 1 big-endian u64, each below 2^53.
+    // The head (layout 4): 6 + 1 big-endian u64, each below 2^53.
     assert_eq!(good.len(), 8 * 7, "{good:?}");
     let with = |field: usize, value: u64| {
         let mut bad = good.clone();
@@ -487,7 +608,7 @@ fn garbage_in_the_keys_is_reported() {
     ] {
         let _: () = redis::cmd("HSET")
             .arg(&head)
-            .arg("h")
+            .arg(&field)
             .arg(&bad)
             .query(&mut con)
             .unwrap();
@@ -499,14 +620,13 @@ fn garbage_in_the_keys_is_reported() {
             why
         };
         assert!(text.contains(expected), "{bad:?}: {text}");
-        if why != "not integers" {
-            // The count of admissions reads the same head, checked the same way.
-            assert!(redis.admitted().is_err(), "{bad:?}");
-        }
+        // The count of admissions reads the same head, checked by the same script.
+        let error = redis.admitted().unwrap_err().to_string();
+        assert!(error.contains(expected), "{bad:?}: {error}");
     }
     let _: () = redis::cmd("HSET")
         .arg(&head)
-        .arg("h")
+        .arg(&field)
         .arg(&good)
         .query(&mut con)
         .unwrap();
@@ -526,19 +646,31 @@ fn garbage_in_the_keys_is_reported() {
     // must search it finds the garbage.
     assert!(unusable_at(&limiter, 9).contains("garbage"));
     assert!(limiter.usage().is_err());
-    // A limiter of layout 2 (text head) or of a later layout is refused, naming both.
-    for version in ["2", "99"] {
+    // A limiter of layout 2 (text head in `h`), 3 (binary head in `h`) or of a later
+    // layout (its head under a field of its own) is refused, naming both; so is a read.
+    let _: () = redis::cmd("HDEL")
+        .arg(&head)
+        .arg(&field)
+        .query(&mut con)
+        .unwrap();
+    for (version, h) in [
+        ("2", b"1:1:1:1:1:1:1".to_vec()),
+        ("3", good.clone()),
+        ("99", good.clone()),
+    ] {
         let _: () = redis::cmd("HSET")
             .arg(&head)
             .arg("v")
             .arg(version)
+            .arg("h")
+            .arg(h)
             .query(&mut con)
             .unwrap();
         let text = unusable(&limiter);
-        assert!(
-            text.contains(&format!("key layout {version}, this library writes 3")),
-            "{text}"
-        );
+        let expected = format!("key layout {version}, this library writes 4");
+        assert!(text.contains(&expected), "{text}");
+        let error = redis.admitted().unwrap_err().to_string();
+        assert!(error.contains(&expected), "{error}");
     }
     // A log without its head.
     let _: () = redis::cmd("DEL").arg(&head).query(&mut con).unwrap();
@@ -576,6 +708,30 @@ fn a_flushed_script_is_loaded_again() {
         .unwrap();
     limiter.try_acquire(1).unwrap();
     assert_eq!(limiter.admitted().unwrap(), 2);
+    // The async connection loads it again too.
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(limiter.acquire_async(1, Duration::ZERO))
+            .unwrap();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut raw(&server))
+            .unwrap();
+        // A refusal, not an error: the script ran after its reload.
+        let denied = runtime
+            .block_on(limiter.acquire_async(1, Duration::ZERO))
+            .unwrap_err();
+        assert!(
+            matches!(denied.kind(), DenialKind::Exhausted { .. }),
+            "{denied:?}"
+        );
+        assert_eq!(limiter.admitted().unwrap(), 3);
+    }
 }
 
 /// `info` on Redis names the target (without credentials) and the rates; the fields of a
