@@ -154,8 +154,13 @@ fn processes_hammering_one_limiter_never_over_admit_nor_falsely_deny() {
     let mut workers: Vec<Child> = (0..4)
         .map(|i| spawn(dir.path(), &format!("w{i}"), &script))
         .collect();
-    for worker in &mut workers {
-        assert!(worker.wait().unwrap().success());
+    for (i, worker) in workers.iter_mut().enumerate() {
+        let status = worker.wait().unwrap();
+        assert!(
+            status.success(),
+            "worker w{i}: {status}: {}",
+            std::fs::read_to_string(dir.path().join(format!("w{i}.err"))).unwrap_or_default()
+        );
     }
     let outputs: Vec<Output> = (0..4)
         .map(|i| Output::read(&dir.path().join(format!("w{i}.out"))))
@@ -163,9 +168,13 @@ fn processes_hammering_one_limiter_never_over_admit_nor_falsely_deny() {
     let admissions: Vec<Admission> = outputs.iter().flat_map(|o| o.admissions.clone()).collect();
     let denials: Vec<support::Denial> = outputs.iter().flat_map(|o| o.denials.clone()).collect();
     assert!(outputs.iter().all(|o| o.opened.is_some()));
+    // The weight rate binds: 40 per 200 ms over 1.5 s admits about 8 windows' worth (320),
+    // in about 95 to 150 admissions depending on the random weights, so the count alone is
+    // no measure of a busy run; the weight is.
+    let weight: u64 = admissions.iter().map(|a| a.weight).sum();
     assert!(
-        admissions.len() > 100 && !denials.is_empty(),
-        "{} admitted, {} denied",
+        admissions.len() > 50 && weight > 200 && !denials.is_empty(),
+        "{} admitted ({weight} weight), {} denied",
         admissions.len(),
         denials.len()
     );
