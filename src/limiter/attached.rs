@@ -187,11 +187,13 @@ impl Attached {
                 kept.store(*hint, Ordering::Relaxed);
             }
         }
-        if hints.denial != Memo::NONE {
+        // Compared packed, as it is stored: cheaper than `Memo`'s field-by-field `==`.
+        let denial = hints.denial.pack();
+        if denial != Memo::NONE.pack() {
             // A new denial, remembered from the value this call started from only: a memo
             // another thread stored meanwhile is as good as ours. Every value stored is one
             // `acquire` wrote on this file with these rules.
-            let _ = self.denial.compare_exchange(memo, hints.denial.pack());
+            let _ = self.denial.compare_exchange(memo, denial);
         }
         Some(match outcome {
             Outcome::Admitted(record) => Ok(A::admitted(Some(Stamp {
