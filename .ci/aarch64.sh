@@ -17,7 +17,7 @@
 # (Linux >= 6.7 allows a binfmt_misc mount per user namespace): every process the tests start,
 # including the demo's and the shell's, runs as it would on an ARM machine, and nothing is
 # registered for the host. HOSTLIMIT_TEST_RUNNER is set as well, so the test workers go
-# through qemu explicitly (the path for machines without binfmt_misc, tests/support.rs).
+# through qemu explicitly (the path for machines without binfmt_misc, tests/support/process.rs).
 #
 # Release builds with debug assertions and overflow checks: the emulator is 3-10x slower than
 # the host on CPU-bound code. Skipped, because of the emulator, not of the architecture (the

@@ -1,5 +1,5 @@
 """Exact checks of the guarantees on what worker processes recorded (a port of the Rust
-integration tests' checks in tests/support.rs).
+integration tests' checks in tests/support/checks.rs).
 
 An admission is ``(before, ts, seq, after, weight)``: the caller's clock reads around the
 call (``CLOCK_BOOTTIME`` ns, the file's clock) and the recorded timestamp and sequence
