@@ -78,7 +78,7 @@ use std::time::{Duration, SystemTime};
 use crate::clock::ClockIdentity;
 use crate::error::{DenialKind, Denied, Error};
 use crate::limiter::{FileInfo, Limiter, RateUsage, Stamp, path_for, rules_for};
-use crate::protocol::Rule;
+use crate::protocol::{MAX_RATES, Rule};
 use crate::rate::Rate;
 use redis::{FromRedisValue, Value};
 
@@ -312,13 +312,14 @@ impl RedisLimiter {
             )
         };
         // The rates in canonical order: sorted by their text.
+        let texts: Vec<String> = rules.iter().map(text).collect();
         let mut order: Vec<usize> = (0..rules.len()).collect();
-        order.sort_by_cached_key(|&i| text(&rules[i]));
+        order.sort_by(|&a, &b| texts[a].cmp(&texts[b]));
         let mut canonical = vec![0; rules.len()];
         for (number, &i) in order.iter().enumerate() {
             canonical[i] = number;
         }
-        let rules_text: Vec<String> = order.iter().map(|&i| text(&rules[i])).collect();
+        let rules_text: Vec<&str> = order.iter().map(|&i| texts[i].as_str()).collect();
         let written: Vec<String> = rates.iter().map(ToString::to_string).collect();
         let longest_ms = rules
             .iter()
@@ -379,14 +380,17 @@ impl RedisLimiter {
     ) -> redis::Cmd {
         // The clock (negative: the server's), the weight capped at 2^32 and the charge
         // (mod 2^32), all exact as doubles; then the numbers that do not change.
+        // Assembled on the stack: the command's own buffer is the call's one allocation.
         let clock = now_us.map_or(-1.0, |n| n as f64);
-        let mut numbers = Vec::with_capacity(24 + self.numbers.len());
-        numbers.extend_from_slice(&clock.to_be_bytes());
-        numbers.extend_from_slice(&(weight.min(1 << 32) as f64).to_be_bytes());
-        numbers.extend_from_slice(&((weight % (1 << 32)) as f64).to_be_bytes());
-        numbers.extend_from_slice(&self.numbers);
+        let mut buffer = [0u8; 24 + 8 + 18 * MAX_RATES];
+        let length = 24 + self.numbers.len();
+        buffer[..8].copy_from_slice(&clock.to_be_bytes());
+        buffer[8..16].copy_from_slice(&(weight.min(1 << 32) as f64).to_be_bytes());
+        buffer[16..24].copy_from_slice(&((weight % (1 << 32)) as f64).to_be_bytes());
+        buffer[24..length].copy_from_slice(&self.numbers);
+        let numbers = &buffer[..length];
         let mut command = redis::Cmd::with_capacity(
-            10,
+            11,
             160 + self.field.len() + self.written.len() + numbers.len(),
         );
         command
