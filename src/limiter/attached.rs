@@ -35,7 +35,7 @@ pub(super) struct Attached {
 ///
 /// [`Limiter::try_acquire`]: super::Limiter::try_acquire
 /// [`Limiter::try_acquire_stamped`]: super::Limiter::try_acquire_stamped
-pub(crate) trait Answer: Sized {
+pub(super) trait Answer: Sized {
     /// The answer to an admission recorded as `stamp` (`None`: a weight-0 call).
     fn admitted(stamp: Option<Stamp>) -> Self;
 }
