@@ -1,33 +1,37 @@
 //! The Redis backend (feature `redis`): the same limiter, shared by a fleet through one Redis
 //! (or Valkey) server instead of a file shared by one host.
 //!
-//! # The data layout (version 4)
+//! # The data layout (version 5)
 //!
 //! Two keys per limiter, both with the name in a hash tag so that they live in one Cluster
 //! slot:
 //!
-//! * `hostlimit:{NAME}:log`: a sorted set, **one member per admission** (never one per unit
-//!   of weight): score = the recorded timestamp in microseconds of the server's clock,
-//!   member = `SEQ:CUM` (the sequence number, zero-padded to 16 digits so that members with
-//!   one score sort by it, and the cumulative weight of admissions `1..=SEQ` modulo 2^32).
+//! * `hostlimit:{NAME}:log`: a list, newest first, **one entry per admission** (never one
+//!   per unit of weight): 20 bytes, big-endian `SEQ` (u64), `TS` (u64: the recorded
+//!   timestamp in microseconds of the server's clock) and `CUM` (u32: the cumulative weight
+//!   of admissions `1..=SEQ` modulo 2^32). Sequence numbers are consecutive, so the entry of
+//!   sequence `S` is at index `SEQ - S` (the newest `SEQ` is in the head): one `LINDEX`,
+//!   checked against the entry's own sequence number.
 //! * `hostlimit:{NAME}:head`: a hash: `v` (layout version), `rules` (the rates in canonical
 //!   form: each `LIMIT/WINDOW_NS/r|w`, sorted), `rates` (as their owner wrote them), the
-//!   head in one binary field named `h4 RULES` (the layout and the rules: one `HGET` of our
+//!   head in one binary field named `h5 RULES` (the layout and the rules: one `HGET` of our
 //!   field finds the head only if the limiter has our layout and our rates; a caller of
 //!   other rates or another layout finds none, and then `v` and `rules` say which, read
 //!   only then), and the counters (`denied:I`, `never_fits`, `timed_out`). The head is
 //!   `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM, BOUND_1,
-//!   ...`: the newest admission, the oldest member's sequence number where ranks start,
+//!   ...`: the newest admission, the oldest entry's sequence number (the list's last),
 //!   when the expiry must next be pushed back, when the next trim is due, and per rate a
 //!   bound on its window's use; one `struct.unpack` reads it, and a head of another length
 //!   or with a value from 2^53 on is garbage. Rates are numbered in canonical order (the
 //!   order of `rules`), whatever order a caller gave them in, so that callers with the
-//!   same rates in other orders share each rate's bound and counter. Version 3 kept the
-//!   same head in a field `h` (checked against `v` and `rules` at every call) with the
-//!   rates numbered in each caller's order (two callers with one limiter's rates in
-//!   different orders read each other's bounds, and could admit past a limit); version 2
-//!   as decimal text (`SEQ:CUM:...`), version 1 in five fields without the bounds; a
-//!   limiter of another version is refused, naming both.
+//!   same rates in other orders share each rate's bound and counter. Version 4 kept the
+//!   log in a sorted set (score = timestamp, member = the text `SEQ:CUM`), whose insert
+//!   (a skiplist node, a dict entry and the member) costs more than a list entry's;
+//!   version 3 kept the same head in a field `h` (checked against `v` and `rules` at every
+//!   call) with the rates numbered in each caller's order (two callers with one limiter's
+//!   rates in different orders read each other's bounds, and could admit past a limit);
+//!   version 2 as decimal text (`SEQ:CUM:...`), version 1 in five fields without the
+//!   bounds; a limiter of another version is refused, naming both.
 //!
 //! # The script
 //!
@@ -37,21 +41,23 @@
 //! window holds, now and later (the exact use when the log was last searched, plus what was
 //! admitted since; windows only slide forward). While `bound + units` is within the limit
 //! the rate admits without reading the log, so a call far from every limit is four
-//! commands (`HGET` of the head, `TIME`, one `ZADD`, `HSET` of the head) on four arguments
+//! commands (`HGET` of the head, `TIME`, one `LPUSH`, `HSET` of the head) on four arguments
 //! (the mode, the head's field, the rates as written, and every number in one binary
 //! string), and its reply is one 16-byte value (the timestamp and the sequence number).
-//! Otherwise it finds the newest admission at or before `t - window` (one
-//! `ZREVRANGEBYSCORE ... LIMIT 0 1`, O(log n)) and
-//! takes the window's exact use as a difference of cumulative sums (or of sequence numbers
-//! for a rate that counts requests), so the cost does not depend on the weight; if every
-//! rate has room it adds one member and the new head, all rates at once; otherwise it finds
-//! the exact retry time (the admission whose leaving makes room: by rank for requests, by
-//! bisection over ranks for weight) and changes nothing. Every 64 admissions it trims what
-//! lies before the newest admission outside the longest window, so the log holds at most
-//! one window's admissions plus 65 (and a trim removes about 64), and keeps both keys set
-//! to expire when idle for between
-//! one and two longest windows (plus a second): nothing in them counts then. The expiry
-//! is pushed back only when less than one window is left, not at every call.
+//! Otherwise, for a rate that counts requests, it reads one entry, the limit-th newest: if
+//! that one is outside the window (or was trimmed, or there is none) the window holds at
+//! most `limit - 1`, which becomes the bound, and the request fits; if it is inside, the
+//! window is full until it leaves, the exact retry time. For a rate that counts weight it
+//! finds the newest admission at or before `t - window` (a bisection over the list by
+//! index, O(log n) `LINDEX`) and takes the window's exact use as a difference of
+//! cumulative sums, so the cost does not depend on the weight, and the retry time by a
+//! second bisection on the sums. If every rate has room it adds one entry and the new
+//! head, all rates at once; otherwise it changes nothing. Every 64 admissions it trims
+//! (`LTRIM`) what lies before the newest admission outside the longest window, so the log
+//! holds at most one window's admissions plus 65 (and a trim removes about 64), and keeps
+//! both keys set to expire when idle for between one and two longest windows (plus a
+//! second): nothing in them counts then. The expiry is pushed back only when less than one
+//! window is left, not at every call.
 //!
 //! The guarantee is the file's, stated in the recorded timestamps of the server: in every
 //! window of every rate, at most the limit. Windows are counted in whole microseconds (a
@@ -89,7 +95,7 @@ pub use outage::{OnOutage, Outages};
 const SCRIPT: &str = include_str!("redis/script.lua");
 
 /// The key layout the script reads and writes.
-const LAYOUT: &str = "4";
+const LAYOUT: &str = "5";
 
 /// The per-call timeout unless [`RedisBuilder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -245,7 +251,7 @@ pub(crate) struct RedisLimiter {
     /// Per rate (in the caller's order), its number in the script: the rates' canonical
     /// order, the same for every caller of these rates whatever order each gave them in.
     canonical: Vec<usize>,
-    /// The head's field, `h4 ` and the canonical rates: the layout and the rules in one
+    /// The head's field, `h5 ` and the canonical rates: the layout and the rules in one
     /// name, so that the script's one `HGET` finds the head only for a caller like us.
     field: String,
     /// The rates as written, stored for messages and [`Limiter::redis`] without rates.

@@ -103,32 +103,34 @@ fn spawn(dir: &Path, name: &str, script: &str) -> Child {
         .unwrap()
 }
 
-/// The whole log as the server holds it (seq, ts in ns, weight from the cumulative sums).
+/// The whole log as the server holds it, oldest first (seq, ts in ns, weight from the
+/// cumulative sums): layout 5's list, newest first, of 20-byte entries `>I8I8I4`.
 fn server_log(server: &LocalServer, name: &str) -> Vec<Admission> {
     let mut con = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
-    let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+    let entries: Vec<Vec<u8>> = redis::cmd("LRANGE")
         .arg(format!("hostlimit:{{{name}}}:log"))
         .arg(0)
         .arg(-1)
-        .arg("WITHSCORES")
         .query(&mut con)
         .unwrap();
+    let number = |bytes: &[u8]| bytes.iter().fold(0u64, |n, &b| n << 8 | u64::from(b));
     let mut previous = 0u64;
-    members
+    entries
         .iter()
-        .map(|(member, score)| {
-            let (seq, cum) = member.split_once(':').unwrap();
-            let cum: u64 = cum.parse().unwrap();
+        .rev()
+        .map(|entry| {
+            assert_eq!(entry.len(), 20, "{entry:?}");
+            let cum = number(&entry[16..]);
             let weight = (cum + (1 << 32) - previous) % (1 << 32);
             previous = cum;
             Admission {
                 before: 0,
                 after: u64::MAX,
-                ts: *score as u64 * 1000,
-                seq: seq.parse().unwrap(),
+                ts: number(&entry[8..16]) * 1000,
+                seq: u32::try_from(number(&entry[..8])).unwrap(),
                 weight,
             }
         })

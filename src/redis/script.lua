@@ -1,35 +1,40 @@
--- hostlimit on Redis: the whole protocol in one script. Key layout version 4.
+-- hostlimit on Redis: the whole protocol in one script. Key layout version 5.
 --
--- KEYS[1]  the log: a sorted set, one member per admission (never per unit of weight).
---          score  = recorded timestamp, microseconds of the server's clock
---          member = "%016d:%d" (sequence number, zero-padded so that members with one score
---                   sort by sequence; cumulative weight of admissions 1..seq, mod 2^32)
+-- KEYS[1]  the log: a list, newest first (LPUSH), one entry per admission (never per unit
+--          of weight), each one binary value of 20 bytes, struct '>I8I8I4':
+--          seq = the sequence number, ts = the recorded timestamp (microseconds of the
+--          server's clock), cum = the cumulative weight of admissions 1..seq, mod 2^32.
+--          Sequence numbers are consecutive, so the entry of sequence s is at index
+--          seq - s (seq: the newest, in the head): one LINDEX, and the entry's own seq is
+--          checked against it (a hole, an entry too many or garbage gives HLCORRUPT).
 -- KEYS[2]  the head and the configuration: a hash.
 --          v = layout version, rules = the rates in canonical form (sorted),
 --          rates = the rates as their owner wrote them (for error messages),
---          "h4 <rules>" = the head, one binary field named after the layout and the rules,
+--          "h5 <rules>" = the head, one binary field named after the layout and the rules,
 --            so that one HGET finds it only for a caller of this layout with these rates
 --            (any other reads nil, and then v and rules say what is wrong):
 --            6 + n big-endian unsigned 64-bit integers
 --            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
 --            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n:
 --            seq, cum, ts = the newest admission (0, 0, 0 before the first),
---            first = the sequence number of the oldest member (the trim moves it),
+--            first = the sequence number of the oldest entry (the trim moves it),
 --            exp = when (server µs) the keys' expiry must next be pushed back,
 --            trim = the sequence number from which the next admission trims,
 --            bound_i = at least what rate i's window holds, now and from now on (the
 --              exact use when it was last searched, plus what was admitted since): while
---              bound_i + units fits, rate i admits without searching the log,
+--              bound_i + units fits, rate i admits without reading the log,
 --          denied:<i>, never_fits, timed_out = counters (statistics)
 --          Rates are numbered in canonical order (that of rules), whatever order a caller
 --          gave them in: callers with the same rates in other orders share the bounds.
---          (Layout 3 kept the head in a field h beside v and rules, its rates numbered in
---          each caller's order; layout 2 as decimal text "seq:cum:...:bound_n".)
+--          (Layout 4 kept the log in a sorted set, score = ts, member "%016d:%d" (seq,
+--          cum), the same head under "h4 <rules>"; layout 3 kept the head in a field h
+--          beside v and rules, its rates numbered in each caller's order; layout 2 as
+--          decimal text "seq:cum:...:bound_n".)
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
 --
 -- ARGV: mode (acquire | usage | check | read | count | reset), the head's field
--- ("h4 " .. rules), the rates as written, then the numbers in one binary string of
+-- ("h5 " .. rules), the rates as written, then the numbers in one binary string of
 -- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
 -- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
 -- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
@@ -48,17 +53,18 @@
 --
 -- Everything read from the keys is checked: garbage gives HLCORRUPT, never a guess.
 --
--- The cost: a call far from every limit is four commands (HGET, TIME, ZADD, HSET), four
--- arguments and little Lua: the head is one struct.unpack, the numbers one more, no string
--- parsing, and the helpers of the log search are made (closures) only on the calls that
--- search it.
+-- The cost: a call far from every limit is four commands (HGET, TIME, LPUSH, HSET), four
+-- arguments and little Lua: the head is one struct.unpack, the numbers one more, the entry
+-- one struct.pack, no string parsing, and the helpers of the log search are made
+-- (closures) only on the calls that read the log. A rate counting requests whose bound
+-- shows no room reads one entry (no search); a weight rate bisects (O(log n) LINDEX).
 
 if redis.replicate_commands then
   -- Redis 3.2 to 4: replicate the effects (TIME is not deterministic). A no-op since 5.
   redis.replicate_commands()
 end
 
-local LAYOUT = '4'
+local LAYOUT = '5'
 local MOD = 4294967296
 local MAX = 9007199254740992 -- 2^53: past it doubles are no longer exact integers
 local log, meta = KEYS[1], KEYS[2]
@@ -202,52 +208,66 @@ end
 
 -- The log search, made only on the calls that read the log (usage, a bound without room,
 -- a trim): a call far from every limit creates no closure.
-local fmt, parse, at_seq, boundary
+local at_seq, boundary
 if mode == 'usage' or not room or seq >= next_trim then
-  fmt = function(v)
-    -- Numbers go to Redis as exact integer text: Lua's own conversion keeps only 14 digits.
-    return string.format('%.0f', v)
-  end
-  local function integer(text)
-    local v = tonumber(text)
-    if v == nil or v < 0 or v ~= math.floor(v) or v > MAX then
-      return nil
-    end
-    return v
-  end
-  parse = function(member, score)
-    local s, c = string.match(member or '', '^(%d+):(%d+)$')
-    local e = { seq = integer(s), cum = integer(c), ts = integer(score) }
-    if e.seq == nil or e.cum == nil or e.ts == nil or e.cum >= MOD or e.seq > seq or e.ts > last then
-      return nil
-    end
-    return e
-  end
-  -- The member with sequence number s: ranks start at the oldest (`first` in the head),
-  -- and sequence numbers are consecutive in the log.
+  -- The entry with sequence number s, checked (its length, its seq against its index, ts
+  -- at most the newest's and below 2^53; cum is below 2^32 by its format), or nil for a
+  -- sequence number outside [oldest, seq] or garbage.
   at_seq = function(s)
     if s < oldest or s > seq then
       return nil
     end
-    local r = redis.call('ZRANGE', log, fmt(s - oldest), fmt(s - oldest), 'WITHSCORES')
-    local e = parse(r[1], r[2])
-    if e == nil or e.seq ~= s then
+    local entry = redis.call('LINDEX', log, seq - s)
+    if type(entry) ~= 'string' or #entry ~= 20 then
       return nil
     end
-    return e
+    local es, ts, c = struct.unpack('>I8I8I4', entry)
+    if es ~= s or ts > last or ts >= MAX then
+      return nil
+    end
+    return { seq = s, cum = c, ts = ts }
   end
-  -- The newest admission outside a window of `w` ending at t (ts <= t - w); sequence 0
-  -- (the start, before the first admission) if there is none, which holds only while
-  -- nothing was trimmed: a trim keeps the newest member outside the longest window.
+  -- The newest admission outside a window of `w` ending at t (ts <= t - w), by bisection
+  -- over [oldest, seq] (timestamps never decrease with the sequence number): O(log n)
+  -- LINDEX. Sequence 0 (the start, before the first admission) if there is none, which
+  -- holds only while nothing was trimmed: a trim keeps the newest entry outside the
+  -- longest window. nil for garbage.
   boundary = function(w)
-    local r = redis.call('ZREVRANGEBYSCORE', log, fmt(t - w), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-    if #r == 0 then
+    local edge = t - w
+    if seq == 0 then
       if oldest ~= 1 then
         return nil
       end
       return { seq = 0, cum = 0, ts = 0 }
     end
-    return parse(r[1], r[2])
+    if last <= edge then
+      -- The newest is outside: the head has it, nothing to read.
+      return { seq = seq, cum = cum, ts = last }
+    end
+    local lo = at_seq(oldest)
+    if lo == nil then
+      return nil
+    end
+    if lo.ts > edge then
+      if oldest ~= 1 then
+        return nil
+      end
+      return { seq = 0, cum = 0, ts = 0 }
+    end
+    -- lo is outside the window, seq (ts = last) inside.
+    local hi = seq
+    while hi - lo.seq > 1 do
+      local e = at_seq(math.floor((lo.seq + hi) / 2))
+      if e == nil then
+        return nil
+      end
+      if e.ts <= edge then
+        lo = e
+      else
+        hi = e.seq
+      end
+    end
+    return lo
   end
 end
 
@@ -285,43 +305,61 @@ if not room then
     local limit, window, requests = N[4 * i + 1], N[4 * i + 2], N[4 * i + 3] == 1
     local units = requests and 1 or weight
     if units > 0 and H[6 + i] + units > limit then
-      -- The bound does not show room: search the window's exact use.
-      local b = boundary(window)
-      if b == nil then
-        return redis.error_reply('HLCORRUPT the log does not reach back over the window')
-      end
+      -- The bound does not show room. The oldest admission x whose leaving (with all
+      -- before it) makes room, and whether it has left the window already:
+      local x, e
       if requests then
-        H[6 + i] = seq - b.seq
+        -- Counting requests needs no search. x is the limit-th newest, seq + 1 - limit.
+        -- If x is before 1 (fewer than limit admissions ever) or was trimmed (before
+        -- oldest: at or before the trim's base, whose ts was at most t' - longest at the
+        -- trim's t' <= t, so outside every window), or its ts <= t - window, then the
+        -- window holds only admissions after x: at most seq - x = limit - 1, and it holds
+        -- no more later but for admissions (windows only slide forward), so limit - 1 is
+        -- a bound and the request fits. Otherwise x and the limit - 1 after it (their
+        -- timestamps never decrease, and none is after t) are all inside: the window holds
+        -- limit, and x's leaving, at x.ts + window, is the first that makes room, the
+        -- answer the search of the window gives.
+        x = seq + 1 - limit
+        if x >= oldest then
+          e = at_seq(x)
+          if e == nil then
+            return redis.error_reply('HLCORRUPT a hole in the log')
+          end
+        end
+        if e == nil or e.ts <= t - window then
+          H[6 + i] = limit - 1
+        end
       else
+        -- Weight: the window's exact use from the boundary (a difference of cumulative
+        -- sums), then x by bisection on the sums, so the cost is the log of the window's
+        -- admissions, whatever the weight.
+        local b = boundary(window)
+        if b == nil then
+          return redis.error_reply('HLCORRUPT the log does not reach back over the window')
+        end
         H[6 + i] = (cum - b.cum) % MOD
-      end
-      if H[6 + i] + units > limit then
-        -- The oldest admission x whose leaving (with all before it) makes room: for
-        -- requests the limit-th newest; for weight found by bisection on the cumulative
-        -- sums, so the cost is the log of the window's admissions, whatever the weight.
-        local x
-        if requests then
-          x = seq + 1 - limit
-        else
+        if H[6 + i] + units > limit then
           local lo, hi = b.seq, seq -- lo's leaving is not enough, hi's (the newest) is
           while hi - lo > 1 do
             local mid = math.floor((lo + hi) / 2)
-            local e = at_seq(mid)
-            if e == nil then
+            local m = at_seq(mid)
+            if m == nil then
               return redis.error_reply('HLCORRUPT a hole in the log')
             end
-            if (cum - e.cum) % MOD + units <= limit then
+            if (cum - m.cum) % MOD + units <= limit then
               hi = mid
             else
               lo = mid
             end
           end
           x = hi
+          e = at_seq(x)
+          if e == nil then
+            return redis.error_reply('HLCORRUPT a hole in the log')
+          end
         end
-        local e = at_seq(x)
-        if e == nil then
-          return redis.error_reply('HLCORRUPT a hole in the log')
-        end
+      end
+      if H[6 + i] + units > limit then
         local at = e.ts + window
         local index = N[4 * i + 4]
         if at > refusing_at or (at == refusing_at and index < refusing) then
@@ -335,7 +373,7 @@ if not room then
   end
 end
 
--- Trim, every 64 admissions: keep the newest member outside the longest window (the base
+-- Trim, every 64 admissions: keep the newest entry outside the longest window (the base
 -- of every window from now on, since t never decreases) and everything after it. The log
 -- holds at most the longest window's admissions plus 65, and a trim removes about what 64
 -- admissions added (never a long pause of the server for a big log).
@@ -345,15 +383,15 @@ if seq >= next_trim then
     return redis.error_reply('HLCORRUPT the log does not reach back over the window')
   end
   if base.seq > oldest then
-    oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
+    redis.call('LTRIM', log, 0, seq - base.seq)
+    oldest = base.seq
   end
   next_trim = seq + 64
 end
 
 seq = seq + 1
 cum = (cum + charge) % MOD
--- The score as a number: Redis writes it with 17 significant digits, exact below 2^53.
-redis.call('ZADD', log, t, string.format('%016d:%d', seq, cum))
+redis.call('LPUSH', log, struct.pack('>I8I8I4', seq, t, cum))
 -- Idle longer than the longest window (plus a second), the whole limiter expires: nothing
 -- in it counts then. The expiry is pushed back to twice that only when less than that is
 -- left, not at every admission.

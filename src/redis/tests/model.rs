@@ -208,14 +208,20 @@ proptest! {
                 }
             }
         }
-        // The log holds at least every member from the newest outside the longest window at
-        // the last admission on (the trim keeps it, with any that share its timestamp): a
-        // trim never drops what a window may still need. (That the trim runs: below.)
-        let members: u64 = redis::cmd("ZCARD").arg(&redis.keys()[0]).query(&mut raw(&server)).unwrap();
+        // The log holds every entry from the newest outside the longest window at the last
+        // admission on (the trim keeps it), consecutive, as the model recorded them: a trim
+        // never drops what a window may still need. (That the trim runs: layout.rs.)
+        let entries = log_entries(&server, &redis.keys()[0]);
         let longest = rules.iter().map(|r| r.window).max().unwrap();
         let last = model.log.last().map_or(0, |r| r.0);
-        let kept_from = model.log.iter().filter(|r| r.0 + longest <= last).map(|r| r.0).max().unwrap_or(0);
-        let kept = model.log.iter().filter(|r| r.0 >= kept_from).count() as u64;
-        prop_assert!(members >= kept && members <= model.log.len() as u64, "{} members, {} kept", members, kept);
+        let kept_from = model.log.iter().rposition(|r| r.0 + longest <= last).map_or(1, |i| i + 1) as u64;
+        prop_assert!(entries.first().is_none_or(|e| e.seq <= kept_from), "{:?}, kept from {}", entries.first(), kept_from);
+        let mut cum = 0u64;
+        let sums: Vec<(u64, u64, u32)> = model.log.iter().enumerate().map(|(i, r)| {
+            cum += r.1;
+            (i as u64 + 1, r.0, (cum % (1 << 32)) as u32)
+        }).collect();
+        let got: Vec<(u64, u64, u32)> = entries.iter().map(|e| (e.seq, e.ts, e.cum)).collect();
+        prop_assert_eq!(&got[..], &sums[sums.len() - got.len()..]);
     }
 }

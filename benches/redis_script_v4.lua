@@ -1,0 +1,382 @@
+-- benches/redis.rs: a frozen copy of src/redis/script.lua at key layout 4, the "before"
+-- this bench measures against. Not used by the library.
+-- hostlimit on Redis: the whole protocol in one script. Key layout version 4.
+--
+-- KEYS[1]  the log: a sorted set, one member per admission (never per unit of weight).
+--          score  = recorded timestamp, microseconds of the server's clock
+--          member = "%016d:%d" (sequence number, zero-padded so that members with one score
+--                   sort by sequence; cumulative weight of admissions 1..seq, mod 2^32)
+-- KEYS[2]  the head and the configuration: a hash.
+--          v = layout version, rules = the rates in canonical form (sorted),
+--          rates = the rates as their owner wrote them (for error messages),
+--          "h4 <rules>" = the head, one binary field named after the layout and the rules,
+--            so that one HGET finds it only for a caller of this layout with these rates
+--            (any other reads nil, and then v and rules say what is wrong):
+--            6 + n big-endian unsigned 64-bit integers
+--            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
+--            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n:
+--            seq, cum, ts = the newest admission (0, 0, 0 before the first),
+--            first = the sequence number of the oldest member (the trim moves it),
+--            exp = when (server µs) the keys' expiry must next be pushed back,
+--            trim = the sequence number from which the next admission trims,
+--            bound_i = at least what rate i's window holds, now and from now on (the
+--              exact use when it was last searched, plus what was admitted since): while
+--              bound_i + units fits, rate i admits without searching the log,
+--          denied:<i>, never_fits, timed_out = counters (statistics)
+--          Rates are numbered in canonical order (that of rules), whatever order a caller
+--          gave them in: callers with the same rates in other orders share the bounds.
+--          (Layout 3 kept the head in a field h beside v and rules, its rates numbered in
+--          each caller's order; layout 2 as decimal text "seq:cum:...:bound_n".)
+-- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
+-- in one Cluster slot.
+--
+-- ARGV: mode (acquire | usage | check | read | count | reset), the head's field
+-- ("h4 " .. rules), the rates as written, then the numbers in one binary string of
+-- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
+-- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
+-- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
+-- order: struct '>dddd' .. 'ddBB' n times, so n comes from its length. Mode count takes the rate's counter and a tally ('' for none) after.
+--
+-- Replies (integers):
+--   acquire: ts, seq as 16 bytes (struct '>I8I8') admitted | {2} nothing to charge |
+--            {0, rate, retry_after_us} denied | {3, rate} never fits (rate: the caller's
+--            index; of rates refusing until the same time, the first in the caller's order)
+--   usage:   {t, used_1, next_free_1, ...} (next_free -1 for an empty window)
+--   check:   {seq} (creating the configuration of a new limiter)
+--   read:    {seq} (creating nothing)
+--   count:   {0 or 1}            reset: {1 if a log was dropped}
+-- Errors: "HLMISMATCH <stored rates>", "HLLAYOUT <stored version>", "HLCORRUPT <why>",
+-- "HLARGS <why>" (arguments this script cannot read: a caller of another version).
+--
+-- Everything read from the keys is checked: garbage gives HLCORRUPT, never a guess.
+--
+-- The cost: a call far from every limit is four commands (HGET, TIME, ZADD, HSET), four
+-- arguments and little Lua: the head is one struct.unpack, the numbers one more, no string
+-- parsing, and the helpers of the log search are made (closures) only on the calls that
+-- search it.
+
+if redis.replicate_commands then
+  -- Redis 3.2 to 4: replicate the effects (TIME is not deterministic). A no-op since 5.
+  redis.replicate_commands()
+end
+
+local LAYOUT = '4'
+local MOD = 4294967296
+local MAX = 9007199254740992 -- 2^53: past it doubles are no longer exact integers
+local log, meta = KEYS[1], KEYS[2]
+local mode, field, rates_text, numbers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+-- N[1..4]: clock, weight, charge, ttl; N[4i+1], N[4i+2], N[4i+3], N[4i+4]: rate i's limit,
+-- window (µs), requests (1) or weight (0), and its index in the caller's order (what the
+-- replies name, and what breaks a tie between rates refusing until the same time). The formats of the numbers and of the head (6 + n
+-- integers), constants for 1 and 2 rates.
+local n = (#numbers - 32) / 18
+local NUMBERS, HEAD
+if n == 1 then
+  NUMBERS, HEAD = '>ddddddBB', '>I8I8I8I8I8I8I8'
+elseif n == 2 then
+  NUMBERS, HEAD = '>ddddddBBddBB', '>I8I8I8I8I8I8I8I8'
+elseif n >= 1 and n <= 64 and n == math.floor(n) then
+  NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n), '>' .. string.rep('I8', 6 + n)
+else
+  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 32 + 18 n')
+end
+local N = { struct.unpack(NUMBERS, numbers) }
+local ttl = N[4]
+
+-- H: the head, H[6 + i] rate i's bound. `stored`: the configuration (v, rules, rates)
+-- is there; only a new (or expired, or reset) limiter lacks it.
+local H, rules_text
+local stored = true
+local head = redis.call('HGET', meta, field)
+if head == false or mode == 'reset' then
+  -- No head for us: a new limiter, another layout, other rates; or a reset. Read only here.
+  local prefix = 'h' .. LAYOUT .. ' '
+  if string.sub(field, 1, #prefix) ~= prefix then
+    return redis.error_reply('HLARGS script ' .. LAYOUT .. ' called with field ' .. field)
+  end
+  rules_text = string.sub(field, #prefix + 1)
+  local m = redis.call('HMGET', meta, 'v', 'rules')
+  if m[1] then
+    if m[1] ~= LAYOUT then
+      return redis.error_reply('HLLAYOUT ' .. tostring(m[1]))
+    end
+    if m[2] ~= rules_text then
+      return redis.error_reply('HLMISMATCH ' .. tostring(redis.call('HGET', meta, 'rates')))
+    end
+  end
+  if mode == 'reset' then
+    -- An empty log with the same rates (whatever garbage the keys held): {1} if there was
+    -- a log to drop.
+    local had = redis.call('EXISTS', log)
+    redis.call('DEL', log, meta)
+    redis.call('HSET', meta, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
+    redis.call('PEXPIRE', meta, ttl)
+    return { had }
+  end
+  if redis.call('EXISTS', log) == 1 then
+    return redis.error_reply('HLCORRUPT a log without its head')
+  end
+  stored = m[1] ~= false
+  if mode == 'check' and not stored then
+    redis.call('HSET', meta, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
+    redis.call('PEXPIRE', meta, ttl)
+    stored = true
+  end
+  H = { 0, 0, 0, 1, 0, 0 }
+  for i = 1, n do
+    H[6 + i] = 0
+  end
+else
+  -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
+  if #head ~= 8 * (6 + n) then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers')
+  end
+  H = { struct.unpack(HEAD, head) }
+  for i = 1, 6 + n do
+    if H[i] >= MAX then
+      return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
+    end
+  end
+  if H[2] >= MOD or H[4] < 1 or H[4] > H[1] then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
+  end
+end
+local seq, cum, last, oldest, exp, next_trim = H[1], H[2], H[3], H[4], H[5], H[6]
+
+if mode == 'check' or mode == 'read' then
+  return { seq }
+end
+if mode == 'count' then
+  if not stored then
+    return { 0 }
+  end
+  redis.call('HINCRBY', meta, ARGV[5], 1)
+  if ARGV[6] ~= '' then
+    redis.call('HINCRBY', meta, ARGV[6], 1)
+  end
+  return { 1 }
+end
+
+local now
+if N[1] < 0 then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+else
+  now = N[1]
+end
+-- The recorded timestamp: never before the last one, and never 0 (before every admission).
+local t = math.max(now, last, 1)
+local weight, charge = N[2], N[3]
+
+if mode ~= 'acquire' and mode ~= 'usage' then
+  return redis.error_reply('HLCORRUPT unknown mode ' .. tostring(mode))
+end
+
+-- Acquire: never fits, nothing to charge, and whether some rate's bound shows no room
+-- (then the log is searched).
+local room, longest = true, 0
+if mode == 'acquire' then
+  local anything = false
+  for i = 1, n do
+    local limit = N[4 * i + 1]
+    local units = weight
+    if N[4 * i + 3] == 1 then
+      units = 1
+    end
+    if units > limit then
+      return { 3, N[4 * i + 4] }
+    end
+    if units > 0 then
+      anything = true
+      if H[6 + i] + units > limit then
+        room = false
+      end
+    end
+    if N[4 * i + 2] > longest then
+      longest = N[4 * i + 2]
+    end
+  end
+  if not anything then
+    return { 2 }
+  end
+end
+
+-- The log search, made only on the calls that read the log (usage, a bound without room,
+-- a trim): a call far from every limit creates no closure.
+local fmt, parse, at_seq, boundary
+if mode == 'usage' or not room or seq >= next_trim then
+  fmt = function(v)
+    -- Numbers go to Redis as exact integer text: Lua's own conversion keeps only 14 digits.
+    return string.format('%.0f', v)
+  end
+  local function integer(text)
+    local v = tonumber(text)
+    if v == nil or v < 0 or v ~= math.floor(v) or v > MAX then
+      return nil
+    end
+    return v
+  end
+  parse = function(member, score)
+    local s, c = string.match(member or '', '^(%d+):(%d+)$')
+    local e = { seq = integer(s), cum = integer(c), ts = integer(score) }
+    if e.seq == nil or e.cum == nil or e.ts == nil or e.cum >= MOD or e.seq > seq or e.ts > last then
+      return nil
+    end
+    return e
+  end
+  -- The member with sequence number s: ranks start at the oldest (`first` in the head),
+  -- and sequence numbers are consecutive in the log.
+  at_seq = function(s)
+    if s < oldest or s > seq then
+      return nil
+    end
+    local r = redis.call('ZRANGE', log, fmt(s - oldest), fmt(s - oldest), 'WITHSCORES')
+    local e = parse(r[1], r[2])
+    if e == nil or e.seq ~= s then
+      return nil
+    end
+    return e
+  end
+  -- The newest admission outside a window of `w` ending at t (ts <= t - w); sequence 0
+  -- (the start, before the first admission) if there is none, which holds only while
+  -- nothing was trimmed: a trim keeps the newest member outside the longest window.
+  boundary = function(w)
+    local r = redis.call('ZREVRANGEBYSCORE', log, fmt(t - w), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #r == 0 then
+      if oldest ~= 1 then
+        return nil
+      end
+      return { seq = 0, cum = 0, ts = 0 }
+    end
+    return parse(r[1], r[2])
+  end
+end
+
+if mode == 'usage' then
+  local reply = { t }
+  for i = 1, n do
+    local window = N[4 * i + 2]
+    local b = boundary(window)
+    if b == nil then
+      return redis.error_reply('HLCORRUPT the log does not reach back over the window')
+    end
+    local u
+    if N[4 * i + 3] == 1 then
+      u = seq - b.seq
+    else
+      u = (cum - b.cum) % MOD
+    end
+    local next_free = -1
+    if seq > b.seq then
+      local first = at_seq(b.seq + 1)
+      if first == nil then
+        return redis.error_reply('HLCORRUPT a hole in the log')
+      end
+      next_free = first.ts + window
+    end
+    reply[2 * i] = u
+    reply[2 * i + 1] = next_free
+  end
+  return reply
+end
+
+if not room then
+  local refusing, refusing_at = -1, -1
+  for i = 1, n do
+    local limit, window, requests = N[4 * i + 1], N[4 * i + 2], N[4 * i + 3] == 1
+    local units = requests and 1 or weight
+    if units > 0 and H[6 + i] + units > limit then
+      -- The bound does not show room: search the window's exact use.
+      local b = boundary(window)
+      if b == nil then
+        return redis.error_reply('HLCORRUPT the log does not reach back over the window')
+      end
+      if requests then
+        H[6 + i] = seq - b.seq
+      else
+        H[6 + i] = (cum - b.cum) % MOD
+      end
+      if H[6 + i] + units > limit then
+        -- The oldest admission x whose leaving (with all before it) makes room: for
+        -- requests the limit-th newest; for weight found by bisection on the cumulative
+        -- sums, so the cost is the log of the window's admissions, whatever the weight.
+        local x
+        if requests then
+          x = seq + 1 - limit
+        else
+          local lo, hi = b.seq, seq -- lo's leaving is not enough, hi's (the newest) is
+          while hi - lo > 1 do
+            local mid = math.floor((lo + hi) / 2)
+            local e = at_seq(mid)
+            if e == nil then
+              return redis.error_reply('HLCORRUPT a hole in the log')
+            end
+            if (cum - e.cum) % MOD + units <= limit then
+              hi = mid
+            else
+              lo = mid
+            end
+          end
+          x = hi
+        end
+        local e = at_seq(x)
+        if e == nil then
+          return redis.error_reply('HLCORRUPT a hole in the log')
+        end
+        local at = e.ts + window
+        local index = N[4 * i + 4]
+        if at > refusing_at or (at == refusing_at and index < refusing) then
+          refusing, refusing_at = index, at
+        end
+      end
+    end
+  end
+  if refusing >= 0 then
+    return { 0, refusing, math.max(refusing_at - now, 1) }
+  end
+end
+
+-- Trim, every 64 admissions: keep the newest member outside the longest window (the base
+-- of every window from now on, since t never decreases) and everything after it. The log
+-- holds at most the longest window's admissions plus 65, and a trim removes about what 64
+-- admissions added (never a long pause of the server for a big log).
+if seq >= next_trim then
+  local base = boundary(longest)
+  if base == nil then
+    return redis.error_reply('HLCORRUPT the log does not reach back over the window')
+  end
+  if base.seq > oldest then
+    oldest = oldest + redis.call('ZREMRANGEBYSCORE', log, '-inf', '(' .. fmt(base.ts))
+  end
+  next_trim = seq + 64
+end
+
+seq = seq + 1
+cum = (cum + charge) % MOD
+-- The score as a number: Redis writes it with 17 significant digits, exact below 2^53.
+redis.call('ZADD', log, t, string.format('%016d:%d', seq, cum))
+-- Idle longer than the longest window (plus a second), the whole limiter expires: nothing
+-- in it counts then. The expiry is pushed back to twice that only when less than that is
+-- left, not at every admission.
+local ttl_us = ttl * 1000
+if exp < now + ttl_us then
+  redis.call('PEXPIRE', log, 2 * ttl)
+  redis.call('PEXPIRE', meta, 2 * ttl)
+  exp = now + 2 * ttl_us
+end
+for i = 1, n do
+  if N[4 * i + 3] == 1 then
+    H[6 + i] = H[6 + i] + 1
+  else
+    H[6 + i] = H[6 + i] + weight
+  end
+end
+local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n))
+if stored then
+  redis.call('HSET', meta, field, head)
+else
+  redis.call('HSET', meta, field, head, 'v', LAYOUT, 'rules', rules_text, 'rates', rates_text)
+end
+-- One value to parse: the timestamp and the sequence number, 16 bytes.
+return struct.pack('>I8I8', t, seq)
