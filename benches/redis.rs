@@ -10,18 +10,26 @@
 //!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
 //!   `ZADD`s. Two rates here, like ours.
 //!
-//! Beside them: the scripts of key layouts 2 (`redis_script_v2.lua`, before the binary head,
-//! the packed rates and the closures made only when the log is searched) and 3
-//! (`redis_script_v3.lua`, before the head found by one `HGET` of a field named after the
-//! layout and the rates, and four arguments in place of ten), each called with the
-//! arguments that library sent (through the redis crate's `ScriptInvocation`, as those
-//! libraries did), to measure the changes in the same run; and 1 against 4
-//! threads sharing one limiter (its pool of connections: calls per second of all threads
-//! together).
+//! Beside them: the scripts of key layouts 3 (`redis_script_v3.lua`, before the head found
+//! by one `HGET` of a field named after the layout and the rates, and four arguments in
+//! place of ten), called with the arguments that library sent (through the redis crate's
+//! `ScriptInvocation`, as that library did), and 4 (`redis_script_v4.lua`, the log a
+//! sorted set, before the list of layout 5), called with the very `EVALSHA` the library
+//! sends (built the same way, in one buffer), to measure the changes in the same run; and
+//! 1 against 4 threads sharing one limiter (its pool of connections: calls per second of
+//! all threads together). (Layout 2's script left the bench with layout 5; its figures are
+//! in the README of its time.)
 //!
 //! Every other case is one client, one connection, calls one after the other (the latency a
 //! caller sees, whose floor is one round trip). Limits never bind, so every call admits;
 //! the bench checks that. Rounds of all cases alternate, and the median round counts.
+//!
+//! Then the refusal path, layout 4 against 5, each script called with the same `EVALSHA`:
+//! a limiter at its limit, every call refused (the bench checks that), with 1,000
+//! admissions in its window: 1 rate counting requests (layout 5 reads one entry; layout 4
+//! one `ZREVRANGEBYSCORE` and one `ZRANGE`), and 2 rates of which the refusing one counts
+//! weight (two bisections: `LINDEX`es against `ZRANGE`s). Last, the memory of the log
+//! (`MEMORY USAGE ... SAMPLES 0`) after 10,000 admissions, layout 4 against 5.
 //!
 //! `cargo bench --features redis --bench redis` (needs `redis-server` on the `PATH`).
 
@@ -63,12 +71,7 @@ for i = 1, weight do redis.call('ZADD', KEYS[1], now, id .. ':' .. i) end
 return 1
 ";
 
-/// hostlimit's script of key layout 2 (the head as decimal text, the rates as separate
-/// arguments, the log search's closures made at every call), kept here to measure the
-/// change in the same run.
-const OURS_V2: &str = include_str!("redis_script_v2.lua");
-
-/// The rates of [`rates`] as layouts 2 and 3 sent them: limit, window (µs), requests.
+/// The rates of [`rates`] as layout 3 sent them: limit, window (µs), requests.
 const RATES_AS_SENT: [(u64, u64, u8); 2] = [
     (4_000_000_000, 1_000_000, 0),
     (1_000_000_000, 60_000_000, 1),
@@ -78,6 +81,97 @@ const RATES_AS_SENT: [(u64, u64, u8); 2] = [
 /// one `HMGET`, twelve arguments), kept here to measure the change in the same run.
 const OURS_V3: &str = include_str!("redis_script_v3.lua");
 
+/// hostlimit's script of key layout 4 (the log a sorted set of text members), kept here to
+/// measure the change in the same run.
+const OURS_V4: &str = include_str!("redis_script_v4.lua");
+
+/// The library's script (layout 5), for the cases that call a script directly.
+const OURS_V5: &str = include_str!("../src/redis/script.lua");
+
+/// A rate as layouts 4 and 5 take it: limit, window (µs), requests.
+type Packed = (u64, u64, bool);
+
+/// The rates of [`Case::Denied`]: 1 rate counting requests, or a weight rate (the one that
+/// refuses) and a request rate that never binds; each at 1,000 in an hour.
+fn denied_rates(weighted: bool) -> &'static [Packed] {
+    if weighted {
+        &[
+            (1000, 3_600_000_000, false),
+            (1_000_000_000, 60_000_000, true),
+        ]
+    } else {
+        &[(1000, 3_600_000_000, true)]
+    }
+}
+
+/// The `EVALSHA` of an acquire as the library builds it (one buffer; the head's field
+/// `h<LAYOUT> RULES`, the numbers packed), for the script `sha` of layout `layout`.
+fn acquire_command(
+    sha: &str,
+    keys: &[String; 2],
+    layout: u8,
+    rates: &[Packed],
+    weight: u64,
+) -> redis::Cmd {
+    let text = |&(limit, window_us, requests): &Packed| {
+        format!(
+            "{limit}/{}/{}",
+            window_us * 1000,
+            if requests { "r" } else { "w" }
+        )
+    };
+    let mut order: Vec<usize> = (0..rates.len()).collect();
+    order.sort_by_key(|&i| text(&rates[i]));
+    let rules: Vec<String> = order.iter().map(|&i| text(&rates[i])).collect();
+    let longest_ms = rates.iter().map(|r| r.1).max().unwrap_or(0).div_ceil(1000);
+    let mut numbers = Vec::new();
+    for value in [
+        -1.0,
+        weight as f64,
+        weight as f64,
+        (longest_ms + 1000) as f64,
+    ] {
+        numbers.extend_from_slice(&f64::to_be_bytes(value));
+    }
+    for &i in &order {
+        let (limit, window_us, requests) = rates[i];
+        numbers.extend_from_slice(&(limit as f64).to_be_bytes());
+        numbers.extend_from_slice(&(window_us as f64).to_be_bytes());
+        numbers.push(u8::from(requests));
+        numbers.push(i as u8);
+    }
+    let mut command = redis::cmd("EVALSHA");
+    command
+        .arg(sha)
+        .arg(2)
+        .arg(&keys[0])
+        .arg(&keys[1])
+        .arg("acquire")
+        .arg(format!("h{layout} {}", rules.join(",")))
+        .arg("rates as written")
+        .arg(numbers);
+    command
+}
+
+/// What an acquire's reply says: admitted (16 bytes), refused (`{0, rate, retry}`), or
+/// anything else (a panic: the bench measures only these two).
+fn admitted(reply: &redis::Value) -> bool {
+    match reply {
+        redis::Value::BulkString(bytes) if bytes.len() == 16 => true,
+        redis::Value::Array(items) if matches!(items.first(), Some(redis::Value::Int(0))) => false,
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Loads `script` (its text) on the server; its SHA1, for `EVALSHA`.
+fn load(con: &mut redis::Connection, script: &str) -> String {
+    redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(script)
+        .query(con)
+        .unwrap()
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Case {
     Set,
@@ -85,15 +179,21 @@ enum Case {
         rates: usize,
         weight: u64,
     },
-    /// Layout 2's script, called directly with the arguments the library gave it.
-    OursV2 {
-        rates: usize,
-        weight: u64,
-    },
     /// Layout 3's script, called directly with the arguments the library gave it.
     OursV3 {
         rates: usize,
         weight: u64,
+    },
+    /// Layout 4's script, called with the `EVALSHA` the library builds.
+    OursV4 {
+        rates: usize,
+        weight: u64,
+    },
+    /// A limiter at its limit (1,000 in its window), every call refused: the script of
+    /// `layout` (4 or 5) called directly; 1 request rate, or 2 rates refused by weight.
+    Denied {
+        layout: u8,
+        weighted: bool,
     },
     /// `threads` threads on one limiter (1 rate, weight 1): calls per second of all together.
     Threads {
@@ -112,12 +212,20 @@ impl Case {
         match self {
             Case::Set => "plain SET (one round trip)".into(),
             Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
-            Case::OursV2 { rates, weight } => {
-                format!("hostlimit layout 2 (script only), {rates} rate(s), weight {weight}")
-            }
             Case::OursV3 { rates, weight } => {
                 format!("hostlimit layout 3 (script only), {rates} rate(s), weight {weight}")
             }
+            Case::OursV4 { rates, weight } => {
+                format!("hostlimit layout 4 (script only), {rates} rate(s), weight {weight}")
+            }
+            Case::Denied { layout, weighted } => format!(
+                "denied, layout {layout} (script only), {}",
+                if weighted {
+                    "2 rates, refused by weight"
+                } else {
+                    "1 request rate"
+                }
+            ),
             Case::Threads { threads } => {
                 format!("hostlimit, 1 rate, weight 1, {threads} threads on one limiter")
             }
@@ -204,7 +312,6 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     let key = format!("bench:{round}:{case:?}");
     let list = redis::Script::new(LIST_PER_UNIT);
     let zset = redis::Script::new(ZSET_PER_UNIT);
-    let v2 = redis::Script::new(OURS_V2);
     let v3 = redis::Script::new(OURS_V3);
     let limiter = match case {
         Case::Ours { rates: count, .. } => Some(
@@ -217,7 +324,37 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
         ),
         _ => None,
     };
-    let v2_keys = [format!("{key}:log"), format!("{key}:head")];
+    let script_keys = [format!("{key}:log"), format!("{key}:head")];
+    // The scripts called with the library's `EVALSHA`: loaded, and their commands built
+    // once (a fresh limiter per round; the denied ones filled to their limit).
+    let direct = match case {
+        Case::OursV4 { rates, weight } => {
+            let sha = load(&mut con, OURS_V4);
+            let all = [
+                (4_000_000_000, 1_000_000, false),
+                (1_000_000_000, 60_000_000, true),
+            ];
+            Some(acquire_command(
+                &sha,
+                &script_keys,
+                4,
+                &all[..rates],
+                weight,
+            ))
+        }
+        Case::Denied { layout, weighted } => {
+            let sha = load(&mut con, if layout == 4 { OURS_V4 } else { OURS_V5 });
+            let command = acquire_command(&sha, &script_keys, layout, denied_rates(weighted), 1);
+            for _ in 0..1000 {
+                assert!(
+                    admitted(&command.query(&mut con).unwrap()),
+                    "{case:?}: a fill was denied"
+                );
+            }
+            Some(command)
+        }
+        _ => None,
+    };
     let mut call = |i: u64| -> bool {
         match case {
             Case::Set => {
@@ -225,24 +362,6 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                 true
             }
             Case::Ours { weight, .. } => limiter.as_ref().unwrap().try_acquire(weight).is_ok(),
-            Case::OursV2 { rates, weight } => {
-                // What the library of layout 2 sent: mode, layout, rules, rates as
-                // written, expiry (ms), clock, weight, charge, count of rates, then per
-                // rate limit, window (µs), requests.
-                let mut call = v2.prepare_invoke();
-                call.key(&v2_keys[0]).key(&v2_keys[1]);
-                call.arg("acquire")
-                    .arg("2")
-                    .arg("rules")
-                    .arg("rates")
-                    .arg(61_000);
-                call.arg("").arg(weight).arg(weight).arg(rates);
-                for &(limit, window_us, requests) in &RATES_AS_SENT[..rates] {
-                    call.arg(limit).arg(window_us).arg(requests);
-                }
-                let reply: Vec<i64> = call.invoke(&mut con).unwrap();
-                reply.first() == Some(&1)
-            }
             Case::OursV3 { rates, weight } => {
                 // What the library of layout 3 sent: mode, layout, rules, rates as
                 // written, expiry (ms), clock, weight, charge, count of rates, then the
@@ -254,7 +373,7 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                     packed.push(requests);
                 }
                 let mut call = v3.prepare_invoke();
-                call.key(&v2_keys[0]).key(&v2_keys[1]);
+                call.key(&script_keys[0]).key(&script_keys[1]);
                 call.arg("acquire")
                     .arg("3")
                     .arg("rules")
@@ -264,6 +383,9 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                 let reply: Vec<i64> = call.invoke(&mut con).unwrap();
                 reply.first() == Some(&1)
             }
+            Case::OursV4 { .. } => admitted(&direct.as_ref().unwrap().query(&mut con).unwrap()),
+            // Refused: what this case measures (a call admitted fails the bench).
+            Case::Denied { .. } => !admitted(&direct.as_ref().unwrap().query(&mut con).unwrap()),
             Case::Threads { .. } => unreachable!("measured by threads_round"),
             Case::ListPerUnit { weight } => {
                 let admitted: i64 = list
@@ -311,6 +433,40 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     (rate, server_micros(&mut stats, case))
 }
 
+/// The log's memory (bytes, `MEMORY USAGE ... SAMPLES 0`: every element counted) after
+/// `admissions` admissions of 1 rate that keeps them all, by the script of `layout`; and
+/// the count of entries, to check.
+fn log_memory(url: &str, layout: u8, admissions: u64) -> (u64, u64) {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let keys = [
+        format!("memory:{layout}:log"),
+        format!("memory:{layout}:head"),
+    ];
+    let sha = load(&mut con, if layout == 4 { OURS_V4 } else { OURS_V5 });
+    let command = acquire_command(
+        &sha,
+        &keys,
+        layout,
+        &[(1_000_000_000, 3_600_000_000, true)],
+        1,
+    );
+    for _ in 0..admissions {
+        assert!(admitted(&command.query(&mut con).unwrap()));
+    }
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&keys[0])
+        .arg("SAMPLES")
+        .arg(0)
+        .query(&mut con)
+        .unwrap();
+    let count: u64 = redis::cmd(if layout == 4 { "ZCARD" } else { "LLEN" })
+        .arg(&keys[0])
+        .query(&mut con)
+        .unwrap();
+    (bytes, count)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -323,29 +479,18 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let server = LocalServer::start(&dir, false).expect("redis-server starts");
     let url = server.url();
+    let ours = |rates, weight| Case::Ours { rates, weight };
     let cases = [
         Case::Set,
-        Case::Ours {
+        ours(1, 1),
+        ours(1, 1000),
+        ours(2, 1),
+        ours(2, 1000),
+        Case::OursV4 {
             rates: 1,
             weight: 1,
         },
-        Case::Ours {
-            rates: 1,
-            weight: 1000,
-        },
-        Case::Ours {
-            rates: 2,
-            weight: 1,
-        },
-        Case::Ours {
-            rates: 2,
-            weight: 1000,
-        },
-        Case::OursV2 {
-            rates: 1,
-            weight: 1,
-        },
-        Case::OursV2 {
+        Case::OursV4 {
             rates: 2,
             weight: 1,
         },
@@ -362,6 +507,22 @@ fn main() {
         Case::OursV3 {
             rates: 2,
             weight: 1,
+        },
+        Case::Denied {
+            layout: 4,
+            weighted: false,
+        },
+        Case::Denied {
+            layout: 5,
+            weighted: false,
+        },
+        Case::Denied {
+            layout: 4,
+            weighted: true,
+        },
+        Case::Denied {
+            layout: 5,
+            weighted: true,
         },
     ];
     let rounds: usize = std::env::var("HOSTLIMIT_BENCH_ROUNDS")
@@ -398,52 +559,82 @@ fn main() {
         .iter()
         .map(|r| median(&mut r.iter().map(|x| x.0).collect()))
         .collect();
-    let server: Vec<f64> = results
+    let server_us: Vec<f64> = results
         .iter()
         .map(|r| median(&mut r.iter().map(|x| x.1).collect()))
         .collect();
     let set = medians[0];
     println!("| case | calls/s (median of {rounds}) | vs plain SET | server µs per call |");
     println!("|------|------|------|------|");
-    for ((case, m), us) in cases.iter().zip(&medians).zip(&server) {
+    for ((case, m), us) in cases.iter().zip(&medians).zip(&server_us) {
         println!("| {} | {m:.0} | {:.2}x | {us:.2} |", case.label(), m / set);
     }
-    let ratio = |a: usize, b: usize| medians[a] / medians[b];
+    // Ratios of calls per second (and of server µs), by case.
+    let at = |case: Case| {
+        cases
+            .iter()
+            .position(|c| c.label() == case.label())
+            .unwrap()
+    };
+    let ratio = |a: Case, b: Case| medians[at(a)] / medians[at(b)];
+    let server_ratio = |a: Case, b: Case| server_us[at(a)] / server_us[at(b)];
+    let v4 = |rates| Case::OursV4 { rates, weight: 1 };
+    let v3 = |rates| Case::OursV3 { rates, weight: 1 };
+    let denied = |layout, weighted| Case::Denied { layout, weighted };
     println!();
     println!(
         "weight 1000 / weight 1, 1 rate: {:.2}x (target >= 0.9)",
-        ratio(2, 1)
+        ratio(ours(1, 1000), ours(1, 1))
     );
     println!(
         "weight 1000 / weight 1, 2 rates: {:.2}x (target >= 0.9)",
-        ratio(4, 3)
+        ratio(ours(2, 1000), ours(2, 1))
     );
     println!(
-        "1 rate / list per unit (limits), weight 1: {:.2}x (target >= 1)",
-        ratio(1, 9)
+        "1 rate / list per unit (limits), weight 1: {:.2}x (target >= 1); server µs {:.2}x",
+        ratio(ours(1, 1), Case::ListPerUnit { weight: 1 }),
+        server_ratio(ours(1, 1), Case::ListPerUnit { weight: 1 })
     );
     println!(
-        "library (layout 4) / layout 3's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
-        ratio(1, 13),
-        ratio(3, 14)
+        "library (layout 5) / layout 4's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x; server µs {:.2}x, {:.2}x",
+        ratio(ours(1, 1), v4(1)),
+        ratio(ours(2, 1), v4(2)),
+        server_ratio(ours(1, 1), v4(1)),
+        server_ratio(ours(2, 1), v4(2))
     );
     println!(
-        "library (layout 4) / layout 2's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
-        ratio(1, 5),
-        ratio(3, 6)
+        "library (layout 5) / layout 3's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
+        ratio(ours(1, 1), v3(1)),
+        ratio(ours(2, 1), v3(2))
+    );
+    println!(
+        "denied, layout 5 / layout 4: 1 request rate {:.2}x (server µs {:.2}x); 2 rates, by weight {:.2}x (server µs {:.2}x)",
+        ratio(denied(5, false), denied(4, false)),
+        server_ratio(denied(5, false), denied(4, false)),
+        ratio(denied(5, true), denied(4, true)),
+        server_ratio(denied(5, true), denied(4, true))
     );
     println!(
         "4 threads / 1 thread on one limiter: {:.2}x (calls/s of all threads together)",
-        ratio(8, 7)
+        ratio(Case::Threads { threads: 4 }, Case::Threads { threads: 1 })
     );
     println!(
         "2 rates / plain SET, weight 1: {:.2}x (target >= 0.5)",
-        ratio(3, 0)
+        ratio(ours(2, 1), Case::Set)
     );
     println!(
         "2 rates / zset per unit (pyrate), weight 1: {:.2}x; weight 1000: {:.2}x",
-        ratio(3, 11),
-        ratio(4, 12)
+        ratio(ours(2, 1), Case::ZsetPerUnit { weight: 1 }),
+        ratio(ours(2, 1000), Case::ZsetPerUnit { weight: 1000 })
+    );
+    let (v4_bytes, v4_count) = log_memory(&url, 4, 10_000);
+    let (v5_bytes, v5_count) = log_memory(&url, 5, 10_000);
+    assert_eq!((v4_count, v5_count), (10_000, 10_000));
+    println!(
+        "the log after 10,000 admissions (MEMORY USAGE, SAMPLES 0): layout 4 {v4_bytes} bytes ({:.1} a member), layout 5 {v5_bytes} bytes ({:.1} an entry): {:.2}x",
+        v4_bytes as f64 / 1e4,
+        v5_bytes as f64 / 1e4,
+        v5_bytes as f64 / v4_bytes as f64
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
