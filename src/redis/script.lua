@@ -305,9 +305,9 @@ if not room then
     local limit, window, requests = N[4 * i + 1], N[4 * i + 2], N[4 * i + 3] == 1
     local units = requests and 1 or weight
     if units > 0 and H[6 + i] + units > limit then
-      -- The bound does not show room. The oldest admission x whose leaving (with all
+      -- The bound does not show room. e: the oldest admission x whose leaving (with all
       -- before it) makes room, and whether it has left the window already:
-      local x, e
+      local e
       if requests then
         -- Counting requests needs no search. x is the limit-th newest, seq + 1 - limit.
         -- If x is before 1 (fewer than limit admissions ever) or was trimmed (before
@@ -319,7 +319,7 @@ if not room then
         -- timestamps never decrease, and none is after t) are all inside: the window holds
         -- limit, and x's leaving, at x.ts + window, is the first that makes room, the
         -- answer the search of the window gives.
-        x = seq + 1 - limit
+        local x = seq + 1 - limit
         if x >= oldest then
           e = at_seq(x)
           if e == nil then
@@ -339,23 +339,19 @@ if not room then
         end
         H[6 + i] = (cum - b.cum) % MOD
         if H[6 + i] + units > limit then
-          local lo, hi = b.seq, seq -- lo's leaving is not enough, hi's (the newest) is
-          while hi - lo > 1 do
-            local mid = math.floor((lo + hi) / 2)
-            local m = at_seq(mid)
+          -- lo's leaving is not enough, e's is: at first the newest (the head has it).
+          local lo = b.seq
+          e = { seq = seq, cum = cum, ts = last }
+          while e.seq - lo > 1 do
+            local m = at_seq(math.floor((lo + e.seq) / 2))
             if m == nil then
               return redis.error_reply('HLCORRUPT a hole in the log')
             end
             if (cum - m.cum) % MOD + units <= limit then
-              hi = mid
+              e = m
             else
-              lo = mid
+              lo = m.seq
             end
-          end
-          x = hi
-          e = at_seq(x)
-          if e == nil then
-            return redis.error_reply('HLCORRUPT a hole in the log')
           end
         end
       end
