@@ -28,8 +28,11 @@
 //! a limiter at its limit, every call refused (the bench checks that), with 1,000
 //! admissions in its window: 1 rate counting requests (layout 5 reads one entry; layout 4
 //! one `ZREVRANGEBYSCORE` and one `ZRANGE`), and 2 rates of which the refusing one counts
-//! weight (two bisections: `LINDEX`es against `ZRANGE`s). Last, the memory of the log
-//! (`MEMORY USAGE ... SAMPLES 0`) after 10,000 admissions, layout 4 against 5.
+//! weight (two bisections: `LINDEX`es against `ZRANGE`s). Then the server's time per call
+//! of `limits`' script and of layouts 4 and 5 (the same cases), each 50,000 calls
+//! pipelined 500 at a time, 7 runs in alternating order: the steadier figure on a shared
+//! box, where calls per second with a round trip each move by up to 3x. Last, the memory
+//! of the log (`MEMORY USAGE ... SAMPLES 0`) after 10,000 admissions, layout 4 against 5.
 //!
 //! `cargo bench --features redis --bench redis` (needs `redis-server` on the `PATH`).
 
@@ -247,17 +250,13 @@ impl Case {
     }
 }
 
-/// The server's time per call of the command `case` sends, from `INFO commandstats` (reset
-/// before the round): what the script costs the server, apart from the round trip.
-fn server_micros(con: &mut redis::Connection, case: Case) -> f64 {
+/// The server's time per call of `command` (`set`, `evalsha`), from `INFO commandstats`
+/// (reset before the round): what the script costs the server, apart from the round trip.
+fn server_micros(con: &mut redis::Connection, command: &str) -> f64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(con).unwrap();
-    let command = if matches!(case, Case::Set) {
-        "cmdstat_set:"
-    } else {
-        "cmdstat_evalsha:"
-    };
+    let prefix = format!("cmdstat_{command}:");
     info.lines()
-        .find_map(|line| line.strip_prefix(command))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|stats| {
             stats
                 .split(',')
@@ -430,7 +429,93 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
         );
     }
     let rate = calls as f64 / started.elapsed().as_secs_f64();
-    (rate, server_micros(&mut stats, case))
+    let command = if matches!(case, Case::Set) {
+        "set"
+    } else {
+        "evalsha"
+    };
+    (rate, server_micros(&mut stats, command))
+}
+
+/// What [`server_time`] measures: the scripts, each called as its library calls it.
+const SERVER_TIME_CASES: [&str; 9] = [
+    "list per unit (limits), 1 rate",
+    "layout 4, 1 rate",
+    "layout 5, 1 rate",
+    "layout 4, 2 rates",
+    "layout 5, 2 rates",
+    "layout 4, denied, 1 request rate",
+    "layout 5, denied, 1 request rate",
+    "layout 4, denied, 2 rates refused by weight",
+    "layout 5, denied, 2 rates refused by weight",
+];
+
+/// The server's µs per call of case `index` of [`SERVER_TIME_CASES`] (`INFO commandstats`),
+/// `calls` calls pipelined 500 at a time: the server kept busy with one script, so that
+/// the figure is the script's, with less of the noise of a round trip per call.
+fn server_time(url: &str, index: usize, run: usize, calls: usize) -> f64 {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let keys = [
+        format!("time:{run}:{index}:log"),
+        format!("time:{run}:{index}:head"),
+    ];
+    let layout = if SERVER_TIME_CASES[index].starts_with("layout 4") {
+        4
+    } else {
+        5
+    };
+    let sha = load(&mut con, if layout == 4 { OURS_V4 } else { OURS_V5 });
+    let all = [
+        (4_000_000_000, 1_000_000, false),
+        (1_000_000_000, 60_000_000, true),
+    ];
+    let (command, fill, refused) = match index {
+        0 => {
+            let mut command = redis::cmd("EVALSHA");
+            command
+                .arg(load(&mut con, LIST_PER_UNIT))
+                .arg(1)
+                .arg(&keys[0])
+                .arg(1_000_000_000u64)
+                .arg(1)
+                .arg(1);
+            (command, 0, false)
+        }
+        1 | 2 => (acquire_command(&sha, &keys, layout, &all[..1], 1), 0, false),
+        3 | 4 => (acquire_command(&sha, &keys, layout, &all, 1), 0, false),
+        _ => {
+            let weighted = index >= 7;
+            (
+                acquire_command(&sha, &keys, layout, denied_rates(weighted), 1),
+                1000,
+                true,
+            )
+        }
+    };
+    for _ in 0..fill {
+        assert!(admitted(&command.query(&mut con).unwrap()));
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for _ in 0..500 {
+        pipe.add_command(command.clone());
+    }
+    for _ in 0..calls / 500 {
+        let replies: Vec<redis::Value> = pipe.query(&mut con).unwrap();
+        for reply in &replies {
+            let ok = if index == 0 {
+                matches!(reply, redis::Value::Int(1))
+            } else {
+                admitted(reply) != refused
+            };
+            assert!(ok, "{}: {reply:?}", SERVER_TIME_CASES[index]);
+        }
+    }
+    let _: () = redis::cmd("DEL").arg(&keys[..]).query(&mut con).unwrap();
+    server_micros(&mut con, "evalsha")
 }
 
 /// The log's memory (bytes, `MEMORY USAGE ... SAMPLES 0`: every element counted) after
@@ -626,6 +711,35 @@ fn main() {
         "2 rates / zset per unit (pyrate), weight 1: {:.2}x; weight 1000: {:.2}x",
         ratio(ours(2, 1), Case::ZsetPerUnit { weight: 1 }),
         ratio(ours(2, 1000), Case::ZsetPerUnit { weight: 1000 })
+    );
+    // The server's time per call, pipelined: 7 runs alternating the order, medians.
+    let mut times = vec![Vec::new(); SERVER_TIME_CASES.len()];
+    for run in 0..7 {
+        for k in 0..SERVER_TIME_CASES.len() {
+            let index = if run % 2 == 0 {
+                k
+            } else {
+                SERVER_TIME_CASES.len() - 1 - k
+            };
+            times[index].push(server_time(&url, index, run, 50_000));
+        }
+    }
+    let times: Vec<f64> = times.iter_mut().map(median).collect();
+    println!();
+    println!(
+        "| script, pipelined (50,000 calls, 500 a batch) | server µs per call (median of 7) |"
+    );
+    println!("|------|------|");
+    for (name, us) in SERVER_TIME_CASES.iter().zip(&times) {
+        println!("| {name} | {us:.2} |");
+    }
+    println!(
+        "server µs, layout 5 / limits' list, 1 rate: {:.2}x; layout 5 / layout 4: 1 rate {:.2}x, 2 rates {:.2}x; denied, 1 request rate {:.2}x, 2 rates by weight {:.2}x",
+        times[2] / times[0],
+        times[2] / times[1],
+        times[4] / times[3],
+        times[6] / times[5],
+        times[8] / times[7]
     );
     let (v4_bytes, v4_count) = log_memory(&url, 4, 10_000);
     let (v5_bytes, v5_count) = log_memory(&url, 5, 10_000);
