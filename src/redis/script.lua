@@ -211,8 +211,8 @@ end
 local at_seq, boundary
 if mode == 'usage' or not room or seq >= next_trim then
   -- The entry with sequence number s, checked (its length, its seq against its index, ts
-  -- at most the newest's and below 2^53; cum is below 2^32 by its format), or nil for a
-  -- sequence number outside [oldest, seq] or garbage.
+  -- at most the newest's, so below 2^53 as the head's is; cum is below 2^32 by its
+  -- format), or nil for a sequence number outside [oldest, seq] or garbage.
   at_seq = function(s)
     if s < oldest or s > seq then
       return nil
@@ -222,7 +222,7 @@ if mode == 'usage' or not room or seq >= next_trim then
       return nil
     end
     local es, ts, c = struct.unpack('>I8I8I4', entry)
-    if es ~= s or ts > last or ts >= MAX then
+    if es ~= s or ts > last then
       return nil
     end
     return { seq = s, cum = c, ts = ts }

@@ -49,7 +49,43 @@ fn the_log_is_trimmed_to_a_bound() {
         entries[0].ts + 1000 <= entries.last().unwrap().ts,
         "{entries:?}"
     );
+    // The head's FIRST (its fourth number) is the oldest entry's sequence number: the entry
+    // of sequence s at index SEQ - s, down to FIRST at the list's end.
+    let head: Vec<u8> = redis::cmd("HGET")
+        .arg(&redis.keys()[1])
+        .arg(redis.head_field())
+        .query(&mut con)
+        .unwrap();
+    let first = u64::from_be_bytes(head[24..32].try_into().unwrap());
+    assert_eq!(first, entries[0].seq);
     assert_eq!(limiter.admitted().unwrap(), 2000);
+}
+
+/// Right after a trim, at the same instant, a search of the longest window finds its
+/// boundary in the newest entry the trim kept outside it (the new oldest), and admits.
+#[test]
+fn a_search_right_after_a_trim_finds_the_kept_entry() {
+    let Some((_dir, server)) = local_server() else {
+        return;
+    };
+    let limiter = Limiter::connect(
+        &server.url(),
+        &fresh_name(),
+        &[Rate::new(100, Duration::from_millis(1))],
+    )
+    .unwrap();
+    let redis = redis_of(&limiter);
+    let start = 1_700_000_000_000_000u64;
+    // One a millisecond; the 65th trims to the 64th, the newest outside the window.
+    for i in 0..65 {
+        redis.try_at(Some(start + i * 1000), 1).unwrap();
+    }
+    let entries = log_entries(&server, &redis.keys()[0]);
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [64, 65]);
+    // The bound (65) shows no room for 40: the window's use is searched, and it is 1.
+    let stamp = redis.try_at(Some(start + 64_000), 40).unwrap().unwrap();
+    assert_eq!(stamp.sequence, 66);
+    assert_eq!(redis.usage_at(Some(start + 64_000)).unwrap()[0].used, 41);
 }
 
 /// Weight costs nothing extra: an admission of 1000 is one entry, as one of 1 is.
