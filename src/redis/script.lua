@@ -68,7 +68,10 @@ local mode, field, rates_text, numbers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- window (µs), requests (1) or weight (0), and its index in the caller's order (what the
 -- replies name, and what breaks a tie between rates refusing until the same time). The formats of the numbers and of the head (6 + n
 -- integers), constants for 1 and 2 rates.
-local n = (#numbers - 32) / 18
+local n = (#numbers - 40) / 18
+-- The acquire's nonce, 8 raw bytes after the numbers: kept with the newest admission, so
+-- that an undo takes back only the admission it names.
+local nonce = string.sub(numbers, -8)
 local NUMBERS, HEAD
 if n == 1 then
   NUMBERS, HEAD = '>ddddddBB', '>I8I8I8I8I8I8I8'
@@ -77,7 +80,7 @@ elseif n == 2 then
 elseif n >= 1 and n <= 64 and n == math.floor(n) then
   NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n), '>' .. string.rep('I8', 6 + n)
 else
-  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 32 + 18 n')
+  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 40 + 18 n')
 end
 local N = { struct.unpack(NUMBERS, numbers) }
 local ttl = N[4]
@@ -125,12 +128,14 @@ if head == false or mode == 'reset' then
   for i = 1, n do
     H[6 + i] = 0
   end
+  H.nonce = string.rep('\0', 8)
 else
   -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
-  if #head ~= 8 * (6 + n) then
-    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers')
+  if #head ~= 8 * (6 + n) + 8 then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers and a nonce')
   end
   H = { struct.unpack(HEAD, head) }
+  H.nonce = string.sub(head, -8)
   for i = 1, 6 + n do
     if H[i] >= MAX then
       return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
@@ -167,7 +172,7 @@ end
 local t = math.max(now, last, 1)
 local weight, charge = N[2], N[3]
 
-if mode ~= 'acquire' and mode ~= 'usage' then
+if mode ~= 'acquire' and mode ~= 'usage' and mode ~= 'undo' then
   return redis.error_reply('HLCORRUPT unknown mode ' .. tostring(mode))
 end
 
@@ -203,7 +208,7 @@ end
 -- The log search, made only on the calls that read the log (usage, a bound without room,
 -- a trim): a call far from every limit creates no closure.
 local fmt, parse, at_seq, boundary
-if mode == 'usage' or not room or seq >= next_trim then
+if mode == 'usage' or mode == 'undo' or not room or seq >= next_trim then
   fmt = function(v)
     -- Numbers go to Redis as exact integer text: Lua's own conversion keeps only 14 digits.
     return string.format('%.0f', v)
@@ -249,6 +254,51 @@ if mode == 'usage' or not room or seq >= next_trim then
     end
     return parse(r[1], r[2])
   end
+end
+
+-- Undo: take back the newest admission if it is the acquire with this nonce (whose caller
+-- dropped the call before its reply): the log and the head as they were before it, except
+-- the expiry and the next trim (both only ever safe to keep). An admission that is no
+-- longer the newest stays (taking it out would renumber those after it, whose callers
+-- hold their sequence numbers); so does one never run. Both count under `kept`. {1} if
+-- undone.
+if mode == 'undo' then
+  if not stored or seq < 1 or H.nonce ~= nonce then
+    if stored then
+      redis.call('HINCRBY', meta, 'kept', 1)
+    end
+    return { 0 }
+  end
+  local newest = at_seq(seq)
+  local before = { seq = 0, cum = 0, ts = 0 }
+  if seq > 1 then
+    -- A trim keeps the newest member before the longest window, so the member before the
+    -- newest is always there.
+    before = at_seq(seq - 1)
+  end
+  if newest == nil or before == nil then
+    return redis.error_reply('HLCORRUPT a hole in the log')
+  end
+  redis.call('ZREMRANGEBYRANK', log, -1, -1)
+  redis.call('HINCRBY', meta, 'undone', 1)
+  if seq == 1 then
+    -- Back to a limiter that never admitted: no log, no head; the rates stay.
+    redis.call('DEL', log)
+    redis.call('HDEL', meta, field)
+    return { 1 }
+  end
+  local charge = (newest.cum - before.cum) % MOD
+  for i = 1, n do
+    local units = charge
+    if N[4 * i + 3] == 1 then
+      units = 1
+    end
+    -- Every bound counted the newest admission (it came after every search).
+    H[6 + i] = math.max(H[6 + i] - units, 0)
+  end
+  redis.call('HSET', meta, field, struct.pack(HEAD, seq - 1, before.cum, before.ts, oldest, exp,
+    next_trim, unpack(H, 7, 6 + n)) .. string.rep('\0', 8))
+  return { 1 }
 end
 
 if mode == 'usage' then
@@ -370,7 +420,7 @@ for i = 1, n do
     H[6 + i] = H[6 + i] + weight
   end
 end
-local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n))
+local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n)) .. nonce
 if stored then
   redis.call('HSET', meta, field, head)
 else

@@ -145,8 +145,9 @@ fn garbage_in_the_keys_is_reported() {
         .arg(&field)
         .query(&mut con)
         .unwrap();
-    // The head (layout 4): 6 + 1 big-endian u64, each below 2^53.
-    assert_eq!(good.len(), 8 * 7, "{good:?}");
+    // The head (layout 4): 6 + 1 big-endian u64, each below 2^53, then the newest
+    // admission's nonce (8 bytes).
+    assert_eq!(good.len(), 8 * 7 + 8, "{good:?}");
     let with = |field: usize, value: u64| {
         let mut bad = good.clone();
         bad[8 * field..8 * field + 8].copy_from_slice(&value.to_be_bytes());
@@ -161,6 +162,7 @@ fn garbage_in_the_keys_is_reported() {
         (with(3, 2), "not integers"),
         (too_many, "not 7 numbers"),
         (good[..good.len() - 8].to_vec(), "not 7 numbers"),
+        (good[..good.len() - 16].to_vec(), "not 7 numbers"),
         (good[..good.len() - 1].to_vec(), "not 7 numbers"),
         (b"1:1:1:1:1:1:1".to_vec(), "not 7 numbers"),
     ] {
