@@ -79,6 +79,7 @@ pub mod server;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::ClockIdentity;
@@ -267,6 +268,9 @@ pub(crate) struct RedisLimiter {
     outages: outage::Counts,
     /// The host-wide limiter of [`OnOutage::FallBack`].
     fallback: Option<Box<Limiter>>,
+    /// Where this limiter's acquire nonces start (random) and how many it has used
+    /// ([`RedisLimiter::nonce`]).
+    nonces: (u64, AtomicU64),
 }
 
 /// What a call of the script asks.
@@ -278,6 +282,7 @@ enum Mode {
     Read,
     Count,
     Reset,
+    Undo,
 }
 
 impl Mode {
@@ -289,8 +294,26 @@ impl Mode {
             Mode::Read => "read",
             Mode::Count => "count",
             Mode::Reset => "reset",
+            Mode::Undo => "undo",
         }
     }
+}
+
+/// A random 64-bit number (std's hasher keys are random per process).
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    hasher.finish()
+}
+
+/// The nonce of count `n` (splitmix64's finalizer: consecutive counts give unrelated
+/// nonces); never 0, which names no call.
+fn nonce_of(n: u64) -> u64 {
+    let mut z = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
 }
 
 /// Microseconds, the server clock's unit, as nanoseconds.
@@ -359,7 +382,17 @@ impl RedisLimiter {
             on_outage,
             outages: outage::Counts::default(),
             fallback,
+            nonces: (random_seed(), AtomicU64::new(0)),
         }
+    }
+
+    /// A new acquire's nonce, which the script keeps with the newest admission so that an
+    /// undo (`Mode::Undo`) takes back only the admission it names: distinct for each call of
+    /// this limiter, and between limiters (and processes) by their random start; never 0,
+    /// which names no call.
+    fn nonce(&self) -> u64 {
+        let (start, used) = &self.nonces;
+        nonce_of(start.wrapping_add(used.fetch_add(1, Ordering::Relaxed)))
     }
 
     /// The limiter's keys: its log and its head (one hash tag, one Cluster slot).
@@ -383,17 +416,20 @@ impl RedisLimiter {
         now_us: Option<u64>,
         weight: u64,
         counted: [&str; 2],
+        nonce: u64,
     ) -> redis::Cmd {
         // The clock (negative: the server's), the weight capped at 2^32 and the charge
         // (mod 2^32), all exact as doubles; then the numbers that do not change.
         // Assembled on the stack: the command's own buffer is the call's one allocation.
         let clock = now_us.map_or(-1.0, |n| n as f64);
-        let mut buffer = [0u8; 24 + 8 + 18 * MAX_RATES];
-        let length = 24 + self.numbers.len();
+        // The nonce last, as 8 raw bytes (compared, never computed with).
+        let mut buffer = [0u8; 24 + 8 + 18 * MAX_RATES + 8];
+        let length = 24 + self.numbers.len() + 8;
         buffer[..8].copy_from_slice(&clock.to_be_bytes());
         buffer[8..16].copy_from_slice(&(weight.min(1 << 32) as f64).to_be_bytes());
         buffer[16..24].copy_from_slice(&((weight % (1 << 32)) as f64).to_be_bytes());
-        buffer[24..length].copy_from_slice(&self.numbers);
+        buffer[24..length - 8].copy_from_slice(&self.numbers);
+        buffer[length - 8..length].copy_from_slice(&nonce.to_be_bytes());
         let numbers = &buffer[..length];
         let mut command = redis::Cmd::with_capacity(
             11,
@@ -423,12 +459,19 @@ impl RedisLimiter {
         weight: u64,
         counted: [&str; 2],
     ) -> redis::RedisResult<T> {
-        let command = self.command(mode, now_us, weight, counted);
+        let nonce = if mode == Mode::Acquire {
+            self.nonce()
+        } else {
+            0
+        };
+        let command = self.command(mode, now_us, weight, counted, nonce);
         self.link
             .call(|connection| connection::eval(connection, &self.script, &command))
     }
 
     /// Runs the script in `mode` on the async connection: the task yields while it waits.
+    /// An acquire dropped before its reply (its future dropped, or the timeout) is taken
+    /// back: its undo follows it on the same connection (see [`Link::eval_async`]).
     #[cfg(feature = "tokio")]
     async fn run_async<T: FromRedisValue>(
         &self,
@@ -436,8 +479,34 @@ impl RedisLimiter {
         weight: u64,
         counted: [&str; 2],
     ) -> redis::RedisResult<T> {
-        let command = self.command(mode, None, weight, counted);
-        self.link.eval_async(&self.script, &command).await
+        if mode != Mode::Acquire {
+            let command = self.command(mode, None, weight, counted, 0);
+            return self.link.eval_async(&self.script, &command, None).await;
+        }
+        let nonce = self.nonce();
+        let command = self.command(mode, None, weight, counted, nonce);
+        let undo = || self.command(Mode::Undo, None, 0, ["", ""], nonce);
+        self.link
+            .eval_async(&self.script, &command, Some(&undo))
+            .await
+    }
+
+    /// Takes back the admission of the acquire with `nonce` if it is still the newest, as a
+    /// dropped async acquire does: true if it was undone (tests only).
+    #[cfg(test)]
+    pub(crate) fn undo(&self, nonce: u64) -> Result<bool, Error> {
+        let command = self.command(Mode::Undo, None, 0, ["", ""], nonce);
+        self.link
+            .call(|connection| connection::eval::<Vec<i64>>(connection, &self.script, &command))
+            .map(|reply| reply.first() == Some(&1))
+            .map_err(|e| self.refused(&e))
+    }
+
+    /// The nonce the last acquire sent (tests only).
+    #[cfg(test)]
+    pub(crate) fn last_nonce(&self) -> u64 {
+        let (start, used) = &self.nonces;
+        nonce_of(start.wrapping_add(used.load(Ordering::Relaxed).wrapping_sub(1)))
     }
 
     /// An error the script or the server answered, in the user's words.
@@ -504,7 +573,8 @@ impl RedisLimiter {
     }
 
     /// [`try_once`](Self::try_once) on the async connection: the round trip does not block
-    /// the thread. Dropped before the reply, the admission may or may not be recorded.
+    /// the thread. Dropped before the reply, the admission is taken back
+    /// ([`Link::eval_async`]).
     #[cfg(feature = "tokio")]
     pub(crate) async fn try_once_async(&self, weight: u64) -> Result<Option<Stamp>, Denied> {
         if let Some(decided) = self.before_call(weight) {

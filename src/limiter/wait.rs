@@ -80,10 +80,12 @@ impl Limiter {
     /// `tokio::time::timeout`, a `select!`) leaves the limiter as it was. A try on a file
     /// is one synchronous step that cannot be interrupted. On Redis (features `redis` and
     /// `tokio`) each try is one async round trip on a multiplexed connection, bounded by the
-    /// per-call timeout, during which the task yields and no thread waits; dropped during
-    /// that round trip, the admission may or may not have been recorded (the server may
-    /// already run the script), as with a reply lost on the way. The outage policy decides
-    /// about a call the server does not answer in time, as for [`Limiter::acquire`].
+    /// per-call timeout, during which the task yields and no thread waits. Dropped during
+    /// that round trip (or timed out), the try is taken back: an undo follows it on the same
+    /// connection, and the server removes its admission if it made one, unless another
+    /// client's admission came in between (then both stay, counted as `kept` beside the
+    /// log). The outage policy decides about a call the server does not answer in time, as
+    /// for [`Limiter::acquire`].
     ///
     /// Needs a tokio runtime with the time driver (`enable_time`, or `enable_all`), and on
     /// Redis the IO driver too (`enable_io`).

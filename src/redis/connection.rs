@@ -187,31 +187,34 @@ impl Link {
     ///
     /// Dropping the future before the reply leaves the connection in step (the multiplexed
     /// connection matches replies to requests), but a request already sent may have been
-    /// executed: the admission may or may not have been recorded.
+    /// executed. So a call given an `undo` sends it when dropped before the reply (by its
+    /// caller, or by the timeout), on the same connection and so after the request, if the
+    /// request was sent at all ([`UndoOnDrop`]).
     #[cfg(feature = "tokio")]
     pub(super) async fn eval_async<T: FromRedisValue>(
         &self,
         script: &Script,
         command: &Cmd,
+        undo: Option<&(dyn Fn() -> Cmd + Sync)>,
     ) -> RedisResult<T> {
-        async fn on<C: redis::aio::ConnectionLike, T: FromRedisValue>(
-            mut connection: C,
-            script: &Script,
-            command: &Cmd,
-        ) -> RedisResult<T> {
-            match command.query_async(&mut connection).await {
-                Err(error) if is_no_script(&error) => {
-                    script.load_async(&mut connection).await?;
-                    command.query_async(&mut connection).await
-                }
-                result => result,
-            }
-        }
+        let timeout = self.timeout;
         let call = async {
-            match self.shared().await? {
+            let connection = self.shared().await?;
+            let mut guard = UndoOnDrop {
+                armed: undo.map(|undo| (connection.clone(), undo)),
+                timeout,
+            };
+            let result = match connection {
                 AsyncConnection::Single(connection) => on(connection, script, command).await,
                 AsyncConnection::Cluster(connection) => on(connection, script, command).await,
+            };
+            // A reply (or an error reply) came: the caller learns the outcome, nothing to
+            // take back. A timeout of the connection's own is no reply: the acquire may
+            // still run, and the undo follows it.
+            if !matches!(&result, Err(error) if error.is_timeout()) {
+                guard.armed = None;
             }
+            result
         };
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(result) => result,
@@ -226,6 +229,75 @@ impl Link {
             *lock(&self.shared) = None;
         }
         result
+    }
+}
+
+/// Runs `command` on `connection`, loading `script` first if the server lost it.
+#[cfg(feature = "tokio")]
+async fn on<C: redis::aio::ConnectionLike, T: FromRedisValue>(
+    mut connection: C,
+    script: &Script,
+    command: &Cmd,
+) -> RedisResult<T> {
+    match command.query_async(&mut connection).await {
+        Err(error) if is_no_script(&error) => {
+            script.load_async(&mut connection).await?;
+            command.query_async(&mut connection).await
+        }
+        result => result,
+    }
+}
+
+/// The undo of an async acquire, sent if the call is dropped while armed (before its
+/// reply). It goes on the connection the acquire used, queued there at once, in the drop
+/// (its request's first poll hands it to the connection): a multiplexed connection sends
+/// requests in the order they were queued, so the server runs the undo right after the
+/// acquire if the acquire was sent at all. The script takes back only the newest admission,
+/// and only if it carries the acquire's nonce: the undo of an acquire never run undoes
+/// nothing, and one whose admission another client's followed in between keeps both
+/// (counted under `kept` in the head). The reply is awaited in a task of its own, bounded by
+/// the same timeout: a drop cannot wait. Outside a tokio runtime (a future dropped after its
+/// runtime) nothing is sent.
+#[cfg(feature = "tokio")]
+struct UndoOnDrop<'a> {
+    armed: Option<(AsyncConnection, &'a (dyn Fn() -> Cmd + Sync))>,
+    timeout: Duration,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for UndoOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some((connection, undo)) = self.armed.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let command = undo();
+        let timeout = self.timeout;
+        // The script is loaded: the acquire before it ran it, or was not run.
+        let mut sent = Box::pin(async move {
+            let reply = async {
+                match connection {
+                    AsyncConnection::Single(mut connection) => {
+                        command.query_async::<redis::Value>(&mut connection).await
+                    }
+                    AsyncConnection::Cluster(mut connection) => {
+                        command.query_async::<redis::Value>(&mut connection).await
+                    }
+                }
+            };
+            // Best effort: a server that does not answer the undo in time keeps the
+            // admission (as it would a reply lost on the way).
+            let _ = tokio::time::timeout(timeout, reply).await;
+        });
+        let _entered = runtime.enter();
+        // One poll queues the request on the connection (its channel has room unless
+        // hundreds of calls are queued; then the task queues it a little later).
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        if sent.as_mut().poll(&mut context).is_pending() {
+            runtime.spawn(sent);
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 --            (any other reads nil, and then v and rules say what is wrong):
 --            6 + n big-endian unsigned 64-bit integers
 --            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
---            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n:
+--            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n, then 8 raw bytes:
 --            seq, cum, ts = the newest admission (0, 0, 0 before the first),
 --            first = the sequence number of the oldest entry (the trim moves it),
 --            exp = when (server µs) the keys' expiry must next be pushed back,
@@ -23,7 +23,11 @@
 --            bound_i = at least what rate i's window holds, now and from now on (the
 --              exact use when it was last searched, plus what was admitted since): while
 --              bound_i + units fits, rate i admits without reading the log,
---          denied:<i>, never_fits, timed_out = counters (statistics)
+--            the nonce of the acquire that made the newest admission (zeros: none), so
+--            that an undo takes back that admission and no other,
+--          denied:<i>, never_fits, timed_out, undone, kept = counters (statistics; the last
+--            two: undos that took an admission back, and those that found it not the
+--            newest or never made)
 --          Rates are numbered in canonical order (that of rules), whatever order a caller
 --          gave them in: callers with the same rates in other orders share the bounds.
 --          (Layout 4 kept the log in a sorted set, score = ts, member "%016d:%d" (seq,
@@ -33,12 +37,14 @@
 -- Both keys carry the limiter's name in a hash tag, hostlimit:{name}:..., so that they live
 -- in one Cluster slot.
 --
--- ARGV: mode (acquire | usage | check | read | count | reset), the head's field
+-- ARGV: mode (acquire | usage | check | read | count | reset | undo), the head's field
 -- ("h5 " .. rules), the rates as written, then the numbers in one binary string of
 -- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
 -- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
 -- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
--- order: struct '>dddd' .. 'ddBB' n times, so n comes from its length. Mode count takes the rate's counter and a tally ('' for none) after.
+-- order: struct '>dddd' .. 'ddBB' n times, then the call's nonce (8 raw bytes: an acquire's
+-- names it for an undo, others send zeros), so n comes from its length. Mode count takes
+-- the rate's counter and a tally ('' for none) after.
 --
 -- Replies (integers):
 --   acquire: ts, seq as 16 bytes (struct '>I8I8') admitted | {2} nothing to charge |
@@ -48,6 +54,8 @@
 --   check:   {seq} (creating the configuration of a new limiter)
 --   read:    {seq} (creating nothing)
 --   count:   {0 or 1}            reset: {1 if a log was dropped}
+--   undo:    {1} the newest admission, made by the acquire with this nonce, taken back |
+--            {0} nothing taken back
 -- Errors: "HLMISMATCH <stored rates>", "HLLAYOUT <stored version>", "HLCORRUPT <why>",
 -- "HLARGS <why>" (arguments this script cannot read: a caller of another version).
 --
@@ -74,7 +82,10 @@ local mode, field, rates_text, numbers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- window (µs), requests (1) or weight (0), and its index in the caller's order (what the
 -- replies name, and what breaks a tie between rates refusing until the same time). The formats of the numbers and of the head (6 + n
 -- integers), constants for 1 and 2 rates.
-local n = (#numbers - 32) / 18
+local n = (#numbers - 40) / 18
+-- The acquire's nonce, 8 raw bytes after the numbers: kept with the newest admission, so
+-- that an undo takes back only the admission it names.
+local nonce = string.sub(numbers, -8)
 local NUMBERS, HEAD
 if n == 1 then
   NUMBERS, HEAD = '>ddddddBB', '>I8I8I8I8I8I8I8'
@@ -83,7 +94,7 @@ elseif n == 2 then
 elseif n >= 1 and n <= 64 and n == math.floor(n) then
   NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n), '>' .. string.rep('I8', 6 + n)
 else
-  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 32 + 18 n')
+  return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 40 + 18 n')
 end
 local N = { struct.unpack(NUMBERS, numbers) }
 local ttl = N[4]
@@ -131,12 +142,14 @@ if head == false or mode == 'reset' then
   for i = 1, n do
     H[6 + i] = 0
   end
+  H.nonce = string.rep('\0', 8)
 else
   -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
-  if #head ~= 8 * (6 + n) then
-    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers')
+  if #head ~= 8 * (6 + n) + 8 then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers and a nonce')
   end
   H = { struct.unpack(HEAD, head) }
+  H.nonce = string.sub(head, -8)
   for i = 1, 6 + n do
     if H[i] >= MAX then
       return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
@@ -173,7 +186,7 @@ end
 local t = math.max(now, last, 1)
 local weight, charge = N[2], N[3]
 
-if mode ~= 'acquire' and mode ~= 'usage' then
+if mode ~= 'acquire' and mode ~= 'usage' and mode ~= 'undo' then
   return redis.error_reply('HLCORRUPT unknown mode ' .. tostring(mode))
 end
 
@@ -209,7 +222,7 @@ end
 -- The log search, made only on the calls that read the log (usage, a bound without room,
 -- a trim): a call far from every limit creates no closure.
 local at_seq, boundary
-if mode == 'usage' or not room or seq >= next_trim then
+if mode == 'usage' or mode == 'undo' or not room or seq >= next_trim then
   -- The entry with sequence number s, checked (its length, its seq against its index, ts
   -- at most the newest's, so below 2^53 as the head's is; cum is below 2^32 by its
   -- format), or nil for a sequence number outside [oldest, seq] or garbage.
@@ -269,6 +282,51 @@ if mode == 'usage' or not room or seq >= next_trim then
     end
     return lo
   end
+end
+
+-- Undo: take back the newest admission if it is the acquire with this nonce (whose caller
+-- dropped the call before its reply): the log and the head as they were before it, except
+-- the expiry and the next trim (both only ever safe to keep). An admission that is no
+-- longer the newest stays (taking it out would renumber those after it, whose callers
+-- hold their sequence numbers); so does one never run. Both count under `kept`. {1} if
+-- undone.
+if mode == 'undo' then
+  if not stored or seq < 1 or H.nonce ~= nonce then
+    if stored then
+      redis.call('HINCRBY', meta, 'kept', 1)
+    end
+    return { 0 }
+  end
+  local newest = at_seq(seq)
+  local before = { seq = 0, cum = 0, ts = 0 }
+  if seq > 1 then
+    -- A trim keeps the newest entry before the longest window, so the entry before the
+    -- newest is always there.
+    before = at_seq(seq - 1)
+  end
+  if newest == nil or before == nil then
+    return redis.error_reply('HLCORRUPT a hole in the log')
+  end
+  redis.call('HINCRBY', meta, 'undone', 1)
+  if seq == 1 then
+    -- Back to a limiter that never admitted: no log, no head; the rates stay.
+    redis.call('DEL', log)
+    redis.call('HDEL', meta, field)
+    return { 1 }
+  end
+  redis.call('LPOP', log)
+  local charge = (newest.cum - before.cum) % MOD
+  for i = 1, n do
+    local units = charge
+    if N[4 * i + 3] == 1 then
+      units = 1
+    end
+    -- Every bound counted the newest admission (it came after every search).
+    H[6 + i] = math.max(H[6 + i] - units, 0)
+  end
+  redis.call('HSET', meta, field, struct.pack(HEAD, seq - 1, before.cum, before.ts, oldest, exp,
+    next_trim, unpack(H, 7, 6 + n)) .. string.rep('\0', 8))
+  return { 1 }
 end
 
 if mode == 'usage' then
@@ -404,7 +462,7 @@ for i = 1, n do
     H[6 + i] = H[6 + i] + weight
   end
 end
-local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n))
+local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n)) .. nonce
 if stored then
   redis.call('HSET', meta, field, head)
 else

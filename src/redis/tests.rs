@@ -18,6 +18,7 @@ mod client;
 mod layout;
 mod model;
 mod rates;
+mod undo;
 
 /// A server for one test, or `None` (skipped) where there is no `redis-server` outside CI.
 pub(crate) fn local_server() -> Option<(tempfile::TempDir, LocalServer)> {

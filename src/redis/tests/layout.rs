@@ -181,7 +181,8 @@ fn garbage_in_the_keys_is_reported() {
         .query(&mut con)
         .unwrap();
     // The head (layout 5): 6 + 1 big-endian u64, each below 2^53.
-    assert_eq!(good.len(), 8 * 7, "{good:?}");
+    // Then the newest admission's nonce (8 bytes).
+    assert_eq!(good.len(), 8 * 7 + 8, "{good:?}");
     let with = |field: usize, value: u64| {
         let mut bad = good.clone();
         bad[8 * field..8 * field + 8].copy_from_slice(&value.to_be_bytes());
@@ -196,6 +197,7 @@ fn garbage_in_the_keys_is_reported() {
         (with(3, 2), "not integers"),
         (too_many, "not 7 numbers"),
         (good[..good.len() - 8].to_vec(), "not 7 numbers"),
+        (good[..good.len() - 16].to_vec(), "not 7 numbers"),
         (good[..good.len() - 1].to_vec(), "not 7 numbers"),
         (b"1:1:1:1:1:1:1".to_vec(), "not 7 numbers"),
     ] {
