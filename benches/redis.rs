@@ -143,6 +143,10 @@ fn acquire_command(
         numbers.push(u8::from(requests));
         numbers.push(i as u8);
     }
+    if layout >= 5 {
+        // The call's nonce (none: zeros).
+        numbers.extend_from_slice(&[0; 8]);
+    }
     let mut command = redis::cmd("EVALSHA");
     command
         .arg(sha)

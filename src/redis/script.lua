@@ -291,7 +291,9 @@ end
 -- hold their sequence numbers); so does one never run. Both count under `kept`. {1} if
 -- undone.
 if mode == 'undo' then
-  if not stored or seq < 1 or H.nonce ~= nonce then
+  -- Zeros name no acquire (the head's nonce after an undo, or of an admission by a caller
+  -- that sends none).
+  if not stored or seq < 1 or H.nonce ~= nonce or nonce == string.rep('\0', 8) then
     if stored then
       redis.call('HINCRBY', meta, 'kept', 1)
     end

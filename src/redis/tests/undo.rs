@@ -48,6 +48,8 @@ fn an_undo_takes_back_only_the_newest_admission_it_names() {
     assert_eq!(used(&limiter), [1, 4]);
     assert_eq!(limiter.admitted().unwrap(), 1);
     assert!(!backend.undo(newest).unwrap(), "undone twice");
+    // The head's nonce is zeros now, and zeros name no acquire.
+    assert!(!backend.undo(0).unwrap(), "undone by no nonce");
     assert_eq!(counter(&server, &limiter, "undone"), 1);
     // The room is back, and the next admission takes the undone one's sequence number, not
     // before the one still recorded.
