@@ -17,11 +17,12 @@
 //!   head in one binary field named `h5 RULES` (the layout and the rules: one `HGET` of our
 //!   field finds the head only if the limiter has our layout and our rates; a caller of
 //!   other rates or another layout finds none, and then `v` and `rules` say which, read
-//!   only then), and the counters (`denied:I`, `never_fits`, `timed_out`). The head is
-//!   `6 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST, EXP, TRIM, BOUND_1,
-//!   ...`: the newest admission, the oldest entry's sequence number (the list's last),
-//!   when the expiry must next be pushed back, when the next trim is due, and per rate a
-//!   bound on its window's use; one `struct.unpack` reads it, and a head of another length
+//!   only then), and the counters (`denied:I`, `never_fits`, `timed_out`, `undone`,
+//!   `kept`). The head is `7 + n` big-endian unsigned 64-bit integers `SEQ, CUM, TS, FIRST,
+//!   EXP, TRIM, BOUND_1, ..., NONCE`: the newest admission, the oldest entry's sequence
+//!   number (the list's last), when the expiry must next be pushed back, when the next trim
+//!   is due, per rate a bound on its window's use, and the nonce of the acquire that made
+//!   the newest admission (random, 52 bits; 0 for none), which an undo must name; one `struct.unpack` reads it, and a head of another length
 //!   or with a value from 2^53 on is garbage. Rates are numbered in canonical order (the
 //!   order of `rules`), whatever order a caller gave them in, so that callers with the
 //!   same rates in other orders share each rate's bound and counter. Version 4 kept the
@@ -58,6 +59,13 @@
 //! both keys set to expire when idle for between one and two longest windows (plus a
 //! second): nothing in them counts then. The expiry is pushed back only when less than one
 //! window is left, not at every call.
+//!
+//! An async acquire dropped before its reply (by its caller, or by the per-call timeout)
+//! queues an undo on the same connection, naming its nonce: the script takes the newest
+//! admission back (the entry popped, the head as before it but for the expiry and the next
+//! trim) if it carries that nonce, and otherwise changes nothing (counted under `kept`):
+//! an acquire that never ran, or one another admission followed, whose caller holds its
+//! sequence number.
 //!
 //! The guarantee is the file's, stated in the recorded timestamps of the server: in every
 //! window of every rate, at most the limit. Windows are counted in whole microseconds (a
@@ -282,6 +290,8 @@ enum Mode {
     Read,
     Count,
     Reset,
+    /// Made by a dropped async acquire (and tests).
+    #[cfg(any(feature = "tokio", test))]
     Undo,
 }
 
@@ -294,6 +304,7 @@ impl Mode {
             Mode::Read => "read",
             Mode::Count => "count",
             Mode::Reset => "reset",
+            #[cfg(any(feature = "tokio", test))]
             Mode::Undo => "undo",
         }
     }
@@ -308,12 +319,12 @@ fn random_seed() -> u64 {
 }
 
 /// The nonce of count `n` (splitmix64's finalizer: consecutive counts give unrelated
-/// nonces); never 0, which names no call.
+/// nonces), 52 bits (exact as the script's doubles); never 0, which names no call.
 fn nonce_of(n: u64) -> u64 {
     let mut z = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)).max(1)
+    ((z ^ (z >> 31)) >> 12).max(1)
 }
 
 /// Microseconds, the server clock's unit, as nanoseconds.
@@ -422,14 +433,14 @@ impl RedisLimiter {
         // (mod 2^32), all exact as doubles; then the numbers that do not change.
         // Assembled on the stack: the command's own buffer is the call's one allocation.
         let clock = now_us.map_or(-1.0, |n| n as f64);
-        // The nonce last, as 8 raw bytes (compared, never computed with).
+        // The nonce last (below 2^52: exact as a double).
         let mut buffer = [0u8; 24 + 8 + 18 * MAX_RATES + 8];
         let length = 24 + self.numbers.len() + 8;
         buffer[..8].copy_from_slice(&clock.to_be_bytes());
         buffer[8..16].copy_from_slice(&(weight.min(1 << 32) as f64).to_be_bytes());
         buffer[16..24].copy_from_slice(&((weight % (1 << 32)) as f64).to_be_bytes());
         buffer[24..length - 8].copy_from_slice(&self.numbers);
-        buffer[length - 8..length].copy_from_slice(&nonce.to_be_bytes());
+        buffer[length - 8..length].copy_from_slice(&(nonce as f64).to_be_bytes());
         let numbers = &buffer[..length];
         let mut command = redis::Cmd::with_capacity(
             11,

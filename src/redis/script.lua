@@ -13,9 +13,9 @@
 --          "h5 <rules>" = the head, one binary field named after the layout and the rules,
 --            so that one HGET finds it only for a caller of this layout with these rates
 --            (any other reads nil, and then v and rules say what is wrong):
---            6 + n big-endian unsigned 64-bit integers
+--            7 + n big-endian unsigned 64-bit integers
 --            (struct '>I8...', so never negative, fractional nor NaN; each below 2^53),
---            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n, then 8 raw bytes:
+--            seq, cum, ts, first, exp, trim, bound_1, ..., bound_n, nonce:
 --            seq, cum, ts = the newest admission (0, 0, 0 before the first),
 --            first = the sequence number of the oldest entry (the trim moves it),
 --            exp = when (server µs) the keys' expiry must next be pushed back,
@@ -23,8 +23,8 @@
 --            bound_i = at least what rate i's window holds, now and from now on (the
 --              exact use when it was last searched, plus what was admitted since): while
 --              bound_i + units fits, rate i admits without reading the log,
---            the nonce of the acquire that made the newest admission (zeros: none), so
---            that an undo takes back that admission and no other,
+--            nonce = that of the acquire that made the newest admission (0: none), so
+--              that an undo takes back that admission and no other,
 --          denied:<i>, never_fits, timed_out, undone, kept = counters (statistics; the last
 --            two: undos that took an admission back, and those that found it not the
 --            newest or never made)
@@ -42,8 +42,8 @@
 -- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
 -- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
 -- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
--- order: struct '>dddd' .. 'ddBB' n times, then the call's nonce (8 raw bytes: an acquire's
--- names it for an undo, others send zeros), so n comes from its length. Mode count takes
+-- order, then the call's nonce (below 2^52: an acquire's names it for an undo, other calls
+-- send 0): struct '>dddd' .. 'ddBB' n times .. 'd', so n comes from its length. Mode count takes
 -- the rate's counter and a tally ('' for none) after.
 --
 -- Replies (integers):
@@ -83,21 +83,21 @@ local mode, field, rates_text, numbers = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- replies name, and what breaks a tie between rates refusing until the same time). The formats of the numbers and of the head (6 + n
 -- integers), constants for 1 and 2 rates.
 local n = (#numbers - 40) / 18
--- The acquire's nonce, 8 raw bytes after the numbers: kept with the newest admission, so
--- that an undo takes back only the admission it names.
-local nonce = string.sub(numbers, -8)
 local NUMBERS, HEAD
 if n == 1 then
-  NUMBERS, HEAD = '>ddddddBB', '>I8I8I8I8I8I8I8'
+  NUMBERS, HEAD = '>ddddddBBd', '>I8I8I8I8I8I8I8I8'
 elseif n == 2 then
-  NUMBERS, HEAD = '>ddddddBBddBB', '>I8I8I8I8I8I8I8I8'
+  NUMBERS, HEAD = '>ddddddBBddBBd', '>I8I8I8I8I8I8I8I8I8'
 elseif n >= 1 and n <= 64 and n == math.floor(n) then
-  NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n), '>' .. string.rep('I8', 6 + n)
+  NUMBERS, HEAD = '>dddd' .. string.rep('ddBB', n) .. 'd', '>' .. string.rep('I8', 7 + n)
 else
   return redis.error_reply('HLARGS the numbers are ' .. #numbers .. ' bytes, not 40 + 18 n')
 end
 local N = { struct.unpack(NUMBERS, numbers) }
 local ttl = N[4]
+-- The acquire's nonce: kept with the newest admission, so that an undo takes back only the
+-- admission it names.
+local nonce = N[4 * n + 5]
 
 -- H: the head, H[6 + i] rate i's bound. `stored`: the configuration (v, rules, rates)
 -- is there; only a new (or expired, or reset) limiter lacks it.
@@ -142,21 +142,20 @@ if head == false or mode == 'reset' then
   for i = 1, n do
     H[6 + i] = 0
   end
-  H.nonce = string.rep('\0', 8)
+  H[7 + n] = 0
 else
-  -- Exactly 6 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
-  if #head ~= 8 * (6 + n) + 8 then
-    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' numbers and a nonce')
+  -- Exactly 7 + n integers, each below 2^53 (2^53 + 1 would read as 2^53: a guess).
+  if #head ~= 8 * (7 + n) then
+    return redis.error_reply('HLCORRUPT the head is not ' .. (7 + n) .. ' numbers')
   end
   H = { struct.unpack(HEAD, head) }
-  H.nonce = string.sub(head, -8)
-  for i = 1, 6 + n do
+  for i = 1, 7 + n do
     if H[i] >= MAX then
-      return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
+      return redis.error_reply('HLCORRUPT the head is not ' .. (7 + n) .. ' integers in range')
     end
   end
   if H[2] >= MOD or H[4] < 1 or H[4] > H[1] then
-    return redis.error_reply('HLCORRUPT the head is not ' .. (6 + n) .. ' integers in range')
+    return redis.error_reply('HLCORRUPT the head is not ' .. (7 + n) .. ' integers in range')
   end
 end
 local seq, cum, last, oldest, exp, next_trim = H[1], H[2], H[3], H[4], H[5], H[6]
@@ -291,9 +290,9 @@ end
 -- hold their sequence numbers); so does one never run. Both count under `kept`. {1} if
 -- undone.
 if mode == 'undo' then
-  -- Zeros name no acquire (the head's nonce after an undo, or of an admission by a caller
+  -- 0 names no acquire (the head's nonce after an undo, or of an admission by a caller
   -- that sends none).
-  if not stored or seq < 1 or H.nonce ~= nonce or nonce == string.rep('\0', 8) then
+  if not stored or seq < 1 or H[7 + n] ~= nonce or nonce == 0 then
     if stored then
       redis.call('HINCRBY', meta, 'kept', 1)
     end
@@ -326,8 +325,9 @@ if mode == 'undo' then
     -- Every bound counted the newest admission (it came after every search).
     H[6 + i] = math.max(H[6 + i] - units, 0)
   end
+  H[7 + n] = 0
   redis.call('HSET', meta, field, struct.pack(HEAD, seq - 1, before.cum, before.ts, oldest, exp,
-    next_trim, unpack(H, 7, 6 + n)) .. string.rep('\0', 8))
+    next_trim, unpack(H, 7, 7 + n)))
   return { 1 }
 end
 
@@ -464,7 +464,8 @@ for i = 1, n do
     H[6 + i] = H[6 + i] + weight
   end
 end
-local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 6 + n)) .. nonce
+H[7 + n] = nonce
+local head = struct.pack(HEAD, seq, cum, t, oldest, exp, next_trim, unpack(H, 7, 7 + n))
 if stored then
   redis.call('HSET', meta, field, head)
 else
