@@ -39,6 +39,8 @@ pub use pacing::Pacing;
 pub use reconfigure::{Reconfigured, reconfigure};
 #[doc(hidden)]
 pub use wait::Jitter;
+#[cfg(all(feature = "redis", any(feature = "tokio", test)))]
+pub(crate) use wait::random_seed;
 
 /// Where [`Limiter::named`] keeps its files unless `HOSTLIMIT_DIR` says otherwise.
 pub const DEFAULT_DIR: &str = "/dev/shm/hostlimit";

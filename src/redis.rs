@@ -22,7 +22,8 @@
 //!   EXP, TRIM, BOUND_1, ..., NONCE`: the newest admission, the oldest entry's sequence
 //!   number (the list's last), when the expiry must next be pushed back, when the next trim
 //!   is due, per rate a bound on its window's use, and the nonce of the acquire that made
-//!   the newest admission (random, 52 bits; 0 for none), which an undo must name; one `struct.unpack` reads it, and a head of another length
+//!   the newest admission (an async one's: random, 52 bits; 0 for a blocking one, which
+//!   nothing undoes), which an undo must name; one `struct.unpack` reads it, and a head of another length
 //!   or with a value from 2^53 on is garbage. Rates are numbered in canonical order (the
 //!   order of `rules`), whatever order a caller gave them in, so that callers with the
 //!   same rates in other orders share each rate's bound and counter. Version 4 kept the
@@ -87,6 +88,7 @@ pub mod server;
 mod tests;
 
 use std::path::{Path, PathBuf};
+#[cfg(any(feature = "tokio", test))]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -276,9 +278,10 @@ pub(crate) struct RedisLimiter {
     outages: outage::Counts,
     /// The host-wide limiter of [`OnOutage::FallBack`].
     fallback: Option<Box<Limiter>>,
-    /// Where this limiter's acquire nonces start (random) and how many it has used
-    /// ([`RedisLimiter::nonce`]).
-    nonces: (u64, AtomicU64),
+    /// The count behind the next async acquire's nonce ([`RedisLimiter::nonce`]), from a
+    /// random start.
+    #[cfg(any(feature = "tokio", test))]
+    nonces: AtomicU64,
 }
 
 /// What a call of the script asks.
@@ -310,16 +313,9 @@ impl Mode {
     }
 }
 
-/// A random 64-bit number (std's hasher keys are random per process).
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    hasher.finish()
-}
-
 /// The nonce of count `n` (splitmix64's finalizer: consecutive counts give unrelated
 /// nonces), 52 bits (exact as the script's doubles); never 0, which names no call.
+#[cfg(any(feature = "tokio", test))]
 fn nonce_of(n: u64) -> u64 {
     let mut z = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -393,17 +389,19 @@ impl RedisLimiter {
             on_outage,
             outages: outage::Counts::default(),
             fallback,
-            nonces: (random_seed(), AtomicU64::new(0)),
+            #[cfg(any(feature = "tokio", test))]
+            nonces: AtomicU64::new(crate::limiter::random_seed()),
         }
     }
 
-    /// A new acquire's nonce, which the script keeps with the newest admission so that an
-    /// undo (`Mode::Undo`) takes back only the admission it names: distinct for each call of
-    /// this limiter, and between limiters (and processes) by their random start; never 0,
-    /// which names no call.
+    /// A new async acquire's nonce, which the script keeps with the newest admission so
+    /// that an undo (`Mode::Undo`) takes back only the admission it names: distinct for each
+    /// call of this limiter, and between limiters (and processes) by their random start;
+    /// never 0, which names no call. Only what can be undone needs one: a blocking acquire
+    /// sends 0.
+    #[cfg(any(feature = "tokio", test))]
     fn nonce(&self) -> u64 {
-        let (start, used) = &self.nonces;
-        nonce_of(start.wrapping_add(used.fetch_add(1, Ordering::Relaxed)))
+        nonce_of(self.nonces.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The limiter's keys: its log and its head (one hash tag, one Cluster slot).
@@ -470,12 +468,7 @@ impl RedisLimiter {
         weight: u64,
         counted: [&str; 2],
     ) -> redis::RedisResult<T> {
-        let nonce = if mode == Mode::Acquire {
-            self.nonce()
-        } else {
-            0
-        };
-        let command = self.command(mode, now_us, weight, counted, nonce);
+        let command = self.command(mode, now_us, weight, counted, 0);
         self.link
             .call(|connection| connection::eval(connection, &self.script, &command))
     }
@@ -513,11 +506,16 @@ impl RedisLimiter {
             .map_err(|e| self.refused(&e))
     }
 
-    /// The nonce the last acquire sent (tests only).
+    /// One blocking try that names a nonce, as an async one does, and the nonce (tests
+    /// only: what an undo names).
     #[cfg(test)]
-    pub(crate) fn last_nonce(&self) -> u64 {
-        let (start, used) = &self.nonces;
-        nonce_of(start.wrapping_add(used.load(Ordering::Relaxed).wrapping_sub(1)))
+    pub(crate) fn try_named(&self, weight: u64) -> (Result<Option<Stamp>, Denied>, u64) {
+        let nonce = self.nonce();
+        let command = self.command(Mode::Acquire, None, weight, ["", ""], nonce);
+        let reply = self
+            .link
+            .call(|connection| connection::eval(connection, &self.script, &command));
+        (self.decide(reply, weight), nonce)
     }
 
     /// An error the script or the server answered, in the user's words.

@@ -153,6 +153,14 @@ impl Retry {
     }
 }
 
+/// A random 64-bit number, from the clock and the process's hash seed (random per process,
+/// and per call within it): the seed of [`Jitter`] and of the Redis backend's nonces.
+pub(crate) fn random_seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(HostClock.now());
+    hasher.finish()
+}
+
 /// Small random delays for waiters, so that those told the same retry-after spread out.
 /// Public (hidden) for the Python binding, whose interruptible wait uses the same policy.
 #[doc(hidden)]
@@ -168,12 +176,10 @@ impl Default for Jitter {
 }
 
 impl Jitter {
-    /// A generator seeded from the clock and the process's hash seed.
+    /// A generator seeded by [`random_seed`].
     pub fn new() -> Self {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(HostClock.now());
         Jitter {
-            state: hasher.finish() | 1,
+            state: random_seed() | 1,
         }
     }
 

@@ -42,9 +42,9 @@
 -- big-endian doubles: clock (µs; negative = the server's clock), weight (capped at 2^32),
 -- charge (weight mod 2^32), ttl (ms), then per rate, in canonical order, limit, window_us
 -- and as one byte each requests (1) or weight (0) and the rate's index in the caller's
--- order, then the call's nonce (below 2^52: an acquire's names it for an undo, other calls
--- send 0): struct '>dddd' .. 'ddBB' n times .. 'd', so n comes from its length. Mode count takes
--- the rate's counter and a tally ('' for none) after.
+-- order, then the call's nonce (below 2^52: an async acquire's names it for an undo,
+-- other calls send 0): struct '>dddd' .. 'ddBB' n times .. 'd', so n comes from its
+-- length. Mode count takes the rate's counter and a tally ('' for none) after.
 --
 -- Replies (integers):
 --   acquire: ts, seq as 16 bytes (struct '>I8I8') admitted | {2} nothing to charge |

@@ -32,14 +32,15 @@ fn an_undo_takes_back_only_the_newest_admission_it_names() {
     ];
     let limiter = Limiter::connect(&server.url(), &fresh_name(), &rates).unwrap();
     let backend = redis_of(&limiter);
-    let first = limiter.try_acquire_stamped(4).unwrap().unwrap();
-    let older = backend.last_nonce();
-    let second = limiter.try_acquire_stamped(5).unwrap().unwrap();
-    let newest = backend.last_nonce();
+    let (first, older) = backend.try_named(4);
+    let first = first.unwrap().unwrap();
+    let (second, newest) = backend.try_named(5);
+    let second = second.unwrap().unwrap();
     assert_eq!(used(&limiter), [2, 9]);
     // A refusal records nothing, so its undo finds another admission newest.
-    assert!(limiter.try_acquire(1).is_err());
-    assert!(!backend.undo(backend.last_nonce()).unwrap());
+    let (refused, nonce) = backend.try_named(1);
+    assert!(refused.is_err());
+    assert!(!backend.undo(nonce).unwrap());
     // Not the newest: it stays (those after it keep their sequence numbers).
     assert!(!backend.undo(older).unwrap());
     assert_eq!(used(&limiter), [2, 9]);
@@ -67,9 +68,12 @@ fn undoing_the_first_admission_leaves_a_limiter_that_never_admitted() {
     let Some((_dir, server)) = local_server() else {
         return;
     };
-    let limiter = ten_a_second(&server);
+    let rates = [Rate::new(10, Duration::from_secs(1))];
+    let limiter = Limiter::connect(&server.url(), &fresh_name(), &rates).unwrap();
     let backend = redis_of(&limiter);
-    assert!(backend.undo(backend.last_nonce()).unwrap());
+    let (admitted, nonce) = backend.try_named(1);
+    admitted.unwrap();
+    assert!(backend.undo(nonce).unwrap());
     assert_eq!(limiter.admitted().unwrap(), 0);
     let mut con = raw(&server);
     let log: bool = redis::cmd("EXISTS")
