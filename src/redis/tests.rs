@@ -49,6 +49,15 @@ fn ten_a_second(server: &LocalServer) -> Limiter {
     limiter
 }
 
+/// A one-thread runtime with every driver, for the async calls.
+#[cfg(feature = "tokio")]
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn raw(server: &LocalServer) -> redis::Connection {
     redis::Client::open(server.url())
         .unwrap()

@@ -25,10 +25,7 @@ fn a_flushed_script_is_loaded_again() {
     // The async connection loads it again too.
     #[cfg(feature = "tokio")]
     {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime
             .block_on(limiter.acquire_async(1, Duration::ZERO))
             .unwrap();

@@ -134,10 +134,7 @@ fn connected(server: &LocalServer, timeout: Duration) -> (Limiter, tokio::runtim
     .timeout(timeout)
     .connect()
     .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime
         .block_on(limiter.acquire_async(1, Duration::ZERO))
         .unwrap();
