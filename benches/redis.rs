@@ -10,15 +10,12 @@
 //!   one member per unit of weight; per rate a `ZCOUNT` over the window, then `weight`
 //!   `ZADD`s. Two rates here, like ours.
 //!
-//! Beside them: the scripts of key layouts 3 (`redis_script_v3.lua`, before the head found
-//! by one `HGET` of a field named after the layout and the rates, and four arguments in
-//! place of ten), called with the arguments that library sent (through the redis crate's
-//! `ScriptInvocation`, as that library did), and 4 (`redis_script_v4.lua`, the log a
-//! sorted set, before the list of layout 5), called with the very `EVALSHA` the library
+//! Beside them: the script of key layout 4 (`redis_script_v4.lua`, the log a sorted set,
+//! before the list of layout 5), called with the very `EVALSHA` the library
 //! sends (built the same way, in one buffer), to measure the changes in the same run; and
 //! 1 against 4 threads sharing one limiter (its pool of connections: calls per second of
-//! all threads together). (Layout 2's script left the bench with layout 5; its figures are
-//! in the README of its time.)
+//! all threads together). (The scripts of layouts 2 and 3 left the bench with layout 5;
+//! their figures are in the README of their time.)
 //!
 //! Every other case is one client, one connection, calls one after the other (the latency a
 //! caller sees, whose floor is one round trip). Limits never bind, so every call admits;
@@ -73,16 +70,6 @@ end
 for i = 1, weight do redis.call('ZADD', KEYS[1], now, id .. ':' .. i) end
 return 1
 ";
-
-/// The rates of [`rates`] as layout 3 sent them: limit, window (µs), requests.
-const RATES_AS_SENT: [(u64, u64, u8); 2] = [
-    (4_000_000_000, 1_000_000, 0),
-    (1_000_000_000, 60_000_000, 1),
-];
-
-/// hostlimit's script of key layout 3 (the head in a field `h` read with `v` and `rules` by
-/// one `HMGET`, twelve arguments), kept here to measure the change in the same run.
-const OURS_V3: &str = include_str!("redis_script_v3.lua");
 
 /// hostlimit's script of key layout 4 (the log a sorted set of text members), kept here to
 /// measure the change in the same run.
@@ -186,11 +173,6 @@ enum Case {
         rates: usize,
         weight: u64,
     },
-    /// Layout 3's script, called directly with the arguments the library gave it.
-    OursV3 {
-        rates: usize,
-        weight: u64,
-    },
     /// Layout 4's script, called with the `EVALSHA` the library builds.
     OursV4 {
         rates: usize,
@@ -219,9 +201,6 @@ impl Case {
         match self {
             Case::Set => "plain SET (one round trip)".into(),
             Case::Ours { rates, weight } => format!("hostlimit, {rates} rate(s), weight {weight}"),
-            Case::OursV3 { rates, weight } => {
-                format!("hostlimit layout 3 (script only), {rates} rate(s), weight {weight}")
-            }
             Case::OursV4 { rates, weight } => {
                 format!("hostlimit layout 4 (script only), {rates} rate(s), weight {weight}")
             }
@@ -315,7 +294,6 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
     let key = format!("bench:{round}:{case:?}");
     let list = redis::Script::new(LIST_PER_UNIT);
     let zset = redis::Script::new(ZSET_PER_UNIT);
-    let v3 = redis::Script::new(OURS_V3);
     let limiter = match case {
         Case::Ours { rates: count, .. } => Some(
             Limiter::connect(
@@ -365,27 +343,6 @@ fn round(case: Case, url: &str, round: usize) -> (f64, f64) {
                 true
             }
             Case::Ours { weight, .. } => limiter.as_ref().unwrap().try_acquire(weight).is_ok(),
-            Case::OursV3 { rates, weight } => {
-                // What the library of layout 3 sent: mode, layout, rules, rates as
-                // written, expiry (ms), clock, weight, charge, count of rates, then the
-                // rates packed (`>ddB` per rate: limit, window in µs, requests).
-                let mut packed = Vec::new();
-                for &(limit, window_us, requests) in &RATES_AS_SENT[..rates] {
-                    packed.extend_from_slice(&(limit as f64).to_be_bytes());
-                    packed.extend_from_slice(&(window_us as f64).to_be_bytes());
-                    packed.push(requests);
-                }
-                let mut call = v3.prepare_invoke();
-                call.key(&script_keys[0]).key(&script_keys[1]);
-                call.arg("acquire")
-                    .arg("3")
-                    .arg("rules")
-                    .arg("rates")
-                    .arg(61_000);
-                call.arg("").arg(weight).arg(weight).arg(rates).arg(packed);
-                let reply: Vec<i64> = call.invoke(&mut con).unwrap();
-                reply.first() == Some(&1)
-            }
             Case::OursV4 { .. } => admitted(&direct.as_ref().unwrap().query(&mut con).unwrap()),
             // Refused: what this case measures (a call admitted fails the bench).
             Case::Denied { .. } => !admitted(&direct.as_ref().unwrap().query(&mut con).unwrap()),
@@ -589,14 +546,6 @@ fn main() {
         Case::ListPerUnit { weight: 1000 },
         Case::ZsetPerUnit { weight: 1 },
         Case::ZsetPerUnit { weight: 1000 },
-        Case::OursV3 {
-            rates: 1,
-            weight: 1,
-        },
-        Case::OursV3 {
-            rates: 2,
-            weight: 1,
-        },
         Case::Denied {
             layout: 4,
             weighted: false,
@@ -668,7 +617,6 @@ fn main() {
     let ratio = |a: Case, b: Case| medians[at(a)] / medians[at(b)];
     let server_ratio = |a: Case, b: Case| server_us[at(a)] / server_us[at(b)];
     let v4 = |rates| Case::OursV4 { rates, weight: 1 };
-    let v3 = |rates| Case::OursV3 { rates, weight: 1 };
     let denied = |layout, weighted| Case::Denied { layout, weighted };
     println!();
     println!(
@@ -690,11 +638,6 @@ fn main() {
         ratio(ours(2, 1), v4(2)),
         server_ratio(ours(1, 1), v4(1)),
         server_ratio(ours(2, 1), v4(2))
-    );
-    println!(
-        "library (layout 5) / layout 3's script, weight 1: 1 rate {:.2}x, 2 rates {:.2}x",
-        ratio(ours(1, 1), v3(1)),
-        ratio(ours(2, 1), v3(2))
     );
     println!(
         "denied, layout 5 / layout 4: 1 request rate {:.2}x (server µs {:.2}x); 2 rates, by weight {:.2}x (server µs {:.2}x)",
