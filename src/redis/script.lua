@@ -175,7 +175,10 @@ if mode == 'count' then
 end
 
 local now
-if N[1] < 0 then
+if mode == 'undo' then
+  -- An undo reads no clock: it puts back what the log held.
+  now = last
+elseif N[1] < 0 then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 else

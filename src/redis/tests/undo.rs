@@ -45,7 +45,11 @@ fn an_undo_takes_back_only_the_newest_admission_it_names() {
     assert!(!backend.undo(older).unwrap());
     assert_eq!(used(&limiter), [2, 9]);
     assert_eq!(counter(&server, &limiter, "kept"), 2);
+    let mut stats = raw(&server);
+    reset_stats(&mut stats);
     assert!(backend.undo(newest).unwrap());
+    // An undo reads no clock: it puts back what the log held.
+    assert_eq!(calls_of(&mut stats, "time"), 0);
     assert_eq!(used(&limiter), [1, 4]);
     assert_eq!(limiter.admitted().unwrap(), 1);
     assert!(!backend.undo(newest).unwrap(), "undone twice");
