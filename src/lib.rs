@@ -61,6 +61,7 @@
 )]
 
 mod clock;
+mod denied;
 mod error;
 #[cfg(not(loom))]
 mod history;
@@ -80,7 +81,8 @@ mod region;
 mod sync;
 
 pub use clock::{Clock, ClockIdentity, HostClock, ManualClock, Nanos};
-pub use error::{DenialKind, Denied, Error};
+pub use denied::{DenialKind, Denied};
+pub use error::Error;
 #[cfg(all(feature = "journal", not(loom)))]
 pub use journal::{DEFAULT_BUSY_TIMEOUT, Durability, SCHEMA_VERSION, SystemWallClock, WallClock};
 /// The waiters' jitter, for the Python binding only.

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, ClockIdentity, HostClock, Nanos};
-use crate::error::{Denied, Error};
+use crate::denied::Denied;
+use crate::error::Error;
 #[cfg(feature = "journal")]
 use crate::journal::JournalConfig;
 use crate::rate::Rate;

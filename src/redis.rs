@@ -94,7 +94,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::ClockIdentity;
-use crate::error::{DenialKind, Denied, Error};
+use crate::denied::{DenialKind, Denied};
+use crate::error::Error;
 use crate::limiter::{FileInfo, Limiter, RateUsage, Stamp};
 use crate::protocol::{MAX_RATES, Rule};
 use crate::rate::Rate;
@@ -425,11 +426,7 @@ impl RedisLimiter {
     }
 
     fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
-        Denied {
-            rate_index,
-            rate: self.rates.get(rate_index).copied(),
-            kind,
-        }
+        Denied::new(rate_index, self.rates.get(rate_index).copied(), kind)
     }
 
     /// One try, not counted as a refusal (a waiting acquire counts once, at its end).
@@ -652,10 +649,12 @@ impl RedisLimiter {
     /// script, and a tally: `""` for none), if it is counted at all (only refusals for
     /// good: exhausted, or never fits).
     fn refusal_fields(&self, denied: &Denied, timed_out: bool) -> Option<[String; 2]> {
-        let tally = match denied.kind() {
-            DenialKind::Exhausted { .. } => timed_out.then_some("timed_out"),
-            DenialKind::NeverFits { .. } => Some("never_fits"),
-            _ => return None,
+        let tally = if denied.is_exhausted() {
+            timed_out.then_some("timed_out")
+        } else if denied.is_never_fits() {
+            Some("never_fits")
+        } else {
+            return None;
         };
         let number = self.canonical.get(denied.rate_index())?;
         Some([format!("denied:{number}"), tally.unwrap_or("").to_string()])

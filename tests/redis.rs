@@ -69,7 +69,7 @@ fn redis_worker() {
             Err(denied) => {
                 let (retry, kind) = match denied.kind() {
                     DenialKind::Exhausted { retry_after } => {
-                        pause = pause.min(*retry_after);
+                        pause = pause.min(retry_after);
                         (retry_after.as_nanos().to_string(), 'X')
                     }
                     DenialKind::NeverFits { .. } => ("-".into(), 'N'),

@@ -128,7 +128,7 @@ impl<'a> Request<'a> {
                      {} again in {}, {}",
                     format_timeout(timeout),
                     self.weight,
-                    format_duration(*retry_after),
+                    format_duration(retry_after),
                     if waited < Duration::from_millis(1) {
                         "so it gave up at once".to_string()
                     } else {

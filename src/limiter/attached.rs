@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use crate::clock::{ClockIdentity, Nanos};
-use crate::error::{DenialKind, Denied, Error};
+use crate::denied::{DenialKind, Denied, ExhaustedCode};
+use crate::error::Error;
 use crate::layout;
 use crate::protocol::{self, Hints, MAX_RATES, Memo, NoHook, Outcome, Rule};
 use crate::rate::Rate;
@@ -19,6 +20,8 @@ pub(super) struct Attached {
     pub(super) region: Region,
     pub(super) rules: Vec<Rule>,
     pub(super) rates: Vec<Rate>,
+    /// What a denial by each rate is built from (`ExhaustedCode`), without a lock.
+    pub(super) exhausted: Vec<ExhaustedCode>,
     /// Where each weight rate's window search starts (see `protocol::Hints`); process-local.
     pub(super) hints: [StdAtomicU32; MAX_RATES],
     /// The last denial on this file (`protocol::Memo`, packed), shared by the threads of this
@@ -105,6 +108,11 @@ impl Attached {
             }
         }
         Ok(Attached {
+            exhausted: file_rates
+                .iter()
+                .enumerate()
+                .map(|(index, rate)| ExhaustedCode::new(index, *rate))
+                .collect(),
             rules: header.rules.clone(),
             rates: file_rates,
             region,
@@ -224,15 +232,19 @@ impl Attached {
     /// (`counters.rs`).
     #[inline]
     fn exhausted(&self, rate: usize, retry_at: u64, now: Nanos) -> Denied {
-        let retry_after = Duration::from_nanos(retry_at.saturating_sub(now));
-        self.denied(rate, DenialKind::Exhausted { retry_after })
+        let retry_after = retry_at.saturating_sub(now);
+        match self.exhausted.get(rate) {
+            Some(code) => code.denial(retry_after),
+            None => self.denied(
+                rate,
+                DenialKind::Exhausted {
+                    retry_after: Duration::from_nanos(retry_after),
+                },
+            ),
+        }
     }
 
     pub(super) fn denied(&self, rate_index: usize, kind: DenialKind) -> Denied {
-        Denied {
-            rate_index,
-            rate: self.rates.get(rate_index).copied(),
-            kind,
-        }
+        Denied::new(rate_index, self.rates.get(rate_index).copied(), kind)
     }
 }

@@ -1,7 +1,8 @@
 //! The counters a limiter file keeps for monitoring: refused requests per rate, weights that
 //! can never fit, waits that timed out. Statistics only: any value in them is safe.
 
-use crate::error::{DenialKind, Denied, Error};
+use crate::denied::Denied;
+use crate::error::Error;
 use crate::layout::Tally;
 use crate::protocol::MAX_RATES;
 use crate::region::{Region, thread_index};
@@ -85,11 +86,13 @@ impl FileLimiter {
 /// caller: one pin per call, not two).
 #[inline]
 pub(super) fn count_on(region: &Region, denied: &Denied, how: Refusal) {
-    let tally = match denied.kind() {
-        DenialKind::Exhausted { .. } => (how == Refusal::Wait).then_some(Tally::TimedOut),
-        DenialKind::NeverFits { .. } => Some(Tally::NeverFits),
+    let tally = if denied.is_exhausted() {
+        (how == Refusal::Wait).then_some(Tally::TimedOut)
+    } else if denied.is_never_fits() {
+        Some(Tally::NeverFits)
+    } else {
         // Not a rate's refusal: the file could not be used.
-        _ => return,
+        return;
     };
     // Relaxed: statistics; no other memory depends on them.
     region

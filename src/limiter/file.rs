@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::clock::{ClockIdentity, Nanos};
-use crate::error::{DenialKind, Denied, Error};
+use crate::denied::{DenialKind, Denied};
+use crate::error::Error;
 #[cfg(feature = "journal")]
 use crate::journal::{self, Journal};
 use crate::protocol::{self, NoHook, Rule};
@@ -68,10 +69,10 @@ impl FileLimiter {
     /// The denial of every acquire on an observer ([`Limiter::observe`](super::Limiter::observe)).
     #[cold]
     pub(super) fn observer_denial(&self) -> Denied {
-        Denied {
-            rate_index: usize::MAX,
-            rate: None,
-            kind: DenialKind::Unavailable {
+        Denied::new(
+            usize::MAX,
+            None,
+            DenialKind::Unavailable {
                 reason: format!(
                     "{} is observed read-only (`Limiter::observe`), which never acquires: open \
                      it with `Limiter::open` or `Limiter::attach` (write permission needed) to \
@@ -79,7 +80,7 @@ impl FileLimiter {
                     self.path.display()
                 ),
             },
-        }
+        )
     }
 
     /// One try of `try_acquire`: a refusal is counted, in the file that refused it.

@@ -1,6 +1,6 @@
 //! Strict journal mode: every admission is covered by a journal lease taken before it.
 
-use crate::error::{DenialKind, Denied};
+use crate::denied::{DenialKind, Denied};
 use crate::journal::{self, Journal};
 use crate::region::{Pinned, Region, SwapCell};
 

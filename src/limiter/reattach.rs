@@ -1,7 +1,8 @@
 //! Following a file that was replaced, reset or deleted: re-attach, or re-create it.
 
 use crate::clock::Nanos;
-use crate::error::{DenialKind, Denied, Error};
+use crate::denied::{DenialKind, Denied};
+use crate::error::Error;
 use crate::region::{OpenSpec, Pinned, Region};
 use crate::sync::Ordering;
 

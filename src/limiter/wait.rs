@@ -5,7 +5,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, HostClock};
-use crate::error::Denied;
+use crate::denied::Denied;
 
 use super::{Limiter, Refusal, Stamp, nanos};
 

@@ -86,7 +86,7 @@ fn windows_retry_afters_and_usage_are_exact_on_a_manual_clock() {
     // Never fits: final, no retry, nothing charged; a refused request of the rate it exceeds,
     // and a never-fits.
     let never = limiter.try_acquire(3).unwrap_err();
-    assert_eq!(never.kind(), &DenialKind::NeverFits { weight: 3 });
+    assert_eq!(never.kind(), DenialKind::NeverFits { weight: 3 });
     assert_eq!(never.rate_index(), 0);
     assert!(never.is_final());
     assert_eq!(never.retry_after(), None);
