@@ -141,22 +141,58 @@ impl Attached {
         weight: u64,
         count: Option<Refusal>,
     ) -> Option<Result<A, Denied>> {
-        let words = self.region.words();
-        let memo = self.denial.load();
-        let Ok(recalled) = protocol::recall(&words, Memo::unpack(memo), now, weight, &NoHook);
-        if let Some(Outcome::Denied { rate, retry_at }) = recalled {
-            if count.is_some() {
-                self.repeats.count(&self.region, rate, now);
-            }
-            return Some(Err(self.exhausted(rate, retry_at, now)));
+        match self.repeat(now, weight, count) {
+            Ok(denied) => Some(Err(denied)),
+            Err(memo) => self.unanswered(memo, now, weight, count),
         }
+    }
+
+    /// Step 0 of an acquire: the denial of a repeat of the last one, answered by the memo
+    /// (`protocol::recall`); otherwise the memo as read, for the rest of the acquire
+    /// ([`Attached::unanswered`]).
+    #[inline(always)]
+    pub(super) fn repeat(
+        &self,
+        now: Nanos,
+        weight: u64,
+        count: Option<Refusal>,
+    ) -> Result<Denied, u128> {
+        let memo = self.denial.load();
+        let Ok(recalled) = protocol::recall(
+            &self.region.words(),
+            Memo::unpack(memo),
+            now,
+            weight,
+            &NoHook,
+        );
+        match recalled {
+            Some(Outcome::Denied { rate, retry_at }) => {
+                if count.is_some() {
+                    self.repeats.count(&self.region, rate, now);
+                }
+                Ok(self.exhausted(rate, retry_at, now))
+            }
+            _ => Err(memo),
+        }
+    }
+
+    /// Steps 1 on of an acquire that the memo (`memo`, as [`Attached::repeat`] read it) did
+    /// not answer; `None` if the file was retired.
+    #[inline(always)]
+    pub(super) fn unanswered<A: Answer>(
+        &self,
+        memo: u128,
+        now: Nanos,
+        weight: u64,
+        count: Option<Refusal>,
+    ) -> Option<Result<A, Denied>> {
         // A call the memo did not answer: this thread's kept repeats go to the file. Only a
         // memo that answered can have kept any, and once stored a memo is only ever replaced
         // by another denial's, so while it is still none there is nothing to send.
         if count.is_some() && memo != Memo::NONE.pack() {
             self.repeats.flush_mine(&self.region, self.rules.len());
         }
-        let result = self.decide(&words, memo, now, weight)?;
+        let result = self.decide(&self.region.words(), memo, now, weight)?;
         if let (Err(denied), Some(how)) = (&result, count) {
             counters::count_on(&self.region, denied, how);
         }
@@ -164,7 +200,7 @@ impl Attached {
     }
 
     /// Steps 1 on of `protocol::acquire`, with this process's hints and memo.
-    #[inline]
+    #[inline(always)]
     fn decide<A: Answer>(
         &self,
         words: &protocol::Words<'_>,

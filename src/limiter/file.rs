@@ -13,7 +13,7 @@ use crate::journal::{self, Journal};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
 use crate::region::{Dirs, Pinned, SwapCell};
-use crate::sync::StdAtomicU64;
+use crate::sync::{Ordering, StdAtomicU64};
 
 use super::attached::{Answer, Attached};
 use super::counters::Refusal;
@@ -84,16 +84,56 @@ impl FileLimiter {
     }
 
     /// One try of `try_acquire`: a refusal is counted, in the file that refused it.
+    ///
+    /// A repeat of the last denial (`Attached::repeat`) is answered here, in the caller's
+    /// frame, with nothing but the pin, the memo and one slot: the rest of an acquire, which
+    /// needs many more registers, is out of line (`FileLimiter::unanswered`), so that a
+    /// denial does not pay for its frame. A call at or past the check interval takes the
+    /// general path, which checks the file's path first.
     #[inline]
     pub(super) fn try_counted<A: Answer>(&self, weight: u64) -> Result<A, Denied> {
         #[cfg(feature = "journal")]
         if let Some(journal) = &self.strict {
-            return self
-                .try_acquire_leased(journal, weight)
-                .map(A::admitted)
-                .inspect_err(|denied| self.count_refusal(denied, Refusal::Try));
+            return self.try_leased_counted(journal, weight);
         }
-        self.acquire_in(self.clock.now(), weight, Some(Refusal::Try))
+        let now = self.clock.now();
+        // Relaxed: only a timer, as in `current`.
+        if now < self.next_check.load(Ordering::Relaxed) {
+            let attached = self.attached.get();
+            return match attached.repeat(now, weight, Some(Refusal::Try)) {
+                Ok(denied) => Err(denied),
+                Err(memo) => self.unanswered(attached, memo, now, weight, Some(Refusal::Try)),
+            };
+        }
+        self.acquire_in(now, weight, Some(Refusal::Try))
+    }
+
+    /// `try_counted` in strict journal mode.
+    #[cfg(feature = "journal")]
+    #[inline(never)]
+    fn try_leased_counted<A: Answer>(&self, journal: &Journal, weight: u64) -> Result<A, Denied> {
+        self.try_acquire_leased(journal, weight)
+            .map(A::admitted)
+            .inspect_err(|denied| self.count_refusal(denied, Refusal::Try))
+    }
+
+    /// The rest of an acquire on `attached` that its memo (`memo`, as read) did not answer.
+    #[inline(never)]
+    fn unanswered<A: Answer>(
+        &self,
+        attached: Pinned<'_, Attached>,
+        memo: u128,
+        now: Nanos,
+        weight: u64,
+        count: Option<Refusal>,
+    ) -> Result<A, Denied> {
+        match attached.unanswered(memo, now, weight, count) {
+            Some(result) => result,
+            None => {
+                drop(attached);
+                self.follow_retired(now, weight, count)
+            }
+        }
     }
 
     /// One acquire at `now` (a clock reading just taken), with no journal lease.
@@ -104,10 +144,6 @@ impl FileLimiter {
 
     /// One acquire at `now`, with no journal lease; a refusal counted as `count` says, while
     /// the file that refused is still pinned.
-    ///
-    /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
-    /// after it the clock is read again: an admission is never stamped, nor a retry time
-    /// counted, from a reading older than a wait.
     #[inline(always)]
     fn acquire_in<A: Answer>(
         &self,
@@ -115,16 +151,38 @@ impl FileLimiter {
         weight: u64,
         count: Option<Refusal>,
     ) -> Result<A, Denied> {
-        let mut attached = self.current(&mut now)?;
-        // A retired file (reset or removed) sends us to its replacement; a file that keeps
-        // being retired under us is reported rather than chased forever.
-        for _ in 0..4 {
+        let attached = self.current(&mut now)?;
+        match attached.try_acquire(now, weight, count) {
+            Some(result) => result,
+            None => {
+                drop(attached);
+                self.follow_retired(now, weight, count)
+            }
+        }
+    }
+
+    /// An acquire whose file was retired (reset or removed) at `now`: it goes on on the
+    /// file's replacement; a file that keeps being retired under us is reported rather than
+    /// chased forever.
+    ///
+    /// Re-attaching can wait (file I/O, and with a journal its SQLite writes and reads), so
+    /// after it the clock is read again: an admission is never stamped, nor a retry time
+    /// counted, from a reading older than a wait.
+    #[cold]
+    #[inline(never)]
+    fn follow_retired<A: Answer>(
+        &self,
+        now: Nanos,
+        weight: u64,
+        count: Option<Refusal>,
+    ) -> Result<A, Denied> {
+        let mut attached = self.reattach(now)?;
+        // Three more tries: four in all, each after a re-attach but the first.
+        for _ in 0..3 {
+            let now = self.clock.now();
             match attached.try_acquire(now, weight, count) {
                 Some(result) => return result,
-                None => {
-                    attached = self.reattach(now)?;
-                    now = self.clock.now();
-                }
+                None => attached = self.reattach(now)?,
             }
         }
         Err(attached.denied(

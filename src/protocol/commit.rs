@@ -13,7 +13,7 @@ use crate::sync::Ordering;
 /// [`Hints::default`]; see [`Hints`] for what values are safe). A repeat of the last denial
 /// (same weight, before its retry time) is answered by one load if nothing was committed
 /// since (step 0 in the code).
-#[inline]
+#[inline(always)]
 pub fn acquire<H: Hook>(
     words: &Words<'_>,
     rules: &[Rule],

@@ -61,6 +61,7 @@ impl Record {
     /// The timestamp an acquire with clock reading `now` records after `head` (not a
     /// tombstone): `now` within [`FIRST_TS`](Record::FIRST_TS)..=[`LAST_TS`](Record::LAST_TS),
     /// and never before `head`'s, so that timestamps never decrease along the log.
+    #[inline]
     pub fn stamp(now: u64, head: Record) -> u64 {
         now.clamp(Record::FIRST_TS, Record::LAST_TS).max(head.ts)
     }

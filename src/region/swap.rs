@@ -163,7 +163,7 @@ impl<T> SwapCell<T> {
     }
 
     /// The current value, held until the guard drops.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Pinned<'_, T> {
         if self.readers == Readers::Fast
             && let Some(record) = record()
@@ -179,7 +179,7 @@ impl<T> SwapCell<T> {
     }
 
     /// The fast reader's steps 2 and 3 (see the module documentation).
-    #[inline]
+    #[inline(always)]
     fn protect_fast<'a>(&'a self, entry: &'a AtomicPtr<()>) -> Pinned<'a, T> {
         // Acquire: pairs with the swap in `replace`, so the value's contents are visible.
         let mut value = self.current.load(Ordering::Acquire);
