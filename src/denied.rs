@@ -133,21 +133,36 @@ impl RateId {
     }
 }
 
-/// What the hot path keeps per rate to build its denials without a lock: the code of "rate
-/// `i` is full", made once when the file is attached.
+/// What the hot path keeps per rate to build its denials without a lock: the rate's index
+/// and id, packed once when the file is attached.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ExhaustedCode(NonZeroU64);
+pub(crate) struct RateCode(u64);
 
-impl ExhaustedCode {
+impl RateCode {
     /// The code for denials by rate number `rate_index`, `rate`.
-    pub(crate) fn new(rate_index: usize, rate: Rate) -> ExhaustedCode {
-        ExhaustedCode(Code::pack(Code::EXHAUSTED, rate_index, RateId::of(rate)))
+    pub(crate) fn new(rate_index: usize, rate: Rate) -> RateCode {
+        RateCode(Code::pack(0, rate_index, RateId::of(rate)).get())
     }
 
     /// "Full for `retry_after_ns` more nanoseconds".
     #[inline(always)]
-    pub(crate) fn denial(self, retry_after_ns: u64) -> Denied {
-        Denied::of(retry_after_ns, self.0)
+    pub(crate) fn exhausted(self, retry_after_ns: u64) -> Denied {
+        self.denial(Code::EXHAUSTED, retry_after_ns)
+    }
+
+    /// "`weight` can never fit" (1 for a rate that counts requests).
+    #[inline]
+    pub(crate) fn never_fits(self, weight: u64) -> Denied {
+        self.denial(Code::NEVER_FITS, weight)
+    }
+
+    #[inline(always)]
+    fn denial(self, kind: u64, value: u64) -> Denied {
+        // Never 0: the kind is not (the `MIN` is never taken).
+        Denied::of(
+            value,
+            NonZeroU64::new(self.0 | kind).unwrap_or(NonZeroU64::MIN),
+        )
     }
 }
 
@@ -472,7 +487,7 @@ mod tests {
     #[test]
     fn the_hot_paths_denial_is_the_same_as_the_general_one() {
         let rate = Rate::new(90_000, Duration::from_secs(60));
-        let hot = ExhaustedCode::new(3, rate).denial(1_250_000_000);
+        let hot = RateCode::new(3, rate).exhausted(1_250_000_000);
         let general = Denied::new(
             3,
             Some(rate),
@@ -483,6 +498,11 @@ mod tests {
         assert_eq!(hot, general);
         assert_eq!(format!("{hot:?}"), format!("{general:?}"));
         assert_eq!(hot.to_string(), general.to_string());
+        let never = RateCode::new(3, rate).never_fits(90_001);
+        assert_eq!(
+            never,
+            Denied::new(3, Some(rate), DenialKind::NeverFits { weight: 90_001 })
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::clock::{ClockIdentity, Nanos};
-use crate::denied::{DenialKind, Denied, ExhaustedCode};
+use crate::denied::{DenialKind, Denied, RateCode};
 use crate::error::Error;
 use crate::layout;
 use crate::protocol::{self, Hints, MAX_RATES, Memo, NoHook, Outcome, Rule};
@@ -20,8 +20,8 @@ pub(super) struct Attached {
     pub(super) region: Region,
     pub(super) rules: Vec<Rule>,
     pub(super) rates: Vec<Rate>,
-    /// What a denial by each rate is built from (`ExhaustedCode`), without a lock.
-    pub(super) exhausted: Vec<ExhaustedCode>,
+    /// What a denial by each rate is built from (`RateCode`), without a lock.
+    pub(super) codes: Vec<RateCode>,
     /// Where each weight rate's window search starts (see `protocol::Hints`); process-local.
     pub(super) hints: [StdAtomicU32; MAX_RATES],
     /// The last denial on this file (`protocol::Memo`, packed), shared by the threads of this
@@ -108,10 +108,10 @@ impl Attached {
             }
         }
         Ok(Attached {
-            exhausted: file_rates
+            codes: file_rates
                 .iter()
                 .enumerate()
-                .map(|(index, rate)| ExhaustedCode::new(index, *rate))
+                .map(|(index, rate)| RateCode::new(index, *rate))
                 .collect(),
             rules: header.rules.clone(),
             rates: file_rates,
@@ -252,7 +252,10 @@ impl Attached {
                 } else {
                     weight
                 };
-                Err(self.denied(rate, DenialKind::NeverFits { weight: units }))
+                Err(match self.codes.get(rate) {
+                    Some(code) => code.never_fits(units),
+                    None => self.denied(rate, DenialKind::NeverFits { weight: units }),
+                })
             }
             Outcome::Corrupt(reason) => Err(self.denied(
                 usize::MAX,
@@ -269,8 +272,8 @@ impl Attached {
     #[inline]
     fn exhausted(&self, rate: usize, retry_at: u64, now: Nanos) -> Denied {
         let retry_after = retry_at.saturating_sub(now);
-        match self.exhausted.get(rate) {
-            Some(code) => code.denial(retry_after),
+        match self.codes.get(rate) {
+            Some(code) => code.exhausted(retry_after),
             None => self.denied(
                 rate,
                 DenialKind::Exhausted {

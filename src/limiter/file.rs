@@ -99,10 +99,12 @@ impl FileLimiter {
         let now = self.clock.now();
         // Relaxed: only a timer, as in `current`.
         if now < self.next_check.load(Ordering::Relaxed) {
+            // The guard stays here: passed by value, its words were stored in pieces and
+            // copied whole, a store-forwarding stall on every admission.
             let attached = self.attached.get();
             return match attached.repeat(now, weight, Some(Refusal::Try)) {
                 Ok(denied) => Err(denied),
-                Err(memo) => self.unanswered(attached, memo, now, weight, Some(Refusal::Try)),
+                Err(memo) => self.unanswered(&attached, memo, now, weight, Some(Refusal::Try)),
             };
         }
         self.acquire_in(now, weight, Some(Refusal::Try))
@@ -117,11 +119,12 @@ impl FileLimiter {
             .inspect_err(|denied| self.count_refusal(denied, Refusal::Try))
     }
 
-    /// The rest of an acquire on `attached` that its memo (`memo`, as read) did not answer.
+    /// The rest of an acquire on `attached` (pinned by the caller) that its memo (`memo`, as
+    /// read) did not answer.
     #[inline(never)]
     fn unanswered<A: Answer>(
         &self,
-        attached: Pinned<'_, Attached>,
+        attached: &Attached,
         memo: u128,
         now: Nanos,
         weight: u64,
@@ -129,10 +132,9 @@ impl FileLimiter {
     ) -> Result<A, Denied> {
         match attached.unanswered(memo, now, weight, count) {
             Some(result) => result,
-            None => {
-                drop(attached);
-                self.follow_retired(now, weight, count)
-            }
+            // The retired file stays pinned until the caller returns: it is freed at a later
+            // re-attach or reclaim, as when `acquire_in` re-attaches.
+            None => self.follow_retired(now, weight, count),
         }
     }
 
