@@ -11,8 +11,9 @@
 //!
 //! So a denial is one 128-bit scalar (a single scalar, not a pair: a caller that spills it
 //! stores and reloads it in the same halves, which forward) holding a number (the retry time
-//! in ns, or the weight that never fits) and a code: the kind, the rate's index, and the rate as an id into a process-wide table of the
-//! rates limiters were opened with ([`RateId`], interned once per distinct rate when a
+//! in ns, or the weight that never fits) and a code: the kind, the rate's index (a limiter
+//! has at most 8 rates; the byte holds up to 254), and the rate as an id into a
+//! process-wide table of the rates limiters were opened with ([`RateId`], interned once per distinct rate when a
 //! limiter is opened, never freed: bounded by the distinct rates a process uses). The rare
 //! kinds that carry a message (an unusable file, an unreachable server) keep it in a
 //! process-wide table too, under a key held in the number, removed when the denial is
@@ -169,7 +170,7 @@ impl RateCode {
 impl Denied {
     /// A denial of `kind` by rate number `rate_index`, `rate` (`usize::MAX` and `None` when
     /// no rate made it). Takes a lock (the rate's id, a message's table): for the paths
-    /// that do not repeat; the hot one uses [`ExhaustedCode`].
+    /// that do not repeat; the hot one uses [`RateCode`].
     pub(crate) fn new(rate_index: usize, rate: Option<Rate>, kind: DenialKind) -> Denied {
         let id = rate.and_then(RateId::of);
         let (kind, value) = match kind {
