@@ -507,6 +507,44 @@ mod tests {
     }
 
     #[test]
+    fn denials_differ_by_index_rate_and_kind_and_say_which() {
+        let a = Rate::requests(5, Duration::from_secs(1));
+        let b = Rate::requests(6, Duration::from_secs(1));
+        let full = RateCode::new(0, a).exhausted(10);
+        assert_eq!(full, RateCode::new(0, a).exhausted(10));
+        assert_ne!(
+            full,
+            RateCode::new(0, a).exhausted(11),
+            "another retry time"
+        );
+        assert_ne!(full, RateCode::new(1, a).exhausted(10), "another index");
+        assert_ne!(full, RateCode::new(0, b).exhausted(10), "another rate");
+        assert_ne!(full, RateCode::new(0, a).never_fits(10), "another kind");
+
+        let never = RateCode::new(0, a).never_fits(10);
+        let unreachable = Denied::new(
+            0,
+            Some(a),
+            DenialKind::Unreachable {
+                reason: "down".into(),
+            },
+        );
+        assert!(full.is_exhausted() && !full.is_never_fits());
+        assert!(never.is_never_fits() && !never.is_exhausted());
+        assert!(!unreachable.is_exhausted() && !unreachable.is_never_fits());
+
+        let debug = format!("{full:?}");
+        for part in [
+            "rate_index: 0",
+            "Exhausted",
+            "retry_after: 10ns",
+            "limit: 5",
+        ] {
+            assert!(debug.contains(part), "{debug} lacks {part}");
+        }
+    }
+
+    #[test]
     fn rates_are_kept_once_and_told_apart() {
         let a = Rate::new(10, Duration::from_secs(1));
         let b = Rate::requests(10, Duration::from_secs(1));
