@@ -13,7 +13,7 @@ use crate::journal::{self, Journal};
 use crate::protocol::{self, NoHook, Rule};
 use crate::rate::Rate;
 use crate::region::{Dirs, Pinned, SwapCell};
-use crate::sync::{Ordering, StdAtomicU64};
+use crate::sync::StdAtomicU64;
 
 use super::attached::{Answer, Attached};
 use super::counters::Refusal;
@@ -84,30 +84,13 @@ impl FileLimiter {
     }
 
     /// One try of `try_acquire`: a refusal is counted, in the file that refused it.
-    ///
-    /// A repeat of the last denial (`Attached::repeat`) is answered here, in the caller's
-    /// frame, with nothing but the pin, the memo and one slot: the rest of an acquire, which
-    /// needs many more registers, is out of line (`FileLimiter::unanswered`), so that a
-    /// denial does not pay for its frame. A call at or past the check interval takes the
-    /// general path, which checks the file's path first.
     #[inline]
     pub(super) fn try_counted<A: Answer>(&self, weight: u64) -> Result<A, Denied> {
         #[cfg(feature = "journal")]
         if let Some(journal) = &self.strict {
             return self.try_leased_counted(journal, weight);
         }
-        let now = self.clock.now();
-        // Relaxed: only a timer, as in `current`.
-        if now < self.next_check.load(Ordering::Relaxed) {
-            // The guard stays here: passed by value, its words were stored in pieces and
-            // copied whole, a store-forwarding stall on every admission.
-            let attached = self.attached.get();
-            return match attached.repeat(now, weight, Some(Refusal::Try)) {
-                Ok(denied) => Err(denied),
-                Err(memo) => self.unanswered(&attached, memo, now, weight, Some(Refusal::Try)),
-            };
-        }
-        self.acquire_in(now, weight, Some(Refusal::Try))
+        self.acquire_in(self.clock.now(), weight, Some(Refusal::Try))
     }
 
     /// `try_counted` in strict journal mode.
@@ -133,7 +116,7 @@ impl FileLimiter {
         match attached.unanswered(memo, now, weight, count) {
             Some(result) => result,
             // The retired file stays pinned until the caller returns: it is freed at a later
-            // re-attach or reclaim, as when `acquire_in` re-attaches.
+            // re-attach or reclaim.
             None => self.follow_retired(now, weight, count),
         }
     }
@@ -146,6 +129,11 @@ impl FileLimiter {
 
     /// One acquire at `now`, with no journal lease; a refusal counted as `count` says, while
     /// the file that refused is still pinned.
+    ///
+    /// A repeat of the last denial (`Attached::repeat`) is answered here, in the caller's
+    /// frame, with nothing but the pin, the memo and one slot: the rest of an acquire, which
+    /// needs many more registers, is out of line (`FileLimiter::unanswered`), so that a
+    /// denial does not pay for its frame.
     #[inline(always)]
     fn acquire_in<A: Answer>(
         &self,
@@ -153,13 +141,12 @@ impl FileLimiter {
         weight: u64,
         count: Option<Refusal>,
     ) -> Result<A, Denied> {
+        // The guard stays here: passed by value, its words were stored in pieces and copied
+        // whole, a store-forwarding stall on every admission.
         let attached = self.current(&mut now)?;
-        match attached.try_acquire(now, weight, count) {
-            Some(result) => result,
-            None => {
-                drop(attached);
-                self.follow_retired(now, weight, count)
-            }
+        match attached.repeat(now, weight, count) {
+            Ok(denied) => Err(denied),
+            Err(memo) => self.unanswered(&attached, memo, now, weight, count),
         }
     }
 
