@@ -10,14 +10,15 @@
 //! stall cost as much as the rest of a repeated denial.
 //!
 //! So a denial is one 128-bit scalar (a single scalar, not a pair: a caller that spills it
-//! stores and reloads it in the same halves, which forward) holding a number (the retry time
-//! in ns, or the weight that never fits) and a code: the kind, the rate's index (a limiter
-//! has at most 8 rates; the byte holds up to 254), and the rate as an id into a
-//! process-wide table of the rates limiters were opened with ([`RateId`], interned once per distinct rate when a
-//! limiter is opened, never freed: bounded by the distinct rates a process uses). The rare
-//! kinds that carry a message (an unusable file, an unreachable server) keep it in a
-//! process-wide table too, under a key held in the number, removed when the denial is
-//! dropped. Everything stays safe Rust: no pointer is hidden in an integer.
+//! stores and reloads it in the same halves, which forward) holding a number (the retry
+//! time in ns, or the weight that never fits) and a code: the kind, the rate's index (a
+//! limiter has at most 8 rates; the byte holds up to 254), and the rate as an id into a
+//! process-wide table of the rates limiters were opened with ([`RateId`], interned once per
+//! distinct rate when a limiter is opened, never freed: bounded by the distinct rates a
+//! process uses). The rare kinds that carry a message (an unusable file, an unreachable
+//! server) keep it in a process-wide table too, under a key held in the number, removed
+//! when the denial is dropped. Everything stays safe Rust: no pointer is hidden in an
+//! integer.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -79,13 +80,22 @@ impl Code {
     /// The index of a denial that no rate made (`rate_index()` is `usize::MAX`).
     const NO_INDEX: u64 = 0xff;
 
-    fn pack(kind: u64, rate_index: usize, rate: Option<RateId>) -> NonZeroU64 {
+    /// The code of a denial of `kind` (one of the kinds above) with `rate` (see
+    /// [`Code::rate`]).
+    #[inline(always)]
+    fn pack(kind: u64, rate: u64) -> NonZeroU64 {
+        // Never 0: no kind is (the `MIN` is never taken).
+        NonZeroU64::new(kind | rate).unwrap_or(NonZeroU64::MIN)
+    }
+
+    /// The bits of a code that name the rate: its index and id.
+    fn rate(rate_index: usize, rate: Option<RateId>) -> u64 {
         let index = u64::try_from(rate_index)
             .ok()
             .filter(|&index| index < Code::NO_INDEX)
             .unwrap_or(Code::NO_INDEX);
         let id = rate.map_or(0, |id| u64::from(id.0.get()));
-        NonZeroU64::new(kind | (index << 8) | (id << 32)).unwrap_or(NonZeroU64::MIN)
+        (index << 8) | (id << 32)
     }
 }
 
@@ -142,7 +152,7 @@ pub(crate) struct RateCode(u64);
 impl RateCode {
     /// The code for denials by rate number `rate_index`, `rate`.
     pub(crate) fn new(rate_index: usize, rate: Rate) -> RateCode {
-        RateCode(Code::pack(0, rate_index, RateId::of(rate)).get())
+        RateCode(Code::rate(rate_index, RateId::of(rate)))
     }
 
     /// "Full for `retry_after_ns` more nanoseconds".
@@ -159,11 +169,7 @@ impl RateCode {
 
     #[inline(always)]
     fn denial(self, kind: u64, value: u64) -> Denied {
-        // Never 0: the kind is not (the `MIN` is never taken).
-        Denied::of(
-            value,
-            NonZeroU64::new(self.0 | kind).unwrap_or(NonZeroU64::MIN),
-        )
+        Denied::of(value, Code::pack(kind, self.0))
     }
 }
 
@@ -182,7 +188,7 @@ impl Denied {
             DenialKind::Unreachable { reason } => (Code::UNREACHABLE, keep(reason)),
             DenialKind::Unavailable { reason } => (Code::UNAVAILABLE, keep(reason)),
         };
-        Denied::of(value, Code::pack(kind, rate_index, id))
+        Denied::of(value, Code::pack(kind, Code::rate(rate_index, id)))
     }
 
     #[inline(always)]
